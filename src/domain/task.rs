@@ -1,0 +1,768 @@
+//! Human tasks: the eight task types, their default outcomes, and the rules that a
+//! reviewer's decision (`task_result`) must satisfy.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::error::{Error, Result};
+use super::principal::validate_assignee;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskType {
+    Approval,
+    Review,
+    Form,
+    Override,
+    Confirmation,
+    Assignment,
+    Clarification,
+    ManualAction,
+}
+
+impl TaskType {
+    pub const ALL: [TaskType; 8] = [
+        TaskType::Approval,
+        TaskType::Review,
+        TaskType::Form,
+        TaskType::Override,
+        TaskType::Confirmation,
+        TaskType::Assignment,
+        TaskType::Clarification,
+        TaskType::ManualAction,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskType::Approval => "approval",
+            TaskType::Review => "review",
+            TaskType::Form => "form",
+            TaskType::Override => "override",
+            TaskType::Confirmation => "confirmation",
+            TaskType::Assignment => "assignment",
+            TaskType::Clarification => "clarification",
+            TaskType::ManualAction => "manual_action",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<TaskType> {
+        TaskType::ALL
+            .into_iter()
+            .find(|task_type| task_type.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TaskType::ALL.iter().map(TaskType::as_str).collect();
+                Error::invalid(
+                    "unknown_task_type",
+                    format!(
+                        "human_task.task_type `{text}` is not one of the eight task types: {}",
+                        names.join(", ")
+                    ),
+                )
+                .with_details(json!({ "field": "human_task.task_type", "allowed": names }))
+            })
+    }
+
+    /// Used when the agent does not list `allowed_outcomes`.
+    pub fn default_outcomes(&self) -> &'static [&'static str] {
+        match self {
+            TaskType::Approval => &["approved", "rejected"],
+            TaskType::Review => &["approved", "changes_requested", "rejected"],
+            TaskType::Form => &["submitted", "declined"],
+            TaskType::Override => &["override_approved", "rejected"],
+            TaskType::Confirmation => &["confirmed", "denied"],
+            TaskType::Assignment => &["assigned", "declined"],
+            TaskType::Clarification => &["provided", "declined"],
+            TaskType::ManualAction => &["completed", "failed"],
+        }
+    }
+
+    /// Outcomes for which this type always wants a comment, whatever `required_comment` says.
+    fn outcome_needs_comment(&self, outcome: &str) -> bool {
+        match self {
+            TaskType::Review => matches!(outcome, "changes_requested" | "rejected"),
+            TaskType::Clarification => outcome == "provided",
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for TaskType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether an outcome says yes, no, or neither. It decides the `approved` flag the
+/// agent sees, which inbox button maps to which outcome, and the exit code of
+/// `signoff ask --wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approving,
+    Rejecting,
+    Neutral,
+}
+
+pub fn verdict_of(outcome: &str) -> Verdict {
+    match outcome {
+        "approved" | "override_approved" | "confirmed" | "submitted" | "assigned" | "provided"
+        | "completed" | "accepted" | "yes" => Verdict::Approving,
+        "rejected" | "changes_requested" | "denied" | "declined" | "failed" | "no" => {
+            Verdict::Rejecting
+        }
+        _ => Verdict::Neutral,
+    }
+}
+
+/// A human task as stored: the agent's request with every default filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HumanTask {
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub task_type: TaskType,
+    pub allowed_outcomes: Vec<String>,
+    #[serde(default)]
+    pub required_comment: bool,
+    /// The assignees the agent asked for (the intent holds the current ones).
+    #[serde(default)]
+    pub assignees: Vec<String>,
+    #[serde(default)]
+    pub evidence_required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form_schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify_email: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct HumanTaskInput {
+    title: Option<String>,
+    description: Option<String>,
+    task_type: Option<String>,
+    allowed_outcomes: Option<Vec<String>>,
+    required_comment: Option<bool>,
+    assignees: Option<Vec<String>>,
+    evidence_required: Option<bool>,
+    form_schema: Option<Value>,
+    notify_email: Option<OneOrMany>,
+}
+
+const MAX_TITLE_CHARS: usize = 255;
+const MAX_DESCRIPTION_CHARS: usize = 2000;
+const MAX_OUTCOMES: usize = 20;
+const MAX_ASSIGNEES: usize = 20;
+const MAX_OUTCOME_CHARS: usize = 64;
+
+/// Deserialises `value` as `T`, naming the offending field (under `prefix`) on failure.
+pub fn parse_fields<T: serde::de::DeserializeOwned>(prefix: &str, value: &Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let inner = err.path().to_string();
+        let field = match (prefix.is_empty(), inner.as_str()) {
+            (true, _) => inner.clone(),
+            (false, ".") => prefix.to_string(),
+            (false, _) => format!("{prefix}.{inner}"),
+        };
+        Error::invalid_field(&field, err.into_inner().to_string())
+    })
+}
+
+impl HumanTask {
+    /// Validates an agent's `human_task` object and fills in the defaults.
+    pub fn from_request(value: &Value) -> Result<HumanTask> {
+        if !value.is_object() {
+            return Err(Error::invalid_field("human_task", "must be an object"));
+        }
+        let input: HumanTaskInput = parse_fields("human_task", value)?;
+
+        let title = input.title.map(|t| t.trim().to_string()).unwrap_or_default();
+        if title.is_empty() {
+            return Err(Error::invalid_field("human_task.title", "is required"));
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(Error::invalid_field(
+                "human_task.title",
+                format!("must be at most {MAX_TITLE_CHARS} characters"),
+            ));
+        }
+        let description = input.description.filter(|d| !d.trim().is_empty());
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
+        {
+            return Err(Error::invalid_field(
+                "human_task.description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            ));
+        }
+
+        let task_type = match (&input.task_type, &input.form_schema) {
+            (Some(name), _) => TaskType::parse(name)?,
+            (None, Some(_)) => TaskType::Form,
+            (None, None) => TaskType::Approval,
+        };
+
+        let allowed_outcomes = match input.allowed_outcomes {
+            None => task_type
+                .default_outcomes()
+                .iter()
+                .map(|o| o.to_string())
+                .collect(),
+            Some(outcomes) => validate_outcomes(outcomes)?,
+        };
+
+        let assignees = match input.assignees {
+            None => vec![],
+            Some(list) => validate_assignee_list("human_task.assignees", list)?,
+        };
+
+        let form_schema = match input.form_schema {
+            None | Some(Value::Null) => None,
+            Some(schema) => Some(validate_form_schema(schema)?),
+        };
+
+        let notify_email = match input.notify_email {
+            None => vec![],
+            Some(OneOrMany::One(address)) => vec![address],
+            Some(OneOrMany::Many(addresses)) => addresses,
+        };
+        for address in &notify_email {
+            if !looks_like_email(address) {
+                return Err(Error::invalid_field(
+                    "human_task.notify_email",
+                    format!("`{address}` is not an email address"),
+                ));
+            }
+        }
+
+        Ok(HumanTask {
+            title,
+            description,
+            task_type,
+            allowed_outcomes,
+            required_comment: input
+                .required_comment
+                .unwrap_or(task_type == TaskType::Override),
+            assignees,
+            evidence_required: input.evidence_required.unwrap_or(false),
+            form_schema,
+            notify_email,
+        })
+    }
+
+    /// The first allowed outcome with the given verdict: what "approve" or "reject"
+    /// means for this task when a client only says yes or no.
+    pub fn outcome_with_verdict(&self, verdict: Verdict) -> Option<&str> {
+        self.allowed_outcomes
+            .iter()
+            .map(String::as_str)
+            .find(|outcome| verdict_of(outcome) == verdict)
+    }
+
+    /// Checks a reviewer's decision against every rule of this task and returns it
+    /// with form fields coerced to their schema types.
+    pub fn validate_result(&self, input: TaskResultInput) -> Result<ValidDecision> {
+        let TaskResultInput {
+            outcome,
+            comment,
+            mut data,
+        } = input;
+        if !self.allowed_outcomes.contains(&outcome) {
+            return Err(Error::invalid(
+                "outcome_not_allowed",
+                format!(
+                    "outcome `{outcome}` is not allowed for this {} task; allowed: {}",
+                    self.task_type,
+                    self.allowed_outcomes.join(", ")
+                ),
+            )
+            .with_details(json!({ "field": "task_result.outcome", "allowed_outcomes": self.allowed_outcomes })));
+        }
+        let comment = comment.filter(|c| !c.trim().is_empty());
+        if comment.is_none()
+            && (self.required_comment || self.task_type.outcome_needs_comment(&outcome))
+        {
+            let why = if self.task_type == TaskType::Override {
+                "an override needs a written justification".to_string()
+            } else {
+                format!("outcome `{outcome}` needs a comment on this {} task", self.task_type)
+            };
+            return Err(Error::invalid("comment_required", why)
+                .with_details(json!({ "field": "task_result.comment" })));
+        }
+        let saying_no = verdict_of(&outcome) == Verdict::Rejecting;
+        if self.evidence_required && !saying_no && !data.get("evidence").is_some_and(is_present) {
+            return Err(Error::invalid(
+                "evidence_required",
+                format!("outcome `{outcome}` needs evidence in data.evidence"),
+            )
+            .with_details(json!({ "field": "task_result.data.evidence" })));
+        }
+        if outcome == "assigned" {
+            let assignee = data
+                .get("assignee")
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .unwrap_or_default();
+            if assignee.is_empty() {
+                return Err(Error::invalid(
+                    "assignee_required",
+                    "outcome `assigned` needs data.assignee",
+                )
+                .with_details(json!({ "field": "task_result.data.assignee" })));
+            }
+            validate_assignee("task_result.data.assignee", assignee)?;
+        }
+        if let Some(schema) = self.form_schema.as_ref().filter(|_| !saying_no) {
+            coerce_to_schema(&mut data, schema);
+            check_form(schema, &data)?;
+        }
+        Ok(ValidDecision {
+            outcome,
+            comment,
+            data,
+        })
+    }
+}
+
+fn validate_outcomes(outcomes: Vec<String>) -> Result<Vec<String>> {
+    if outcomes.is_empty() || outcomes.len() > MAX_OUTCOMES {
+        return Err(Error::invalid_field(
+            "human_task.allowed_outcomes",
+            format!("must list 1-{MAX_OUTCOMES} outcomes"),
+        ));
+    }
+    let mut seen = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let outcome = outcome.trim().to_string();
+        let valid = !outcome.is_empty()
+            && outcome.chars().count() <= MAX_OUTCOME_CHARS
+            && !outcome.chars().any(char::is_control);
+        if !valid {
+            return Err(Error::invalid_field(
+                "human_task.allowed_outcomes",
+                format!("`{outcome}` must be 1-{MAX_OUTCOME_CHARS} printable characters"),
+            ));
+        }
+        if seen.contains(&outcome) {
+            return Err(Error::invalid_field(
+                "human_task.allowed_outcomes",
+                format!("`{outcome}` is listed twice"),
+            ));
+        }
+        seen.push(outcome);
+    }
+    Ok(seen)
+}
+
+/// Validates a list of reviewer identities or `team:NAME` entries.
+pub fn validate_assignee_list(field: &str, list: Vec<String>) -> Result<Vec<String>> {
+    if list.is_empty() || list.len() > MAX_ASSIGNEES {
+        return Err(Error::invalid_field(
+            field,
+            format!("must list 1-{MAX_ASSIGNEES} reviewers or teams"),
+        ));
+    }
+    let mut unique = Vec::with_capacity(list.len());
+    for entry in list {
+        let entry = entry.trim().to_string();
+        validate_assignee(field, &entry)?;
+        if !unique.contains(&entry) {
+            unique.push(entry);
+        }
+    }
+    Ok(unique)
+}
+
+fn validate_form_schema(schema: Value) -> Result<Value> {
+    if !schema.is_object() {
+        return Err(Error::invalid_field(
+            "human_task.form_schema",
+            "must be a JSON Schema object",
+        ));
+    }
+    jsonschema::validator_for(&schema).map_err(|err| {
+        Error::invalid_field(
+            "human_task.form_schema",
+            format!("is not a valid JSON Schema: {err}"),
+        )
+    })?;
+    Ok(schema)
+}
+
+fn looks_like_email(address: &str) -> bool {
+    let mut parts = address.split('@');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(local), Some(domain), None)
+            if !local.is_empty() && domain.contains('.') && !address.contains(char::is_whitespace)
+    )
+}
+
+fn is_present(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::String(text) => !text.trim().is_empty(),
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(fields) => !fields.is_empty(),
+        _ => true,
+    }
+}
+
+/// The JSON types a schema property accepts (`type` may be a string or a list).
+fn declared_types(property: &Value) -> Vec<&str> {
+    match property.get("type") {
+        Some(Value::String(name)) => vec![name.as_str()],
+        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    }
+}
+
+/// Clients that flatten fields (the Go CLI, `--data k=v`) send every value as a
+/// string. Convert such strings to the type the schema declares; anything that does
+/// not convert is left alone so the schema reports it.
+fn coerce_to_schema(data: &mut Map<String, Value>, schema: &Value) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, value) in data.iter_mut() {
+        let Value::String(text) = value else { continue };
+        let Some(property) = properties.get(name) else {
+            continue;
+        };
+        let types = declared_types(property);
+        if types.is_empty() || types.contains(&"string") {
+            continue;
+        }
+        if let Some(converted) = types.iter().find_map(|kind| coerce_text(text, kind)) {
+            *value = converted;
+        }
+    }
+}
+
+fn coerce_text(text: &str, kind: &str) -> Option<Value> {
+    let trimmed = text.trim();
+    match kind {
+        "boolean" => match trimmed.to_ascii_lowercase().as_str() {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        "integer" => trimmed.parse::<i64>().ok().map(Value::from),
+        "number" => match trimmed.parse::<i64>() {
+            Ok(whole) => Some(Value::from(whole)),
+            Err(_) => trimmed
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number),
+        },
+        "null" => (trimmed == "null").then_some(Value::Null),
+        "array" | "object" => serde_json::from_str::<Value>(trimmed)
+            .ok()
+            .filter(|parsed| parsed.is_array() == (kind == "array") && !parsed.is_string()),
+        _ => None,
+    }
+}
+
+fn check_form(schema: &Value, data: &Map<String, Value>) -> Result<()> {
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|err| Error::internal(format!("stored form schema no longer compiles: {err}")))?;
+    let instance = Value::Object(data.clone());
+    let errors: Vec<Value> = validator
+        .iter_errors(&instance)
+        .map(|err| {
+            let path = err.instance_path().to_string();
+            json!({ "path": if path.is_empty() { "/".to_string() } else { path }, "message": err.to_string() })
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let summary: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{} {}", e["path"].as_str().unwrap_or("/"), e["message"].as_str().unwrap_or("")))
+        .collect();
+    Err(Error::invalid(
+        "form_invalid",
+        format!("the form data does not match the task's schema: {}", summary.join("; ")),
+    )
+    .with_details(json!({ "field": "task_result.data", "errors": errors })))
+}
+
+/// A decision as submitted, before validation. Form fields may arrive nested under
+/// `data` or flattened next to `outcome`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskResultInput {
+    pub outcome: String,
+    pub comment: Option<String>,
+    pub data: Map<String, Value>,
+}
+
+impl TaskResultInput {
+    pub fn parse(value: &Value) -> Result<TaskResultInput> {
+        let Some(fields) = value.as_object() else {
+            return Err(Error::invalid_field("task_result", "must be an object"));
+        };
+        let outcome = match fields.get("outcome") {
+            Some(Value::String(outcome)) if !outcome.trim().is_empty() => {
+                outcome.trim().to_string()
+            }
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err(Error::invalid_field("task_result.outcome", "is required"));
+            }
+            Some(_) => {
+                return Err(Error::invalid_field("task_result.outcome", "must be a string"));
+            }
+        };
+        let comment = match fields.get("comment") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(comment)) => Some(comment.clone()),
+            Some(_) => {
+                return Err(Error::invalid_field("task_result.comment", "must be a string"));
+            }
+        };
+        let mut data = match fields.get("data") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(data)) => data.clone(),
+            Some(_) => {
+                return Err(Error::invalid_field("task_result.data", "must be an object"));
+            }
+        };
+        for (name, value) in fields {
+            if !matches!(name.as_str(), "outcome" | "comment" | "data") {
+                data.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        Ok(TaskResultInput {
+            outcome,
+            comment,
+            data,
+        })
+    }
+}
+
+/// A decision that passed every rule of its task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidDecision {
+    pub outcome: String,
+    pub comment: Option<String>,
+    pub data: Map<String, Value>,
+}
+
+impl ValidDecision {
+    /// The flat object agents read as `event["data"]`: form fields, outcome, comment,
+    /// and `approved` when the outcome is a yes or a no.
+    pub fn flat_data(&self) -> Value {
+        let mut flat = self.data.clone();
+        flat.insert("outcome".into(), Value::String(self.outcome.clone()));
+        flat.insert(
+            "comment".into(),
+            self.comment.clone().map(Value::String).unwrap_or(Value::Null),
+        );
+        match verdict_of(&self.outcome) {
+            Verdict::Approving => {
+                flat.insert("approved".into(), Value::Bool(true));
+            }
+            Verdict::Rejecting => {
+                flat.insert("approved".into(), Value::Bool(false));
+            }
+            Verdict::Neutral => {}
+        }
+        Value::Object(flat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn task(spec: Value) -> HumanTask {
+        HumanTask::from_request(&spec).unwrap()
+    }
+
+    fn decide(task: &HumanTask, result: Value) -> Result<ValidDecision> {
+        task.validate_result(TaskResultInput::parse(&result)?)
+    }
+
+    #[test]
+    fn every_type_has_its_default_outcomes() {
+        for task_type in TaskType::ALL {
+            let t = task(json!({"title": "t", "task_type": task_type.as_str()}));
+            assert_eq!(t.allowed_outcomes, task_type.default_outcomes());
+            assert_eq!(t.required_comment, task_type == TaskType::Override);
+        }
+    }
+
+    #[test]
+    fn a_schema_without_a_type_makes_a_form() {
+        let t = task(json!({"title": "t", "form_schema": {"type": "object"}}));
+        assert_eq!(t.task_type, TaskType::Form);
+        assert_eq!(task(json!({"title": "t"})).task_type, TaskType::Approval);
+    }
+
+    #[test]
+    fn unknown_task_types_name_the_eight() {
+        let err = HumanTask::from_request(&json!({"title": "t", "task_type": "vote"})).unwrap_err();
+        assert_eq!(err.code, "unknown_task_type");
+        assert!(err.message.contains("manual_action"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_specs_name_their_field() {
+        for (spec, field) in [
+            (json!({}), "human_task.title"),
+            (json!({"title": "   "}), "human_task.title"),
+            (json!({"title": "x".repeat(256)}), "human_task.title"),
+            (json!({"title": "t", "description": "d".repeat(2001)}), "human_task.description"),
+            (json!({"title": "t", "allowed_outcomes": []}), "human_task.allowed_outcomes"),
+            (json!({"title": "t", "allowed_outcomes": ["a", "a"]}), "human_task.allowed_outcomes"),
+            (json!({"title": "t", "assignees": []}), "human_task.assignees"),
+            (json!({"title": "t", "assignees": ["team:"]}), "human_task.assignees"),
+            (json!({"title": 5}), "human_task.title"),
+            (json!({"title": "t", "required_comment": "yes"}), "human_task.required_comment"),
+            (json!({"title": "t", "form_schema": "object"}), "human_task.form_schema"),
+            (json!({"title": "t", "form_schema": {"type": "nonsense"}}), "human_task.form_schema"),
+            (json!({"title": "t", "notify_email": "not-an-email"}), "human_task.notify_email"),
+        ] {
+            let err = HumanTask::from_request(&spec).unwrap_err();
+            assert_eq!(err.details["field"], field, "{spec} -> {err:?}");
+        }
+    }
+
+    #[test]
+    fn outcomes_must_be_allowed() {
+        let t = task(json!({"title": "t"}));
+        let err = decide(&t, json!({"outcome": "maybe"})).unwrap_err();
+        assert_eq!(err.code, "outcome_not_allowed");
+        assert!(decide(&t, json!({"outcome": "approved"})).is_ok());
+        assert!(decide(&t, json!({"comment": "no outcome"})).is_err());
+        assert!(decide(&t, json!({"outcome": 1})).is_err());
+    }
+
+    #[test]
+    fn reviews_need_comments_for_changes_and_rejections() {
+        let t = task(json!({"title": "t", "task_type": "review"}));
+        assert!(decide(&t, json!({"outcome": "approved"})).is_ok());
+        for outcome in ["changes_requested", "rejected"] {
+            let err = decide(&t, json!({"outcome": outcome, "comment": "  "})).unwrap_err();
+            assert_eq!(err.code, "comment_required");
+            assert!(decide(&t, json!({"outcome": outcome, "comment": "fix it"})).is_ok());
+        }
+    }
+
+    #[test]
+    fn overrides_need_a_justification() {
+        let t = task(json!({"title": "t", "task_type": "override"}));
+        let err = decide(&t, json!({"outcome": "override_approved"})).unwrap_err();
+        assert!(err.message.contains("justification"));
+        assert!(decide(&t, json!({"outcome": "override_approved", "comment": "incident 42"})).is_ok());
+    }
+
+    #[test]
+    fn clarifications_need_an_answer() {
+        let t = task(json!({"title": "t", "task_type": "clarification"}));
+        assert!(decide(&t, json!({"outcome": "provided"})).is_err());
+        assert!(decide(&t, json!({"outcome": "declined"})).is_ok());
+    }
+
+    #[test]
+    fn manual_actions_need_evidence_when_asked() {
+        let t = task(json!({"title": "t", "task_type": "manual_action", "evidence_required": true}));
+        let err = decide(&t, json!({"outcome": "completed"})).unwrap_err();
+        assert_eq!(err.code, "evidence_required");
+        assert!(decide(&t, json!({"outcome": "completed", "data": {"evidence": ""}})).is_err());
+        assert!(decide(&t, json!({"outcome": "completed", "evidence": "https://ci/run/1"})).is_ok());
+        assert!(decide(&t, json!({"outcome": "failed"})).is_ok());
+    }
+
+    #[test]
+    fn assignments_need_a_valid_assignee() {
+        let t = task(json!({"title": "t", "task_type": "assignment"}));
+        assert_eq!(decide(&t, json!({"outcome": "assigned"})).unwrap_err().code, "assignee_required");
+        assert!(decide(&t, json!({"outcome": "assigned", "assignee": "has space"})).is_err());
+        assert!(decide(&t, json!({"outcome": "assigned", "assignee": "bob@x.io"})).is_ok());
+        assert!(decide(&t, json!({"outcome": "declined"})).is_ok());
+    }
+
+    fn deploy_form() -> HumanTask {
+        task(json!({"title": "t", "form_schema": {
+            "type": "object",
+            "required": ["replicas", "region"],
+            "properties": {
+                "replicas": {"type": "integer", "minimum": 1},
+                "ratio": {"type": "number"},
+                "canary": {"type": "boolean"},
+                "region": {"type": "string", "enum": ["eu", "us"]},
+                "tags": {"type": "array"}
+            }
+        }}))
+    }
+
+    #[test]
+    fn flattened_string_fields_are_coerced_before_validation() {
+        let decision = decide(
+            &deploy_form(),
+            json!({"outcome": "submitted", "replicas": "3", "ratio": "0.5", "canary": "TRUE", "region": "eu", "tags": "[\"a\"]"}),
+        )
+        .unwrap();
+        assert_eq!(decision.data["replicas"], 3);
+        assert_eq!(decision.data["ratio"], 0.5);
+        assert_eq!(decision.data["canary"], true);
+        assert_eq!(decision.data["tags"], json!(["a"]));
+        assert_eq!(decision.data["region"], "eu");
+    }
+
+    #[test]
+    fn form_errors_list_every_failing_field() {
+        let err = decide(
+            &deploy_form(),
+            json!({"outcome": "submitted", "data": {"replicas": "many", "region": "mars"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, "form_invalid");
+        let paths: Vec<&str> = err.details["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap())
+            .collect();
+        assert!(paths.contains(&"/replicas") && paths.contains(&"/region"), "{paths:?}");
+        assert!(decide(&deploy_form(), json!({"outcome": "declined"})).is_ok());
+    }
+
+    #[test]
+    fn flat_data_carries_the_verdict() {
+        let t = task(json!({"title": "t"}));
+        let yes = decide(&t, json!({"outcome": "approved", "comment": "ok"})).unwrap();
+        assert_eq!(yes.flat_data()["approved"], true);
+        assert_eq!(yes.flat_data()["comment"], "ok");
+        let no = decide(&t, json!({"outcome": "rejected"})).unwrap();
+        assert_eq!(no.flat_data()["approved"], false);
+        let custom = task(json!({"title": "t", "allowed_outcomes": ["plan_b"]}));
+        let neutral = decide(&custom, json!({"outcome": "plan_b"})).unwrap();
+        assert!(neutral.flat_data().get("approved").is_none());
+    }
+
+    proptest! {
+        /// Whatever the reviewer sends, validation answers with a decision or an error;
+        /// an accepted decision always carries an allowed outcome.
+        #[test]
+        fn validation_never_panics(outcome in ".{0,12}", comment in proptest::option::of(".{0,8}"), replicas in ".{0,6}") {
+            let form = deploy_form();
+            let result = json!({"outcome": outcome, "comment": comment, "replicas": replicas, "region": "eu"});
+            if let Ok(decision) = decide(&form, result) {
+                prop_assert!(form.allowed_outcomes.contains(&decision.outcome));
+            }
+        }
+    }
+}

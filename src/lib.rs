@@ -1,0 +1,3 @@
+//! signoff: durable, asynchronous human approval for AI agents.
+
+pub mod domain;
