@@ -1,3 +1,10 @@
 //! signoff: durable, asynchronous human approval for AI agents.
 
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod engine;
+pub mod server;
+pub mod store;

@@ -66,8 +66,12 @@ impl Error {
     }
 
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(ErrorKind::NotFound, "not_found", format!("{what} {id} not found"))
-            .with_details(serde_json::json!({ "id": id }))
+        Self::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("{what} {id} not found"),
+        )
+        .with_details(serde_json::json!({ "id": id }))
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {

@@ -219,7 +219,11 @@ mod tests {
 
     #[test]
     fn terminal_events_remove_only_human_tasks() {
-        let decided = event(COMPLETED, Status::Completed, json!({"assignees": ["alice"]}));
+        let decided = event(
+            COMPLETED,
+            Status::Completed,
+            json!({"assignees": ["alice"]}),
+        );
         let effect = decided.task_stream_effect().unwrap();
         assert_eq!(effect.remove_for, vec!["alice"]);
         assert_eq!(effect.reason, "decided");

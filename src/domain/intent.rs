@@ -54,7 +54,9 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|status| status.as_str() == text)
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
     }
 
     pub fn is_terminal(&self) -> bool {
@@ -208,6 +210,9 @@ pub struct Intent {
     /// Highest event seq so far; the next event gets `last_seq + 1`.
     #[serde(default, skip)]
     pub last_seq: u64,
+    /// Global commit position of the latest event or inbox message about this intent.
+    #[serde(default, skip)]
+    pub last_cursor: u64,
 }
 
 impl Intent {
@@ -218,7 +223,11 @@ impl Intent {
     }
 
     /// Moves to `next`, or explains why the status machine forbids it.
-    pub fn transition(&mut self, next: Status, waiting_reason: Option<WaitingReason>) -> Result<()> {
+    pub fn transition(
+        &mut self,
+        next: Status,
+        waiting_reason: Option<WaitingReason>,
+    ) -> Result<()> {
         if !self.status.may_become(next) {
             return Err(Error::conflict(
                 "illegal_transition",

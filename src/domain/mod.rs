@@ -8,6 +8,7 @@ pub mod principal;
 pub mod request;
 pub mod task;
 pub mod time;
+pub mod view;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, StoredEvent, TaskStreamEffect};
@@ -16,3 +17,4 @@ pub use principal::{Principal, PrincipalKind};
 pub use request::IntentRequest;
 pub use task::{HumanTask, TaskResultInput, TaskType, ValidDecision, Verdict, verdict_of};
 pub use time::Timestamp;
+pub use view::{TaskView, Thread, ThreadStatus, TimelineEntry};

@@ -55,7 +55,10 @@ impl Principal {
     /// Does this principal hold the given assignee entry, either by name or through a team?
     pub fn holds_assignee(&self, assignee: &str) -> bool {
         if let Some(team) = assignee.strip_prefix(TEAM_PREFIX) {
-            return self.teams.iter().any(|mine| mine.eq_ignore_ascii_case(team));
+            return self
+                .teams
+                .iter()
+                .any(|mine| mine.eq_ignore_ascii_case(team));
         }
         self.kind == PrincipalKind::Reviewer && self.identity.eq_ignore_ascii_case(assignee)
     }
@@ -71,7 +74,9 @@ impl Principal {
         match kind {
             PrincipalKind::Agent => validate_agent_address("identity", identity)?,
             PrincipalKind::Reviewer => validate_reviewer_identity("identity", identity)?,
-            PrincipalKind::Admin => validate_name("identity", identity.trim_start_matches("admin:"))?,
+            PrincipalKind::Admin => {
+                validate_name("identity", identity.trim_start_matches("admin:"))?
+            }
         }
         let identity = match kind {
             PrincipalKind::Admin if !identity.starts_with("admin:") => format!("admin:{identity}"),
@@ -79,7 +84,10 @@ impl Principal {
         };
         let mut normalised_teams = Vec::new();
         for team in teams {
-            let team = team.trim().trim_start_matches(TEAM_PREFIX).to_ascii_lowercase();
+            let team = team
+                .trim()
+                .trim_start_matches(TEAM_PREFIX)
+                .to_ascii_lowercase();
             validate_name("teams", &team)?;
             if !normalised_teams.contains(&team) {
                 normalised_teams.push(team);
@@ -123,7 +131,9 @@ pub fn validate_agent_address(field: &str, address: &str) -> Result<()> {
     if !valid {
         return Err(Error::invalid_field(
             field,
-            format!("`{address}` is not an agent address; expected agent://org/name with segments of letters, digits, `.`, `_` or `-`"),
+            format!(
+                "`{address}` is not an agent address; expected agent://org/name with segments of letters, digits, `.`, `_` or `-`"
+            ),
         ));
     }
     Ok(())
@@ -141,7 +151,9 @@ pub fn validate_reviewer_identity(field: &str, identity: &str) -> Result<()> {
     if !valid {
         return Err(Error::invalid_field(
             field,
-            format!("`{identity}` is not a reviewer identity; use a name or email such as alice@example.com"),
+            format!(
+                "`{identity}` is not a reviewer identity; use a name or email such as alice@example.com"
+            ),
         ));
     }
     Ok(())

@@ -80,7 +80,9 @@ impl IntentRequest {
         if !is_valid_intent_type(&intent_type) {
             return Err(Error::invalid_field(
                 "intent_type",
-                format!("`{intent_type}` must look like `intent.human_task.v1` (lowercase dotted names ending in .vN)"),
+                format!(
+                    "`{intent_type}` must look like `intent.human_task.v1` (lowercase dotted names ending in .vN)"
+                ),
             ));
         }
 
@@ -88,7 +90,12 @@ impl IntentRequest {
             .correlation_id
             .ok_or_else(|| Error::invalid_field("correlation_id", "is required"))?;
         let correlation_id = uuid::Uuid::parse_str(&correlation_id)
-            .map_err(|_| Error::invalid_field("correlation_id", format!("`{correlation_id}` is not a UUID")))?
+            .map_err(|_| {
+                Error::invalid_field(
+                    "correlation_id",
+                    format!("`{correlation_id}` is not a UUID"),
+                )
+            })?
             .to_string();
 
         // The sender is whoever holds the key; only an admin may speak for an agent.
@@ -117,7 +124,9 @@ impl IntentRequest {
 
         let deadline_at = input
             .deadline_at
-            .map(|text| Timestamp::parse(&text).map_err(|why| Error::invalid_field("deadline_at", why)))
+            .map(|text| {
+                Timestamp::parse(&text).map_err(|why| Error::invalid_field("deadline_at", why))
+            })
             .transpose()?;
 
         let human_task = match input.human_task {
@@ -184,7 +193,15 @@ mod tests {
         for good in ["intent.human_task.v1", "a.b.v10", "x_1.y_2.z.v0"] {
             assert!(is_valid_intent_type(good), "{good}");
         }
-        for bad in ["intent.v1", "Intent.human.v1", "intent.human_task", "intent..x.v1", "a.b.v", "a.b.v1x", ""] {
+        for bad in [
+            "intent.v1",
+            "Intent.human.v1",
+            "intent.human_task",
+            "intent..x.v1",
+            "a.b.v",
+            "a.b.v1x",
+            "",
+        ] {
             assert!(!is_valid_intent_type(bad), "{bad}");
         }
     }
@@ -196,7 +213,10 @@ mod tests {
         let request = IntentRequest::parse(&body, &agent()).unwrap();
         assert_eq!(request.from_agent, "agent://acme/deployer");
         let admin = Principal::new(PrincipalKind::Admin, "root", vec![]).unwrap();
-        assert_eq!(IntentRequest::parse(&body, &admin).unwrap().from_agent, "agent://someone/else");
+        assert_eq!(
+            IntentRequest::parse(&body, &admin).unwrap().from_agent,
+            "agent://someone/else"
+        );
     }
 
     #[test]
@@ -231,7 +251,10 @@ mod tests {
     fn an_intent_needs_somebody_to_act() {
         let mut body = base();
         body.as_object_mut().unwrap().remove("human_task");
-        assert_eq!(IntentRequest::parse(&body, &agent()).unwrap_err().code, "no_recipient");
+        assert_eq!(
+            IntentRequest::parse(&body, &agent()).unwrap_err().code,
+            "no_recipient"
+        );
         body["to_agent"] = json!("agent://acme/worker");
         assert!(IntentRequest::parse(&body, &agent()).is_ok());
     }

@@ -183,7 +183,10 @@ impl HumanTask {
         }
         let input: HumanTaskInput = parse_fields("human_task", value)?;
 
-        let title = input.title.map(|t| t.trim().to_string()).unwrap_or_default();
+        let title = input
+            .title
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
         if title.is_empty() {
             return Err(Error::invalid_field("human_task.title", "is required"));
         }
@@ -293,7 +296,10 @@ impl HumanTask {
             let why = if self.task_type == TaskType::Override {
                 "an override needs a written justification".to_string()
             } else {
-                format!("outcome `{outcome}` needs a comment on this {} task", self.task_type)
+                format!(
+                    "outcome `{outcome}` needs a comment on this {} task",
+                    self.task_type
+                )
             };
             return Err(Error::invalid("comment_required", why)
                 .with_details(json!({ "field": "task_result.comment" })));
@@ -489,11 +495,20 @@ fn check_form(schema: &Value, data: &Map<String, Value>) -> Result<()> {
     }
     let summary: Vec<String> = errors
         .iter()
-        .map(|e| format!("{} {}", e["path"].as_str().unwrap_or("/"), e["message"].as_str().unwrap_or("")))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["path"].as_str().unwrap_or("/"),
+                e["message"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     Err(Error::invalid(
         "form_invalid",
-        format!("the form data does not match the task's schema: {}", summary.join("; ")),
+        format!(
+            "the form data does not match the task's schema: {}",
+            summary.join("; ")
+        ),
     )
     .with_details(json!({ "field": "task_result.data", "errors": errors })))
 }
@@ -520,21 +535,30 @@ impl TaskResultInput {
                 return Err(Error::invalid_field("task_result.outcome", "is required"));
             }
             Some(_) => {
-                return Err(Error::invalid_field("task_result.outcome", "must be a string"));
+                return Err(Error::invalid_field(
+                    "task_result.outcome",
+                    "must be a string",
+                ));
             }
         };
         let comment = match fields.get("comment") {
             None | Some(Value::Null) => None,
             Some(Value::String(comment)) => Some(comment.clone()),
             Some(_) => {
-                return Err(Error::invalid_field("task_result.comment", "must be a string"));
+                return Err(Error::invalid_field(
+                    "task_result.comment",
+                    "must be a string",
+                ));
             }
         };
         let mut data = match fields.get("data") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(data)) => data.clone(),
             Some(_) => {
-                return Err(Error::invalid_field("task_result.data", "must be an object"));
+                return Err(Error::invalid_field(
+                    "task_result.data",
+                    "must be an object",
+                ));
             }
         };
         for (name, value) in fields {
@@ -566,7 +590,10 @@ impl ValidDecision {
         flat.insert("outcome".into(), Value::String(self.outcome.clone()));
         flat.insert(
             "comment".into(),
-            self.comment.clone().map(Value::String).unwrap_or(Value::Null),
+            self.comment
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
         );
         match verdict_of(&self.outcome) {
             Verdict::Approving => {
@@ -623,16 +650,43 @@ mod tests {
             (json!({}), "human_task.title"),
             (json!({"title": "   "}), "human_task.title"),
             (json!({"title": "x".repeat(256)}), "human_task.title"),
-            (json!({"title": "t", "description": "d".repeat(2001)}), "human_task.description"),
-            (json!({"title": "t", "allowed_outcomes": []}), "human_task.allowed_outcomes"),
-            (json!({"title": "t", "allowed_outcomes": ["a", "a"]}), "human_task.allowed_outcomes"),
-            (json!({"title": "t", "assignees": []}), "human_task.assignees"),
-            (json!({"title": "t", "assignees": ["team:"]}), "human_task.assignees"),
+            (
+                json!({"title": "t", "description": "d".repeat(2001)}),
+                "human_task.description",
+            ),
+            (
+                json!({"title": "t", "allowed_outcomes": []}),
+                "human_task.allowed_outcomes",
+            ),
+            (
+                json!({"title": "t", "allowed_outcomes": ["a", "a"]}),
+                "human_task.allowed_outcomes",
+            ),
+            (
+                json!({"title": "t", "assignees": []}),
+                "human_task.assignees",
+            ),
+            (
+                json!({"title": "t", "assignees": ["team:"]}),
+                "human_task.assignees",
+            ),
             (json!({"title": 5}), "human_task.title"),
-            (json!({"title": "t", "required_comment": "yes"}), "human_task.required_comment"),
-            (json!({"title": "t", "form_schema": "object"}), "human_task.form_schema"),
-            (json!({"title": "t", "form_schema": {"type": "nonsense"}}), "human_task.form_schema"),
-            (json!({"title": "t", "notify_email": "not-an-email"}), "human_task.notify_email"),
+            (
+                json!({"title": "t", "required_comment": "yes"}),
+                "human_task.required_comment",
+            ),
+            (
+                json!({"title": "t", "form_schema": "object"}),
+                "human_task.form_schema",
+            ),
+            (
+                json!({"title": "t", "form_schema": {"type": "nonsense"}}),
+                "human_task.form_schema",
+            ),
+            (
+                json!({"title": "t", "notify_email": "not-an-email"}),
+                "human_task.notify_email",
+            ),
         ] {
             let err = HumanTask::from_request(&spec).unwrap_err();
             assert_eq!(err.details["field"], field, "{spec} -> {err:?}");
@@ -665,7 +719,13 @@ mod tests {
         let t = task(json!({"title": "t", "task_type": "override"}));
         let err = decide(&t, json!({"outcome": "override_approved"})).unwrap_err();
         assert!(err.message.contains("justification"));
-        assert!(decide(&t, json!({"outcome": "override_approved", "comment": "incident 42"})).is_ok());
+        assert!(
+            decide(
+                &t,
+                json!({"outcome": "override_approved", "comment": "incident 42"})
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -677,18 +737,34 @@ mod tests {
 
     #[test]
     fn manual_actions_need_evidence_when_asked() {
-        let t = task(json!({"title": "t", "task_type": "manual_action", "evidence_required": true}));
+        let t =
+            task(json!({"title": "t", "task_type": "manual_action", "evidence_required": true}));
         let err = decide(&t, json!({"outcome": "completed"})).unwrap_err();
         assert_eq!(err.code, "evidence_required");
-        assert!(decide(&t, json!({"outcome": "completed", "data": {"evidence": ""}})).is_err());
-        assert!(decide(&t, json!({"outcome": "completed", "evidence": "https://ci/run/1"})).is_ok());
+        assert!(
+            decide(
+                &t,
+                json!({"outcome": "completed", "data": {"evidence": ""}})
+            )
+            .is_err()
+        );
+        assert!(
+            decide(
+                &t,
+                json!({"outcome": "completed", "evidence": "https://ci/run/1"})
+            )
+            .is_ok()
+        );
         assert!(decide(&t, json!({"outcome": "failed"})).is_ok());
     }
 
     #[test]
     fn assignments_need_a_valid_assignee() {
         let t = task(json!({"title": "t", "task_type": "assignment"}));
-        assert_eq!(decide(&t, json!({"outcome": "assigned"})).unwrap_err().code, "assignee_required");
+        assert_eq!(
+            decide(&t, json!({"outcome": "assigned"})).unwrap_err().code,
+            "assignee_required"
+        );
         assert!(decide(&t, json!({"outcome": "assigned", "assignee": "has space"})).is_err());
         assert!(decide(&t, json!({"outcome": "assigned", "assignee": "bob@x.io"})).is_ok());
         assert!(decide(&t, json!({"outcome": "declined"})).is_ok());
@@ -736,7 +812,10 @@ mod tests {
             .iter()
             .map(|e| e["path"].as_str().unwrap())
             .collect();
-        assert!(paths.contains(&"/replicas") && paths.contains(&"/region"), "{paths:?}");
+        assert!(
+            paths.contains(&"/replicas") && paths.contains(&"/region"),
+            "{paths:?}"
+        );
         assert!(decide(&deploy_form(), json!({"outcome": "declined"})).is_ok());
     }
 

@@ -1,0 +1,129 @@
+//! Command-line parsing and dispatch. Each subcommand group lives in its own file
+//! and talks to the engine (serve) or to a server over HTTP (everything else).
+
+pub mod keys;
+pub mod output;
+pub mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+use crate::config::{ClientConfig, FileConfig, client_config_path, default_config_path};
+
+/// Exit code for runtime errors (bad input, unreachable server, refused request).
+pub const EXIT_ERROR: u8 = 3;
+/// Exit code for command-line usage errors (unknown flag, missing argument).
+pub const EXIT_USAGE: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "signoff",
+    version,
+    about = "Durable, asynchronous human approval for AI agents",
+    long_about = "signoff keeps agents' requests for human decisions in a database, lets reviewers \
+                  decide them, and resumes the agents with the answer.\n\n\
+                  Start the server with `signoff serve`; it writes a client config so the other \
+                  commands on this machine connect without set-up."
+)]
+pub struct Cli {
+    /// Server config file [default: $XDG_CONFIG_HOME/signoff/config.toml]
+    #[arg(long, global = true, env = "SIGNOFF_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Server URL for client commands [default: from client.toml]
+    #[arg(long, global = true, env = "SIGNOFF_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// API key for client commands [default: from client.toml]
+    #[arg(
+        long,
+        global = true,
+        env = "SIGNOFF_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the durable server
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API keys (admin)
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+}
+
+impl Cli {
+    /// The server config file: `--config` (which must exist) or the XDG default.
+    pub fn file_config(&self) -> Result<FileConfig> {
+        let (path, must_exist) = match &self.config {
+            Some(path) => (path.clone(), true),
+            None => (default_config_path()?, false),
+        };
+        Ok(FileConfig::load(&path, must_exist)?)
+    }
+
+    /// A client for the configured server: flags and environment first, then
+    /// `client.toml` as written by `signoff serve`.
+    pub fn client(&self) -> Result<Client> {
+        let path = client_config_path()?;
+        let saved = ClientConfig::load(&path)?;
+        let server = self
+            .server
+            .clone()
+            .or_else(|| saved.as_ref().map(|config| config.server.clone()));
+        let key = self
+            .key
+            .clone()
+            .or_else(|| saved.as_ref().map(|config| config.key.clone()));
+        let (Some(server), Some(key)) = (server, key) else {
+            bail!(
+                "no server configured: run `signoff serve` once on this machine (it writes {}), \
+                 or pass --server and --key (SIGNOFF_SERVER, SIGNOFF_KEY)",
+                path.display()
+            );
+        };
+        Client::new(&server, &key)
+            .map(|client| client.with_via("cli"))
+            .with_context(|| format!("invalid server URL `{server}`"))
+    }
+}
+
+/// Parses the command line and runs it, mapping every failure to one line on
+/// stderr and a documented exit code.
+pub async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match &cli.command {
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Serve(args)) => serve::run(&cli, args).await,
+        Some(Command::Keys { command }) => keys::run(&cli, command).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", output::one_line(&err));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

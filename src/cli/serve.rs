@@ -1,0 +1,140 @@
+//! `signoff serve`: the durable server.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio::net::TcpListener;
+
+use super::Cli;
+use crate::clock::SystemClock;
+use crate::config::{
+    ClientConfig, DatabaseLocation, ServerOverrides, ServerSettings, client_config_path, local_url,
+};
+use crate::engine::{Engine, EngineSettings};
+use crate::server::RunningServer;
+
+/// Idempotency records are kept this long (the contract asks for at least 24 h).
+const IDEMPOTENCY_RETENTION_SECONDS: i64 = 48 * 3600;
+/// How long shutdown waits for open requests before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7700]
+    #[arg(long, env = "SIGNOFF_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// SQLite file (or sqlite:// URL) [default: $XDG_DATA_HOME/signoff/signoff.db]
+    #[arg(long = "db", env = "SIGNOFF_DATABASE_URL", value_name = "PATH|URL")]
+    pub database: Option<String>,
+
+    /// full: fsync every commit (survives power loss); normal: survives a process crash
+    #[arg(long, env = "SIGNOFF_DURABILITY", value_name = "full|normal")]
+    pub durability: Option<String>,
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNOFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("signoff=info,tower_http=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(err) => {
+                    tracing::warn!("cannot listen for SIGTERM: {err}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    init_logging();
+    let file = cli.file_config()?;
+    let overrides = ServerOverrides {
+        listen: args.listen.clone(),
+        database: args.database.clone(),
+        durability: args.durability.clone(),
+    };
+    let settings = ServerSettings::resolve(&file, &overrides)?;
+    let DatabaseLocation::Sqlite(path) = &settings.database;
+    let engine = Engine::open_sqlite(
+        path,
+        settings.durability,
+        Arc::new(SystemClock),
+        EngineSettings {
+            default_assignees: settings.default_assignees.clone(),
+        },
+    )?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    let url = local_url(address);
+
+    if let Some(secret) = engine.bootstrap_admin_key().await? {
+        let client_path = client_config_path()?;
+        ClientConfig {
+            server: url.clone(),
+            key: secret,
+        }
+        .save(&client_path)?;
+        tracing::info!(
+            "created the first admin key and wrote it to {} (mode 0600)",
+            client_path.display()
+        );
+    }
+
+    let server = RunningServer::spawn(listener, engine.clone())?;
+    tracing::info!(
+        "signoff {} listening on {url}; database {} (sqlite, durability {})",
+        env!("CARGO_PKG_VERSION"),
+        path.display(),
+        settings.durability.as_str()
+    );
+    let pruning = tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            match engine
+                .prune_idempotency(IDEMPOTENCY_RETENTION_SECONDS)
+                .await
+            {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!("forgot {pruned} expired idempotency keys"),
+                Err(err) => tracing::warn!("could not prune idempotency keys: {err}"),
+            }
+        }
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing streams and finishing queued writes");
+    pruning.abort();
+    match tokio::time::timeout(SHUTDOWN_GRACE, server.stop()).await {
+        Ok(result) => result.context("server error")?,
+        Err(_) => tracing::warn!("open requests did not finish within {SHUTDOWN_GRACE:?}; exiting"),
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

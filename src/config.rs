@@ -1,0 +1,399 @@
+//! Settings, resolved in this order (later wins):
+//! built-in defaults <- `config.toml` (XDG) <- environment (`SIGNOFF_*`) <- flags.
+//! Flags and environment are merged by clap; this module supplies the file and the
+//! defaults, and validates every value with a message that names it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::task::validate_assignee_list;
+use crate::store::Durability;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "no home directory: set HOME or XDG_{kind}_HOME so signoff knows where to keep its files"
+    )]
+    NoHome { kind: &'static str },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// `$XDG_<KIND>_HOME/signoff`, falling back to the XDG default under `$HOME`.
+fn xdg_dir(kind: &'static str, fallback: &str) -> Result<PathBuf, ConfigError> {
+    let from_env = std::env::var_os(format!("XDG_{kind}_HOME"))
+        .map(PathBuf::from)
+        .filter(|path| path.is_absolute());
+    let base = match from_env {
+        Some(base) => base,
+        None => std::env::var_os("HOME")
+            .filter(|home| !home.is_empty())
+            .map(|home| PathBuf::from(home).join(fallback))
+            .ok_or(ConfigError::NoHome { kind })?,
+    };
+    Ok(base.join("signoff"))
+}
+
+pub fn config_dir() -> Result<PathBuf, ConfigError> {
+    xdg_dir("CONFIG", ".config")
+}
+
+pub fn data_dir() -> Result<PathBuf, ConfigError> {
+    xdg_dir("DATA", ".local/share")
+}
+
+pub fn state_dir() -> Result<PathBuf, ConfigError> {
+    xdg_dir("STATE", ".local/state")
+}
+
+pub fn default_config_path() -> Result<PathBuf, ConfigError> {
+    Ok(config_dir()?.join("config.toml"))
+}
+
+pub fn client_config_path() -> Result<PathBuf, ConfigError> {
+    Ok(config_dir()?.join("client.toml"))
+}
+
+/// `config.toml`. Unknown keys are errors, so a typo never silently does nothing.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub tasks: TasksSection,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub durability: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasksSection {
+    pub default_assignees: Option<Vec<String>>,
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing file at the default location means "all defaults".
+    pub fn load(path: &Path, must_exist: bool) -> Result<FileConfig, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+                return Ok(FileConfig::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        toml::from_str(&text).map_err(|err| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })
+    }
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseLocation {
+    Sqlite(PathBuf),
+}
+
+impl DatabaseLocation {
+    /// Accepts a path, `sqlite://PATH` or `sqlite:PATH`.
+    pub fn parse(key: &str, text: &str) -> Result<DatabaseLocation, ConfigError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(invalid(key, "is empty"));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Err(invalid(
+                key,
+                "PostgreSQL is not supported by this build yet; use a SQLite path",
+            ));
+        }
+        let path = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+            .unwrap_or(text);
+        if path.is_empty() || path.contains("://") {
+            return Err(invalid(
+                key,
+                format!("`{text}` is neither a file path nor a sqlite:// URL"),
+            ));
+        }
+        Ok(DatabaseLocation::Sqlite(PathBuf::from(path)))
+    }
+}
+
+/// Everything `signoff serve` needs, fully validated.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub database: DatabaseLocation,
+    pub durability: Durability,
+    pub default_assignees: Vec<String>,
+}
+
+/// Values given on the command line or in the environment (`None` when absent).
+#[derive(Debug, Default, Clone)]
+pub struct ServerOverrides {
+    pub listen: Option<String>,
+    pub database: Option<String>,
+    pub durability: Option<String>,
+}
+
+impl ServerSettings {
+    pub fn resolve(
+        file: &FileConfig,
+        overrides: &ServerOverrides,
+    ) -> Result<ServerSettings, ConfigError> {
+        let (listen_key, listen) = match (&overrides.listen, &file.server.listen) {
+            (Some(value), _) => ("--listen", value.clone()),
+            (None, Some(value)) => ("server.listen", value.clone()),
+            (None, None) => ("--listen", DEFAULT_LISTEN.to_string()),
+        };
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            invalid(
+                listen_key,
+                format!("`{listen}` is not an address like 127.0.0.1:7700"),
+            )
+        })?;
+
+        let database = match (&overrides.database, &file.server.database) {
+            (Some(value), _) => DatabaseLocation::parse("--db / SIGNOFF_DATABASE_URL", value)?,
+            (None, Some(value)) => DatabaseLocation::parse("server.database", value)?,
+            (None, None) => DatabaseLocation::Sqlite(data_dir()?.join("signoff.db")),
+        };
+
+        let durability = match (&overrides.durability, &file.server.durability) {
+            (Some(value), _) => {
+                Durability::parse(value).map_err(|why| invalid("--durability", why))?
+            }
+            (None, Some(value)) => {
+                Durability::parse(value).map_err(|why| invalid("server.durability", why))?
+            }
+            (None, None) => Durability::Full,
+        };
+
+        let default_assignees = match &file.tasks.default_assignees {
+            None => vec![],
+            Some(list) if list.is_empty() => vec![],
+            Some(list) => validate_assignee_list("tasks.default_assignees", list.clone())
+                .map_err(|err| invalid("tasks.default_assignees", err.message))?,
+        };
+
+        Ok(ServerSettings {
+            listen,
+            database,
+            durability,
+            default_assignees,
+        })
+    }
+}
+
+/// `client.toml`: how the CLI and the inbox reach a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub server: String,
+    pub key: String,
+}
+
+impl ClientConfig {
+    pub fn load(path: &Path) -> Result<Option<ClientConfig>, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .map(Some)
+                .map_err(|err| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: err.to_string(),
+                }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes the file readable by its owner only (it holds a key), replacing any
+    /// previous one atomically and keeping it as `client.toml.bak`.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        let write_error = |source| ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(write_error)?;
+        }
+        let text = toml::to_string(self).map_err(|err| invalid("client.toml", err.to_string()))?;
+        let temporary = path.with_extension("toml.tmp");
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(&temporary).map_err(write_error)?;
+            file.write_all(text.as_bytes()).map_err(write_error)?;
+            file.sync_all().map_err(write_error)?;
+        }
+        if path.exists() {
+            std::fs::copy(path, path.with_extension("toml.bak")).map_err(write_error)?;
+        }
+        std::fs::rename(&temporary, path).map_err(write_error)
+    }
+}
+
+/// The URL a local client should use to reach a server listening on `listen`.
+pub fn local_url(listen: SocketAddr) -> String {
+    let host = match listen.ip() {
+        ip if ip.is_unspecified() && listen.is_ipv6() => "[::1]".to_string(),
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    format!("http://{host}:{}", listen.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|err: toml::de::Error| err.to_string())
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(file("[server]\nlisten = \"127.0.0.1:1\"\n").is_ok());
+        let err = file("[server]\nlistn = \"x\"\n").unwrap_err();
+        assert!(err.contains("listn"), "{err}");
+        assert!(file("[nonsense]\n").is_err());
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_bad_values_are_named() {
+        let config = file("[server]\nlisten = \"127.0.0.1:9000\"\ndurability = \"normal\"\ndatabase = \"/tmp/x.db\"\n").unwrap();
+        let settings = ServerSettings::resolve(&config, &ServerOverrides::default()).unwrap();
+        assert_eq!(settings.listen.port(), 9000);
+        assert_eq!(settings.durability, Durability::Normal);
+        let overrides = ServerOverrides {
+            listen: Some("127.0.0.1:9001".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ServerSettings::resolve(&config, &overrides)
+                .unwrap()
+                .listen
+                .port(),
+            9001
+        );
+
+        let bad_listen = ServerOverrides {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        };
+        let err = ServerSettings::resolve(&config, &bad_listen)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--listen") && err.contains("nowhere"), "{err}");
+
+        let bad_durability =
+            file("[server]\ndurability = \"sometimes\"\ndatabase = \"/tmp/x.db\"\n").unwrap();
+        let err = ServerSettings::resolve(&bad_durability, &ServerOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.durability"), "{err}");
+
+        let bad_assignees = file("[server]\ndatabase = \"/tmp/x.db\"\n[tasks]\ndefault_assignees = [\"no spaces allowed\"]\n").unwrap();
+        let err = ServerSettings::resolve(&bad_assignees, &ServerOverrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tasks.default_assignees"), "{err}");
+    }
+
+    #[test]
+    fn database_locations() {
+        assert_eq!(
+            DatabaseLocation::parse("k", "sqlite:///var/x.db").unwrap(),
+            DatabaseLocation::Sqlite(PathBuf::from("/var/x.db"))
+        );
+        assert_eq!(
+            DatabaseLocation::parse("k", "data/x.db").unwrap(),
+            DatabaseLocation::Sqlite(PathBuf::from("data/x.db"))
+        );
+        assert!(DatabaseLocation::parse("k", "").is_err());
+        assert!(DatabaseLocation::parse("k", "mysql://x").is_err());
+        assert!(DatabaseLocation::parse("k", "postgres://x").is_err());
+    }
+
+    #[test]
+    fn local_urls_never_point_at_unspecified_addresses() {
+        assert_eq!(
+            local_url("0.0.0.0:7700".parse().unwrap()),
+            "http://127.0.0.1:7700"
+        );
+        assert_eq!(
+            local_url("127.0.0.1:1".parse().unwrap()),
+            "http://127.0.0.1:1"
+        );
+        assert_eq!(local_url("[::]:5".parse().unwrap()), "http://[::1]:5");
+    }
+
+    #[test]
+    fn client_config_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/client.toml");
+        let config = ClientConfig {
+            server: "http://127.0.0.1:1".into(),
+            key: "so_x".into(),
+        };
+        config.save(&path).unwrap();
+        assert_eq!(ClientConfig::load(&path).unwrap(), Some(config.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        config.save(&path).unwrap();
+        assert!(path.with_extension("toml.bak").exists());
+        std::fs::write(&path, "server = 1").unwrap();
+        assert!(ClientConfig::load(&path).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! Live fan-out of committed changes to open streams.
+//!
+//! The store calls [`Hub::committed`] from its writer, after each commit and in
+//! commit order, so every subscriber sees changes in the order the database has
+//! them. Subscribers that fall behind are told so (`Lagged`) and catch up from the
+//! database; the hub is a fast path, never the source of truth.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use crate::store::{AgentDelivery, CommitSink, Committed};
+
+/// How many changes a slow subscriber may fall behind before it must re-read.
+const CHANNEL_CAPACITY: usize = 256;
+
+type Channels<T> = Mutex<HashMap<String, broadcast::Sender<T>>>;
+
+pub struct Hub {
+    intents: Channels<Arc<Committed>>,
+    agents: Channels<AgentDelivery>,
+    tasks: broadcast::Sender<Arc<Committed>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            intents: Mutex::new(HashMap::new()),
+            agents: Mutex::new(HashMap::new()),
+            tasks: broadcast::channel(4 * CHANNEL_CAPACITY).0,
+        }
+    }
+}
+
+/// A receiver on a keyed channel; the channel is dropped with its last subscriber.
+pub struct Subscription<T: Clone> {
+    pub receiver: broadcast::Receiver<T>,
+    key: String,
+    hub: Arc<Hub>,
+    pick: fn(&Hub) -> &Channels<T>,
+}
+
+impl<T: Clone> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        if let Ok(mut channels) = (self.pick)(&self.hub).lock()
+            && channels
+                .get(&self.key)
+                .is_some_and(|sender| sender.receiver_count() <= 1)
+        {
+            channels.remove(&self.key);
+        }
+    }
+}
+
+fn subscribe<T: Clone>(
+    hub: &Arc<Hub>,
+    key: &str,
+    pick: fn(&Hub) -> &Channels<T>,
+) -> Subscription<T> {
+    let receiver = {
+        let mut channels = pick(hub)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        channels
+            .entry(key.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
+    };
+    Subscription {
+        receiver,
+        key: key.to_string(),
+        hub: hub.clone(),
+        pick,
+    }
+}
+
+fn send_to<T: Clone>(channels: &Channels<T>, key: &str, value: T) {
+    let channels = channels
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(sender) = channels.get(key) {
+        // No receivers left is not an error: the subscription is being dropped.
+        let _ = sender.send(value);
+    }
+}
+
+impl Hub {
+    pub fn subscribe_intent(self: &Arc<Self>, intent_id: &str) -> Subscription<Arc<Committed>> {
+        subscribe(self, intent_id, |hub| &hub.intents)
+    }
+
+    pub fn subscribe_agent(self: &Arc<Self>, agent: &str) -> Subscription<AgentDelivery> {
+        subscribe(self, agent, |hub| &hub.agents)
+    }
+
+    /// Every change that touches a reviewer's task list.
+    pub fn subscribe_tasks(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.tasks.subscribe()
+    }
+}
+
+impl CommitSink for Hub {
+    fn committed(&self, batch: &[Arc<Committed>]) {
+        for committed in batch {
+            if !committed.events.is_empty() {
+                send_to(
+                    &self.intents,
+                    &committed.intent.intent_id,
+                    committed.clone(),
+                );
+            }
+            for delivery in &committed.deliveries {
+                send_to(&self.agents, &delivery.agent, delivery.clone());
+            }
+            let touches_tasks = committed
+                .events
+                .iter()
+                .any(|stored| stored.event.task_stream_effect().is_some());
+            if touches_tasks {
+                let _ = self.tasks.send(committed.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Request extractors that fail with the uniform error shape instead of axum's
+//! plain-text rejections.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::{Error, ErrorKind, Principal};
+use crate::engine::decisions::Via;
+use crate::store::IdempotencyClaim;
+
+/// Request bodies above this are refused with 413.
+pub const BODY_LIMIT_BYTES: usize = 128 * 1024;
+
+/// The authenticated principal behind `x-api-key` or `Authorization: Bearer`.
+pub struct Caller(pub Principal);
+
+fn header_text<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let api_key = header_text(parts, "x-api-key");
+        let bearer = header_text(parts, "authorization").and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .map(str::trim)
+        });
+        if api_key.is_none() && bearer.is_none() {
+            return Err(Error::unauthorized(
+                "an API key is required: send `x-api-key: KEY` or `Authorization: Bearer KEY`",
+            )
+            .into());
+        }
+        // Some clients send an unrelated actor token as the bearer next to a valid
+        // x-api-key (and the reverse), so either valid key is enough.
+        let mut last_error = None;
+        for candidate in [api_key, bearer].into_iter().flatten() {
+            match state.engine.authenticate(candidate).await {
+                Ok(principal) => return Ok(Caller(principal)),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| Error::unauthorized("the API key is not valid"))
+            .into())
+    }
+}
+
+/// A JSON object body, parsed with a clear error for every way it can be wrong.
+pub struct JsonBody(pub Value);
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::new(
+                        ErrorKind::TooLarge,
+                        "body_too_large",
+                        format!(
+                            "the request body is larger than {} KiB",
+                            BODY_LIMIT_BYTES / 1024
+                        ),
+                    )
+                } else {
+                    Error::malformed(format!("could not read the request body: {rejection}"))
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::malformed("the request body is empty; send a JSON object").into());
+        }
+        let value: Value = serde_json::from_slice(&bytes).map_err(|err| {
+            Error::malformed(format!("the request body is not valid JSON: {err}"))
+        })?;
+        if !value.is_object() {
+            return Err(Error::malformed("the request body must be a JSON object").into());
+        }
+        Ok(JsonBody(value))
+    }
+}
+
+/// The query string, decoded, with typed accessors that explain bad values.
+pub struct Query(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let pairs = parts
+            .uri
+            .query()
+            .map(|query| {
+                url::form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Query(pairs))
+    }
+}
+
+impl Query {
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    }
+
+    pub fn unsigned(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.text(name)
+            .map(|value| {
+                value.parse::<u64>().map_err(|_| {
+                    ApiError(Error::malformed(format!(
+                        "query parameter `{name}` must be a non-negative integer, got `{value}`"
+                    )))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Facts about the request that writes need: the `Idempotency-Key`, which of our
+/// clients sent it, and the endpoint it hit.
+pub struct WriteContext {
+    idempotency_key: Option<String>,
+    pub via: Via,
+    endpoint: String,
+    query: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let idempotency_key = match header_text(parts, "idempotency-key") {
+            None => None,
+            Some(key) if key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(key.to_string())
+            }
+            Some(_) => {
+                return Err(Error::malformed(
+                    "Idempotency-Key must be 1-255 visible ASCII characters",
+                )
+                .into());
+            }
+        };
+        Ok(WriteContext {
+            idempotency_key,
+            via: Via::from_header(header_text(parts, "x-signoff-via")),
+            endpoint: format!("{} {}", parts.method, parts.uri.path()),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+        })
+    }
+}
+
+impl WriteContext {
+    /// The idempotency claim for this request, if the client sent a key. The request
+    /// hash covers the canonical JSON body (object keys sorted) and the query string.
+    pub fn claim(&self, caller: &Principal, body: &Value) -> Option<IdempotencyClaim> {
+        let key = self.idempotency_key.clone()?;
+        let mut hasher = Sha256::new();
+        hasher.update(body.to_string().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(self.query.as_bytes());
+        Some(IdempotencyClaim {
+            principal: caller.identity.clone(),
+            endpoint: self.endpoint.clone(),
+            key,
+            request_hash: hex::encode(hasher.finalize()),
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! The HTTP server: an axum router over the engine. Handlers are thin; the rules
+//! live in `engine` and `domain`.
+
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod sse;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::domain::{Error, ErrorKind};
+use crate::engine::Engine;
+use error::ApiError;
+use routes::{agents, inbox, intents, keys, meta, tasks};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    /// Cancelled on shutdown; every open stream ends when it fires.
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(meta::health))
+        .route("/v1/capabilities", get(meta::capabilities))
+        .route("/v1/me", get(meta::me))
+        .route("/v1/intents", post(intents::create))
+        .route("/v1/intents/{intent_id}", get(intents::get))
+        .route("/v1/intents/{intent_id}/events", get(intents::events))
+        .route(
+            "/v1/intents/{intent_id}/events/stream",
+            get(intents::events_stream),
+        )
+        .route("/v1/intents/{intent_id}/resume", post(intents::resume))
+        .route("/v1/intents/{intent_id}/resolve", post(intents::resolve))
+        .route("/v1/me/tasks", get(tasks::list))
+        .route("/v1/me/tasks/stream", get(tasks::stream))
+        .route("/v1/agents/{*address_and_path}", get(agents::stream))
+        .route("/v1/inbox", get(inbox::list))
+        .route("/v1/inbox/changes", get(inbox::changes))
+        .route("/v1/inbox/{thread_id}", get(inbox::thread))
+        .route("/v1/inbox/{thread_id}/reply", post(inbox::reply))
+        .route("/v1/inbox/{thread_id}/delegate", post(inbox::delegate))
+        .route("/v1/inbox/{thread_id}/approve", post(inbox::approve))
+        .route("/v1/inbox/{thread_id}/reject", post(inbox::reject))
+        .route(
+            "/v1/approvals/{intent_id}/decision",
+            post(inbox::approval_decision),
+        )
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{key_id}/revoke", post(keys::revoke))
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn(request_ids))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn no_such_endpoint(method: Method, uri: axum::http::Uri) -> ApiError {
+    Error::new(
+        ErrorKind::NotFound,
+        "no_such_endpoint",
+        format!("there is no endpoint {method} {}", uri.path()),
+    )
+    .into()
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    let error = Error::malformed(format!("{method} is not allowed on {}", uri.path()));
+    let mut response = ApiError(error).into_response();
+    *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// Echoes `x-request-id` (generating one when absent) and `x-trace-id`, so a
+/// client can match any response, including errors, to its request.
+async fn request_ids(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .filter(|value| !value.is_empty() && value.len() <= 200)
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        });
+    let trace_id = request.headers().get("x-trace-id").cloned();
+    let mut response = next.run(request).await;
+    response.headers_mut().insert("x-request-id", request_id);
+    if let Some(trace_id) = trace_id {
+        response.headers_mut().insert("x-trace-id", trace_id);
+    }
+    response
+}
+
+/// A running server. Dropping it does not stop it; call [`RunningServer::stop`].
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub engine: Engine,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Starts serving on `listener` in the background.
+    pub fn spawn(listener: TcpListener, engine: Engine) -> std::io::Result<RunningServer> {
+        let address = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let state = AppState {
+            engine: engine.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let app = router(state);
+        let listener = listener.tap_io(|stream| {
+            // Small SSE frames and JSON replies must not wait for Nagle's algorithm.
+            let _ = stream.set_nodelay(true);
+        });
+        let signal = shutdown.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { signal.cancelled().await })
+                .await
+        });
+        Ok(RunningServer {
+            address,
+            engine,
+            shutdown,
+            task,
+        })
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server stops (after the shutdown token fires), then closes
+    /// the store so every queued write is committed.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(std::io::Error::other(err)),
+        };
+        self.engine.close().await;
+        result
+    }
+
+    /// Ends open streams, finishes in-flight requests, and closes the store.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}

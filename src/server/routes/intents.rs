@@ -1,0 +1,153 @@
+//! `/v1/intents/...`: create, read, follow, resume, resolve.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use crate::domain::{Error, Event};
+use crate::server::AppState;
+use crate::server::error::ApiResult;
+use crate::server::extract::{Caller, JsonBody, Query, WriteContext};
+use crate::server::sse;
+
+/// Bounds on `wait_seconds` for the bounded streams.
+const DEFAULT_WAIT_SECONDS: u64 = 15;
+const MAX_WAIT_SECONDS: u64 = 60;
+
+/// `wait_seconds`: 1 to 60, default 15. Larger values are clamped to 60 so SDK
+/// callers passing a long wait keep working; zero or garbage is refused.
+pub fn wait_seconds(query: &Query) -> ApiResult<Duration> {
+    let seconds = query
+        .unsigned("wait_seconds")?
+        .unwrap_or(DEFAULT_WAIT_SECONDS);
+    if seconds == 0 {
+        return Err(
+            Error::malformed("query parameter `wait_seconds` must be between 1 and 60").into(),
+        );
+    }
+    Ok(Duration::from_secs(seconds.min(MAX_WAIT_SECONDS)))
+}
+
+/// Where a stream resumes: the `Last-Event-ID` header wins over `?since=`.
+pub fn resume_position(headers: &HeaderMap, query: &Query) -> ApiResult<Option<u64>> {
+    if let Some(value) = headers.get("last-event-id") {
+        let text = value.to_str().unwrap_or_default().trim();
+        if !text.is_empty() {
+            return text.parse::<u64>().map(Some).map_err(|_| {
+                Error::malformed(format!(
+                    "Last-Event-ID must be a non-negative integer, got `{text}`"
+                ))
+                .into()
+            });
+        }
+    }
+    query.unsigned("since")
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    context: WriteContext,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let claim = context.claim(&caller, &body);
+    Ok(Json(
+        state.engine.create_intent(&caller, &body, claim).await?,
+    ))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(intent_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let intent = state.engine.intent(&caller, &intent_id).await?;
+    Ok(Json(json!({ "ok": true, "intent": intent })))
+}
+
+pub async fn events(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(intent_id): Path<String>,
+    query: Query,
+) -> ApiResult<Json<Value>> {
+    let since = query.unsigned("since")?.unwrap_or(0);
+    let events = state.engine.events(&caller, &intent_id, since).await?;
+    Ok(Json(json!({ "ok": true, "events": events })))
+}
+
+pub async fn events_stream(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(intent_id): Path<String>,
+    headers: HeaderMap,
+    query: Query,
+) -> ApiResult<Response> {
+    let since = resume_position(&headers, &query)?.unwrap_or(0);
+    let wait = wait_seconds(&query)?;
+    let intent = state.engine.intent(&caller, &intent_id).await?;
+    let events = state
+        .engine
+        .intent_events(&caller, &intent_id, since)
+        .await?;
+    // An ended intent with nothing left to replay has nothing to wait for.
+    let idle = if intent.status.is_terminal() && since >= intent.last_seq {
+        Duration::ZERO
+    } else {
+        wait
+    };
+    let body = sse::bounded(
+        events,
+        since,
+        idle,
+        state.shutdown.clone(),
+        |event: Event| sse::Step {
+            frame: sse::frame(Some(event.seq), &event.event_type, &event),
+            position: event.seq,
+            last: event.is_terminal(),
+        },
+    );
+    Ok(sse::response(body))
+}
+
+pub async fn resume(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(intent_id): Path<String>,
+    query: Query,
+    context: WriteContext,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let claim = context.claim(&caller, &body);
+    let response = state
+        .engine
+        .resume(
+            &caller,
+            &intent_id,
+            &body,
+            query.text("owner_agent"),
+            context.via,
+            claim,
+        )
+        .await?;
+    Ok(Json(response).into_response())
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(intent_id): Path<String>,
+    query: Query,
+    context: WriteContext,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let claim = context.claim(&caller, &body);
+    let response = state
+        .engine
+        .resolve(&caller, &intent_id, &body, query.text("owner_agent"), claim)
+        .await?;
+    Ok(Json(response))
+}

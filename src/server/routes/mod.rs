@@ -1,0 +1,8 @@
+//! One file per area; handlers only translate HTTP to engine calls and back.
+
+pub mod agents;
+pub mod inbox;
+pub mod intents;
+pub mod keys;
+pub mod meta;
+pub mod tasks;

@@ -1,0 +1,246 @@
+//! Persistence. The engine is the only caller; nothing else writes to the database.
+//!
+//! Every change to an intent is expressed as a [`ChangeFn`]: a synchronous function
+//! that receives the current intent (loaded inside the write transaction), mutates it
+//! and records events. The store runs it, persists the outcome atomically, commits,
+//! and only then hands the committed result to the [`CommitSink`] for live delivery.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::domain::{Event, Intent, Principal, Result, Status, StoredEvent, Timestamp};
+
+/// `Idempotency-Key` bookkeeping for one write: the same principal, endpoint and key
+/// with the same request body replays the stored response; another body is a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub principal: String,
+    pub endpoint: String,
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// Which intent a write works on.
+pub enum Target {
+    New(Box<Intent>),
+    Existing(String),
+}
+
+/// The unit of change a [`ChangeFn`] works on. It is plain memory: nothing reaches
+/// the database unless the function returns `Ok`.
+pub struct Change {
+    pub intent: Intent,
+    pub now: Timestamp,
+    events: Vec<Event>,
+    deliveries: Vec<PendingDelivery>,
+    messages: Vec<PendingMessage>,
+}
+
+struct PendingDelivery {
+    agent: String,
+    event_type: String,
+}
+
+struct PendingMessage {
+    author: String,
+    message: String,
+}
+
+impl Change {
+    pub fn new(intent: Intent, now: Timestamp) -> Self {
+        Self {
+            intent,
+            now,
+            events: Vec::new(),
+            deliveries: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
+
+    /// Appends an event carrying the intent's current status (so transition first).
+    pub fn record(&mut self, event_type: &str, actor: &str, details: Value) -> Event {
+        self.intent.last_seq += 1;
+        self.intent.updated_at = self.now;
+        let event = Event {
+            intent_id: self.intent.intent_id.clone(),
+            seq: self.intent.last_seq,
+            event_type: event_type.to_string(),
+            status: self.intent.status,
+            waiting_reason: self.intent.waiting_reason,
+            actor: actor.to_string(),
+            at: self.now,
+            details,
+        };
+        self.events.push(event.clone());
+        event
+    }
+
+    /// Queues this intent on an agent's delivery stream.
+    pub fn deliver_to_agent(&mut self, agent: &str, event_type: &str) {
+        self.deliveries.push(PendingDelivery {
+            agent: agent.to_string(),
+            event_type: event_type.to_string(),
+        });
+    }
+
+    /// Adds a message to the intent's inbox thread.
+    pub fn add_message(&mut self, author: &str, message: &str) {
+        self.messages.push(PendingMessage {
+            author: author.to_string(),
+            message: message.to_string(),
+        });
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+}
+
+pub type ChangeFn = Box<dyn FnOnce(&mut Change) -> Result<Value> + Send>;
+
+/// One intent's entry on an agent's delivery stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentDelivery {
+    pub agent: String,
+    pub seq: u64,
+    pub intent_id: String,
+    pub event_type: String,
+    /// The intent's status now (for live pushes: right after the commit).
+    pub status: Status,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxMessage {
+    pub cursor: u64,
+    pub thread_id: String,
+    pub author: String,
+    pub message: String,
+    pub at: Timestamp,
+}
+
+/// Everything one write persisted, in commit order.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub intent: Intent,
+    pub events: Vec<StoredEvent>,
+    pub deliveries: Vec<AgentDelivery>,
+    pub messages: Vec<InboxMessage>,
+}
+
+/// What a write returns: the response to give the caller, and what was committed
+/// (`None` when an idempotency record replayed an earlier response).
+#[derive(Debug, Clone)]
+pub struct WriteResult {
+    pub response: Value,
+    pub committed: Option<Arc<Committed>>,
+}
+
+/// Receives each committed batch, in commit order, before callers hear back.
+pub trait CommitSink: Send + Sync {
+    fn committed(&self, batch: &[Arc<Committed>]);
+}
+
+/// The reviewer tasks waiting right now, and the commit position they reflect.
+#[derive(Debug, Clone)]
+pub struct TaskSnapshot {
+    pub tasks: Vec<Intent>,
+    pub cursor: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub key_prefix: String,
+    pub principal: Principal,
+    pub label: Option<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub record: KeyRecord,
+    pub key_hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: a decision survives power loss once acknowledged.
+    Full,
+    /// fsync at checkpoints only: survives a process crash, may lose the last
+    /// commits on power loss.
+    Normal,
+}
+
+impl Durability {
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(format!("durability `{other}` is not one of: full, normal")),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `sqlite` or `postgres`, as reported by `/health`.
+    fn backend(&self) -> &'static str;
+
+    /// Runs `apply` against the target intent inside a transaction and commits it.
+    async fn write_intent(
+        &self,
+        target: Target,
+        claim: Option<IdempotencyClaim>,
+        apply: ChangeFn,
+    ) -> Result<WriteResult>;
+
+    async fn intent(&self, intent_id: &str) -> Result<Option<Intent>>;
+
+    /// Events with `seq > since`, ascending.
+    async fn events(&self, intent_id: &str, since: u64, limit: usize) -> Result<Vec<Event>>;
+
+    /// Tasks waiting for a human. With `holdings`, only those assigned to one of the
+    /// given identities or `team:NAME` entries (compared case-insensitively).
+    async fn waiting_tasks(&self, holdings: Option<Vec<String>>) -> Result<TaskSnapshot>;
+
+    /// Events that change reviewers' task lists, with `cursor > after`, ascending.
+    async fn task_events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
+
+    /// The agent's deliveries with `seq > since`, ascending, with current statuses.
+    async fn agent_deliveries(
+        &self,
+        agent: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<AgentDelivery>>;
+
+    /// Ended intents whose completion goes to `owner`'s inbox.
+    async fn ended_intents_replying_to(&self, owner: &str) -> Result<Vec<Intent>>;
+
+    async fn inbox_messages(&self, thread_id: &str) -> Result<Vec<InboxMessage>>;
+
+    async fn insert_key(&self, key: NewKey) -> Result<()>;
+    async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>>;
+    async fn keys(&self) -> Result<Vec<KeyRecord>>;
+    /// Returns false when no active key has that id.
+    async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<bool>;
+
+    /// Forgets idempotency records created before `before`; returns how many.
+    async fn prune_idempotency(&self, before: Timestamp) -> Result<u64>;
+
+    /// Finishes queued writes and releases the database.
+    async fn close(&self);
+}
