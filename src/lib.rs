@@ -1,5 +1,6 @@
 //! signoff: durable, asynchronous human approval for AI agents.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod clock;

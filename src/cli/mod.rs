@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each subcommand group lives in its own file
 //! and talks to the engine (serve) or to a server over HTTP (everything else).
 
+pub mod bench;
 pub mod keys;
 pub mod output;
 pub mod serve;
@@ -61,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Measure performance against a real server
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 impl Cli {
@@ -118,6 +124,7 @@ pub async fn main() -> ExitCode {
         }
         Some(Command::Serve(args)) => serve::run(&cli, args).await,
         Some(Command::Keys { command }) => keys::run(&cli, command).await,
+        Some(Command::Bench { command }) => bench::run(&cli, command).await,
     };
     match result {
         Ok(code) => code,

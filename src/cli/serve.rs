@@ -69,6 +69,35 @@ async fn shutdown_signal() {
     }
 }
 
+/// Keeps this machine's `client.toml` pointing at this server: on first start it
+/// receives a new admin key; later, if its key belongs to this database, only the
+/// URL is refreshed (the port may have changed). A key for another database is
+/// left alone.
+async fn update_client_config(engine: &Engine, url: &str) -> Result<()> {
+    let path = client_config_path()?;
+    if let Some(secret) = engine.bootstrap_admin_key().await? {
+        ClientConfig {
+            server: url.to_string(),
+            key: secret,
+        }
+        .save(&path)?;
+        tracing::info!(
+            "created the first admin key and wrote it to {} (mode 0600)",
+            path.display()
+        );
+        return Ok(());
+    }
+    let Ok(Some(mut saved)) = ClientConfig::load(&path) else {
+        return Ok(());
+    };
+    if saved.server != url && engine.authenticate(&saved.key).await.is_ok() {
+        saved.server = url.to_string();
+        saved.save(&path)?;
+        tracing::info!("updated the server URL in {}", path.display());
+    }
+    Ok(())
+}
+
 pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     init_logging();
     let file = cli.file_config()?;
@@ -93,18 +122,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let address = listener.local_addr()?;
     let url = local_url(address);
 
-    if let Some(secret) = engine.bootstrap_admin_key().await? {
-        let client_path = client_config_path()?;
-        ClientConfig {
-            server: url.clone(),
-            key: secret,
-        }
-        .save(&client_path)?;
-        tracing::info!(
-            "created the first admin key and wrote it to {} (mode 0600)",
-            client_path.display()
-        );
-    }
+    update_client_config(&engine, &url).await?;
 
     let server = RunningServer::spawn(listener, engine.clone())?;
     tracing::info!(

@@ -157,14 +157,15 @@ fn log_and_end<T>(what: &str, err: &Error) -> Option<T> {
 }
 
 impl Engine {
-    /// Every event of an intent after `since`: first those already stored, then live ones.
+    /// Every event of an intent after `since`: first those already stored, then
+    /// live ones. Also returns the intent as it was when the stream started.
     pub async fn intent_events(
         &self,
         reader: &Principal,
         intent_id: &str,
         since: u64,
-    ) -> Result<impl Stream<Item = Event> + Send + 'static> {
-        self.intent(reader, intent_id).await?;
+    ) -> Result<(Intent, impl Stream<Item = Event> + Send + 'static)> {
+        let intent = self.intent(reader, intent_id).await?;
         let state = IntentStream {
             engine: self.clone(),
             intent_id: intent_id.to_string(),
@@ -173,7 +174,7 @@ impl Engine {
             subscription: self.hub.subscribe_intent(intent_id),
             reload: true,
         };
-        Ok(futures::stream::unfold(state, |mut state| async move {
+        let events = futures::stream::unfold(state, |mut state| async move {
             loop {
                 if let Some(event) = state.buffer.pop_front() {
                     if event.seq <= state.last_seq {
@@ -205,7 +206,8 @@ impl Engine {
                     Err(RecvError::Closed) => return None,
                 }
             }
-        }))
+        });
+        Ok((intent, events))
     }
 
     /// A reviewer's live task list: a snapshot (or, when resuming, everything after

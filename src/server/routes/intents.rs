@@ -88,8 +88,7 @@ pub async fn events_stream(
 ) -> ApiResult<Response> {
     let since = resume_position(&headers, &query)?.unwrap_or(0);
     let wait = wait_seconds(&query)?;
-    let intent = state.engine.intent(&caller, &intent_id).await?;
-    let events = state
+    let (intent, events) = state
         .engine
         .intent_events(&caller, &intent_id, since)
         .await?;

@@ -1,0 +1,150 @@
+//! `signoff bench roundtrip`: the approval round-trip benchmark.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use super::Cli;
+use super::output::{json, table};
+use crate::bench::{RoundTripOptions, RoundTripReport, SpawnedServer, Target, run_round_trips};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Agent creates a task -> reviewer decides over HTTP -> agent's SSE stream sees it
+    Roundtrip(RoundTripArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RoundTripArgs {
+    /// Concurrent agents
+    #[arg(long, default_value_t = 64)]
+    pub agents: usize,
+    /// Measured seconds per run
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Unmeasured warm-up seconds per run
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Runs, each on a fresh server and database; the summary is the median
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Durability of the spawned server: full (fsync every commit) or normal
+    #[arg(long, default_value = "full")]
+    pub durability: String,
+    /// Tasks left waiting after the load, to measure the server's memory
+    #[arg(long, default_value_t = 10_000)]
+    pub waiting: usize,
+    /// Benchmark an already running server (uses --server/--key, which must be an
+    /// admin key) instead of spawning one; memory is then not measured
+    #[arg(long)]
+    pub existing: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn summary_row(label: &str, report: &RoundTripReport) -> Vec<String> {
+    let rss = |value: Option<f64>| value.map(|mib| format!("{mib:.1}")).unwrap_or_else(|| "-".into());
+    vec![
+        label.to_string(),
+        format!("{:.0}", report.round_trips_per_second),
+        format!("{:.2}", report.decide_to_agent_p50_ms),
+        format!("{:.2}", report.decide_to_agent_p99_ms),
+        format!("{:.2}", report.round_trip_p50_ms),
+        report.errors.to_string(),
+        rss(report.server_rss_mib_idle_after_load),
+        rss(report.server_rss_mib_with_waiting),
+    ]
+}
+
+pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
+    let BenchCommand::Roundtrip(args) = command;
+    if args.agents == 0 || args.runs == 0 || args.seconds == 0 {
+        bail!("--agents, --runs and --seconds must be at least 1");
+    }
+    crate::store::Durability::parse(&args.durability).map_err(anyhow::Error::msg)?;
+    let options = RoundTripOptions {
+        agents: args.agents,
+        duration: Duration::from_secs(args.seconds),
+        warmup: Duration::from_secs(args.warmup),
+        waiting_tasks: args.waiting,
+    };
+    let binary = std::env::current_exe().context("cannot find the signoff binary")?;
+    let mut reports = Vec::new();
+    for run in 1..=args.runs {
+        let home = tempfile::tempdir()?;
+        let target = if args.existing {
+            let client = cli.client()?;
+            let key = cli.key.clone().or_else(|| {
+                crate::config::client_config_path()
+                    .ok()
+                    .and_then(|path| crate::config::ClientConfig::load(&path).ok().flatten())
+                    .map(|config| config.key)
+            });
+            Target::Existing {
+                url: client.base_url().to_string(),
+                admin_key: key.context("--existing needs an admin key (--key or client.toml)")?,
+            }
+        } else {
+            Target::Spawned(SpawnedServer::start(&binary, home.path(), &args.durability)?)
+        };
+        let report = run_round_trips(&target, &options).await?;
+        if !args.json {
+            eprintln!(
+                "run {run}/{}: {:.0} round trips/s, decide->agent p50 {:.2} ms p99 {:.2} ms",
+                args.runs, report.round_trips_per_second, report.decide_to_agent_p50_ms, report.decide_to_agent_p99_ms
+            );
+        }
+        reports.push(report);
+    }
+    let pick = |field: fn(&RoundTripReport) -> f64| median(&mut reports.iter().map(field).collect::<Vec<_>>());
+    let pick_rss = |field: fn(&RoundTripReport) -> Option<f64>| {
+        let mut values: Vec<f64> = reports.iter().filter_map(field).collect();
+        (!values.is_empty()).then(|| median(&mut values))
+    };
+    let medians = RoundTripReport {
+        agents: args.agents,
+        duration_seconds: pick(|r| r.duration_seconds),
+        round_trips: pick(|r| r.round_trips as f64) as usize,
+        errors: reports.iter().map(|r| r.errors).sum(),
+        round_trips_per_second: pick(|r| r.round_trips_per_second),
+        decide_to_agent_p50_ms: pick(|r| r.decide_to_agent_p50_ms),
+        decide_to_agent_p99_ms: pick(|r| r.decide_to_agent_p99_ms),
+        round_trip_p50_ms: pick(|r| r.round_trip_p50_ms),
+        waiting_tasks: args.waiting,
+        server_rss_mib_idle_after_load: pick_rss(|r| r.server_rss_mib_idle_after_load),
+        server_rss_mib_with_waiting: pick_rss(|r| r.server_rss_mib_with_waiting),
+    };
+    if args.json {
+        println!(
+            "{}",
+            json(&serde_json::json!({ "durability": args.durability, "runs": reports, "median": medians }))
+        );
+    } else {
+        let mut rows: Vec<Vec<String>> = reports
+            .iter()
+            .enumerate()
+            .map(|(index, report)| summary_row(&format!("run {}", index + 1), report))
+            .collect();
+        rows.push(summary_row("median", &medians));
+        println!(
+            "approval round trip, {} agents, durability {}, {} s per run",
+            args.agents, args.durability, args.seconds
+        );
+        print!(
+            "{}",
+            table(
+                &["", "RT/S", "DECIDE->AGENT P50 MS", "P99 MS", "ROUND TRIP P50 MS", "ERRORS", "RSS MIB", "RSS MIB (WAITING)"],
+                &rows
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

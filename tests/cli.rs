@@ -1,0 +1,197 @@
+//! The `signoff` binary: flags, environment, config files and exit codes, against a
+//! real `signoff serve` process.
+
+mod common;
+
+use std::process::Output;
+
+use common::{ServeProcess, signoff, xdg_env};
+use serde_json::Value;
+
+const EXIT_ERROR: i32 = 3;
+const EXIT_USAGE: i32 = 64;
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `signoff serve` with the given arguments, expected to refuse to start.
+fn serve_refuses(home: &std::path::Path, args: &[&str]) -> String {
+    let mut full = vec!["serve"];
+    full.extend_from_slice(args);
+    let output = signoff(home, &full);
+    assert_eq!(output.status.code(), Some(EXIT_ERROR), "{full:?} should fail: {}", stderr(&output));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "one clear line, got: {message}");
+    message
+}
+
+#[test]
+fn serve_rejects_bad_flags_with_one_clear_line() {
+    let home = tempfile::tempdir().unwrap();
+    let message = serve_refuses(home.path(), &["--listen", "not-an-address"]);
+    assert!(message.contains("--listen") && message.contains("not-an-address"), "{message}");
+    let message = serve_refuses(home.path(), &["--durability", "sometimes"]);
+    assert!(message.contains("durability") && message.contains("full, normal"), "{message}");
+    let message = serve_refuses(home.path(), &["--db", "mysql://db/x"]);
+    assert!(message.contains("--db"), "{message}");
+    let message = serve_refuses(home.path(), &["--db", "postgres://localhost/x"]);
+    assert!(message.contains("PostgreSQL"), "{message}");
+    let output = signoff(home.path(), &["serve", "--no-such-flag"]);
+    assert_eq!(output.status.code(), Some(EXIT_USAGE));
+    assert!(stderr(&output).contains("--no-such-flag"));
+    // Nothing was created by the refused starts.
+    assert!(!home.path().join("config/signoff/client.toml").exists());
+}
+
+#[test]
+fn serve_rejects_bad_config_files() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("signoff.toml");
+    let cases = [
+        ("[server]\nlistn = \"127.0.0.1:1\"\n", "listn"),
+        ("[server]\nlisten = 7700\n", "listen"),
+        ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+        ("[server]\ndurability = \"fast\"\n", "server.durability"),
+        ("[server]\ndatabase = \"\"\n", "server.database"),
+        ("[tasks]\ndefault_assignees = [\"has space\"]\n", "tasks.default_assignees"),
+        ("[tasks]\ndefault_assignees = \"team:ops\"\n", "default_assignees"),
+        ("[nonsense]\n", "nonsense"),
+        ("this is not toml", "signoff.toml"),
+    ];
+    for (text, named) in cases {
+        std::fs::write(&config, text).unwrap();
+        let message = serve_refuses(home.path(), &["--config", config.to_str().unwrap()]);
+        assert!(message.contains(named), "config {text:?}: {message}");
+    }
+    let missing = home.path().join("missing.toml");
+    let message = serve_refuses(home.path(), &["--config", missing.to_str().unwrap()]);
+    assert!(message.contains("missing.toml"), "{message}");
+}
+
+#[test]
+fn environment_configures_serve_and_flags_win() {
+    let home = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(common::binary())
+        .args(["serve"])
+        .envs(xdg_env(home.path()))
+        .env("SIGNOFF_LISTEN", "bad-from-env")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(stderr(&output).contains("bad-from-env"));
+
+    let output = std::process::Command::new(common::binary())
+        .args(["serve", "--durability", "bogus"])
+        .envs(xdg_env(home.path()))
+        .env("SIGNOFF_DURABILITY", "normal")
+        .output()
+        .unwrap();
+    assert!(stderr(&output).contains("bogus"), "the flag beats the environment");
+}
+
+#[test]
+fn first_start_writes_a_private_client_config_and_keys_work() {
+    let home = tempfile::tempdir().unwrap();
+    let server = ServeProcess::start(home.path(), &["--durability", "normal"]);
+    let client_toml = home.path().join("config/signoff/client.toml");
+    let text = std::fs::read_to_string(&client_toml).unwrap();
+    assert!(text.contains(&server.url), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&client_toml).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(home.path().join("data/signoff/signoff.db").exists(), "default database under XDG_DATA_HOME");
+
+    let created = signoff(home.path(), &["keys", "create", "--reviewer", "alice@example.com", "--team", "oncall", "--json"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let created: Value = serde_json::from_str(&stdout(&created)).unwrap();
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with("so_") && key.len() >= 32 + 3, "{key}");
+    assert_eq!(created["teams"], serde_json::json!(["oncall"]));
+
+    let listed = signoff(home.path(), &["keys", "list", "--json"]);
+    let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "the bootstrap admin and alice");
+    assert!(!stdout(&signoff(home.path(), &["keys", "list"])).contains(key), "secrets are never listed");
+
+    let key_id = created["key_id"].as_str().unwrap();
+    let revoked = signoff(home.path(), &["keys", "revoke", key_id]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let again = signoff(home.path(), &["keys", "revoke", key_id]);
+    assert_eq!(again.status.code(), Some(EXIT_ERROR));
+    assert!(stderr(&again).contains(key_id));
+
+    // A restart does not mint a second admin key.
+    drop(server);
+    let _server = ServeProcess::start(home.path(), &[]);
+    let listed = signoff(home.path(), &["keys", "list", "--json"]);
+    let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let admins = listed.as_array().unwrap().iter().filter(|k| k["kind"] == "admin").count();
+    assert_eq!(admins, 1);
+}
+
+#[test]
+fn keys_commands_reject_bad_input() {
+    let home = tempfile::tempdir().unwrap();
+    let output = signoff(home.path(), &["keys", "list"]);
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(stderr(&output).contains("no server configured"), "{}", stderr(&output));
+
+    let _server = ServeProcess::start(home.path(), &[]);
+    for (args, expected) in [
+        (vec!["keys", "create", "--agent", "not-an-address"], "agent address"),
+        (vec!["keys", "create", "--reviewer", "team:ops"], "reviewer identity"),
+        (vec!["keys", "create", "--reviewer", "bob", "--team", "bad team"], "teams"),
+        (vec!["keys", "revoke", "key_doesnotexist"], "key_doesnotexist"),
+    ] {
+        let output = signoff(home.path(), &args);
+        assert_eq!(output.status.code(), Some(EXIT_ERROR), "{args:?}");
+        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+    }
+    for args in [
+        vec!["keys", "create"],
+        vec!["keys", "create", "--agent", "agent://a/b", "--reviewer", "bob"],
+        vec!["keys", "revoke"],
+        vec!["keys", "frobnicate"],
+    ] {
+        let output = signoff(home.path(), &args);
+        assert_eq!(output.status.code(), Some(EXIT_USAGE), "{args:?}");
+    }
+    let wrong_key = signoff(home.path(), &["--key", "so_wrong", "keys", "list"]);
+    assert_eq!(wrong_key.status.code(), Some(EXIT_ERROR));
+    assert!(stderr(&wrong_key).contains("not valid"), "{}", stderr(&wrong_key));
+    let bad_url = signoff(home.path(), &["--server", "ftp://x", "keys", "list"]);
+    assert_eq!(bad_url.status.code(), Some(EXIT_ERROR));
+    assert!(stderr(&bad_url).contains("ftp://x"));
+}
+
+#[test]
+fn reviewer_keys_cannot_manage_keys() {
+    let home = tempfile::tempdir().unwrap();
+    let _server = ServeProcess::start(home.path(), &[]);
+    let created = signoff(home.path(), &["keys", "create", "--reviewer", "alice@example.com", "--json"]);
+    let created: Value = serde_json::from_str(&stdout(&created)).unwrap();
+    let output = signoff(home.path(), &["--key", created["key"].as_str().unwrap(), "keys", "list"]);
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(stderr(&output).contains("only admin keys"), "{}", stderr(&output));
+}
+
+#[test]
+fn bench_rejects_bad_arguments() {
+    let home = tempfile::tempdir().unwrap();
+    let output = signoff(home.path(), &["bench", "roundtrip", "--agents", "0"]);
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(stderr(&output).contains("at least 1"));
+    let output = signoff(home.path(), &["bench", "roundtrip", "--durability", "maybe"]);
+    assert_eq!(output.status.code(), Some(EXIT_ERROR));
+    assert!(stderr(&output).contains("maybe"));
+    let output = signoff(home.path(), &["bench", "roundtrip", "--agents", "many"]);
+    assert_eq!(output.status.code(), Some(EXIT_USAGE));
+}

@@ -1,0 +1,286 @@
+//! Shared harness for the integration tests: a real server on 127.0.0.1 with a
+//! temporary SQLite file, either in-process or as a `signoff serve` child process.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use signoff::client::Client;
+use signoff::clock::SystemClock;
+use signoff::domain::{Principal, PrincipalKind};
+use signoff::engine::{Engine, EngineSettings};
+use signoff::server::RunningServer;
+use signoff::store::Durability;
+use tempfile::TempDir;
+
+/// A server running inside the test process.
+pub struct TestServer {
+    pub dir: TempDir,
+    pub url: String,
+    pub admin_key: String,
+    pub engine: Engine,
+    server: Option<RunningServer>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(EngineSettings::default()).await
+    }
+
+    pub async fn start_with(settings: EngineSettings) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::open_sqlite(
+            &dir.path().join("signoff.db"),
+            Durability::Normal,
+            Arc::new(SystemClock),
+            settings,
+        )
+        .expect("open store");
+        let admin_key = engine
+            .bootstrap_admin_key()
+            .await
+            .expect("bootstrap")
+            .expect("fresh database has no admin");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = RunningServer::spawn(listener, engine.clone()).expect("spawn");
+        let url = format!("http://{}", server.address);
+        TestServer {
+            dir,
+            url,
+            admin_key,
+            engine,
+            server: Some(server),
+        }
+    }
+
+    fn admin(&self) -> Principal {
+        Principal::new(PrincipalKind::Admin, "test", vec![]).unwrap()
+    }
+
+    /// Creates a key for a principal and returns the secret.
+    pub async fn key(&self, kind: PrincipalKind, identity: &str, teams: &[&str]) -> String {
+        let principal = Principal::new(kind, identity, teams.iter().map(|t| t.to_string()).collect())
+            .expect("valid principal");
+        self.engine
+            .create_key(&self.admin(), principal, None)
+            .await
+            .expect("create key")
+            .1
+    }
+
+    pub async fn agent(&self, address: &str) -> Client {
+        self.client(&self.key(PrincipalKind::Agent, address, &[]).await)
+    }
+
+    pub async fn reviewer(&self, identity: &str, teams: &[&str]) -> Client {
+        self.client(&self.key(PrincipalKind::Reviewer, identity, teams).await)
+    }
+
+    pub fn admin_client(&self) -> Client {
+        self.client(&self.admin_key)
+    }
+
+    pub fn client(&self, key: &str) -> Client {
+        Client::new(&self.url, key).expect("client")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("clean stop");
+        }
+    }
+}
+
+/// A human task intent body as an agent would send it.
+pub fn task_intent(task: Value) -> Value {
+    json!({
+        "intent_type": "intent.human_task.v1",
+        "correlation_id": uuid::Uuid::new_v4().to_string(),
+        "to_agent": "agent://acme/worker",
+        "payload": {"service": "api", "version": "2.3.0"},
+        "human_task": task,
+    })
+}
+
+/// The path to the `signoff` binary built for these tests.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_signoff")
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+/// Runs the `signoff` CLI with its XDG directories inside `home`.
+pub fn signoff(home: &Path, args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .envs(xdg_env(home))
+        .env_remove("SIGNOFF_SERVER")
+        .env_remove("SIGNOFF_KEY")
+        .output()
+        .expect("run signoff")
+}
+
+pub fn xdg_env(home: &Path) -> Vec<(String, PathBuf)> {
+    vec![
+        ("HOME".into(), home.to_path_buf()),
+        ("XDG_CONFIG_HOME".into(), home.join("config")),
+        ("XDG_DATA_HOME".into(), home.join("data")),
+        ("XDG_STATE_HOME".into(), home.join("state")),
+    ]
+}
+
+/// `signoff serve` as a child process, so tests can `kill -9` and restart it.
+pub struct ServeProcess {
+    pub home: PathBuf,
+    pub port: u16,
+    pub url: String,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl ServeProcess {
+    pub fn start(home: &Path, extra_args: &[&str]) -> ServeProcess {
+        let port = free_port();
+        let mut process = ServeProcess {
+            home: home.to_path_buf(),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            child: None,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+        };
+        process.launch();
+        process
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("serve.log"))
+            .expect("log file");
+        let child = Command::new(binary())
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.extra_args)
+            .envs(xdg_env(&self.home))
+            .env("SIGNOFF_LOG", "signoff=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn signoff serve");
+        self.child = Some(child);
+        self.wait_healthy();
+    }
+
+    fn wait_healthy(&self) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = stream.write_all(b"GET /health HTTP/1.0\r\n\r\n");
+                let mut reply = String::new();
+                let _ = stream.read_to_string(&mut reply);
+                if reply.contains("\"ok\":true") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("signoff serve did not become healthy; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("serve.log")).unwrap_or_default()
+    }
+
+    /// The admin key the server wrote on first start.
+    pub fn admin_key(&self) -> String {
+        let text = std::fs::read_to_string(self.home.join("config/signoff/client.toml"))
+            .expect("client.toml written on first start");
+        let parsed: toml::Value = toml::from_str(&text).expect("client.toml parses");
+        parsed["key"].as_str().expect("key").to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        child.wait().expect("wait for exit")
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A Python venv with the official SDK (`pip install axme==0.2.*`), created once
+/// per target directory and shared by every test that needs it.
+pub fn sdk_python() -> PathBuf {
+    static VENV: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+    let lock = VENV.get_or_init(|| Mutex::new(None));
+    let mut guard = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(python) = guard.as_ref() {
+        return python.clone();
+    }
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("axme-sdk-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".installed-axme-0.2");
+    if !ready.exists() {
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(status.success(), "creating the venv failed");
+        let output = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "axme==0.2.*"])
+            .output()
+            .expect("pip install");
+        assert!(
+            output.status.success(),
+            "pip install axme==0.2.* failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(&ready, "ok").expect("marker");
+    }
+    *guard = Some(python.clone());
+    python
+}
+
+/// The directory holding the Python compatibility scripts.
+pub fn compat_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
+}
