@@ -68,9 +68,17 @@ pub struct SpawnedServer {
 
 impl SpawnedServer {
     pub fn start(binary: &Path, home: &Path, durability: &str) -> anyhow::Result<SpawnedServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = Command::new(binary)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--durability", durability])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--durability",
+                durability,
+            ])
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_DATA_HOME", home.join("data"))
             .env("SIGNOFF_LOG", "signoff=warn")
@@ -86,7 +94,8 @@ impl SpawnedServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(100));
-        let config: crate::config::ClientConfig = toml::from_str(&std::fs::read_to_string(&client_toml)?)?;
+        let config: crate::config::ClientConfig =
+            toml::from_str(&std::fs::read_to_string(&client_toml)?)?;
         Ok(SpawnedServer {
             child,
             home: home.to_path_buf(),
@@ -151,7 +160,11 @@ struct Sample {
 }
 
 /// One full round trip; returns its timings.
-async fn round_trip(agent: &Client, reviewer: &Client, sequence: usize) -> Result<Sample, ClientError> {
+async fn round_trip(
+    agent: &Client,
+    reviewer: &Client,
+    sequence: usize,
+) -> Result<Sample, ClientError> {
     let started = Instant::now();
     let created = agent.create_intent(&task_body(sequence), None).await?;
     let stream = agent.intent_stream(&created.intent_id, 0, 30).await?;
@@ -160,25 +173,38 @@ async fn round_trip(agent: &Client, reviewer: &Client, sequence: usize) -> Resul
     // decision below is delivered over it rather than found by a later replay.
     loop {
         match stream.next().await {
-            Some(Ok(Bounded::Item(event))) if event.event_type == crate::domain::event::HUMAN_TASK_ASSIGNED => break,
+            Some(Ok(Bounded::Item(event)))
+                if event.event_type == crate::domain::event::HUMAN_TASK_ASSIGNED =>
+            {
+                break;
+            }
             Some(Ok(Bounded::Item(_))) => continue,
             Some(Ok(Bounded::Timeout { .. })) | None => {
-                return Err(ClientError::Protocol("stream ended before the task was assigned".into()));
+                return Err(ClientError::Protocol(
+                    "stream ended before the task was assigned".into(),
+                ));
             }
             Some(Err(err)) => return Err(err),
         }
     }
     let decided_at = Instant::now();
-    let decide = reviewer.decide(&created.intent_id, "approved", Some("benchmark"), Map::new());
+    let decide = reviewer.decide(
+        &created.intent_id,
+        "approved",
+        Some("benchmark"),
+        Map::new(),
+    );
     let watch = async {
         while let Some(item) = stream.next().await {
-            if let Bounded::Item(event) = item? {
-                if event.is_terminal() {
-                    return Ok(Instant::now());
-                }
+            if let Bounded::Item(event) = item?
+                && event.is_terminal()
+            {
+                return Ok(Instant::now());
             }
         }
-        Err(ClientError::Protocol("stream ended before the decision arrived".into()))
+        Err(ClientError::Protocol(
+            "stream ended before the decision arrived".into(),
+        ))
     };
     let (decision, seen) = tokio::join!(decide, watch);
     decision?;
@@ -202,10 +228,20 @@ async fn bench_clients(target: &Target) -> anyhow::Result<(Client, Client)> {
     let admin = Client::new(target.url(), target.admin_key())?;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let agent_key = admin
-        .create_key(PrincipalKind::Agent, &format!("agent://bench/agent-{}", &suffix[..8]), &[], Some("bench"))
+        .create_key(
+            PrincipalKind::Agent,
+            &format!("agent://bench/agent-{}", &suffix[..8]),
+            &[],
+            Some("bench"),
+        )
         .await?;
     let reviewer_key = admin
-        .create_key(PrincipalKind::Reviewer, "bench-reviewer@example.com", &[], Some("bench"))
+        .create_key(
+            PrincipalKind::Reviewer,
+            "bench-reviewer@example.com",
+            &[],
+            Some("bench"),
+        )
         .await?;
     Ok((
         Client::new(target.url(), &agent_key.key)?,
@@ -213,7 +249,10 @@ async fn bench_clients(target: &Target) -> anyhow::Result<(Client, Client)> {
     ))
 }
 
-pub async fn run_round_trips(target: &Target, options: &RoundTripOptions) -> anyhow::Result<RoundTripReport> {
+pub async fn run_round_trips(
+    target: &Target,
+    options: &RoundTripOptions,
+) -> anyhow::Result<RoundTripReport> {
     let (agent, reviewer) = bench_clients(target).await?;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -291,7 +330,12 @@ async fn fill_waiting(agent: &Client, count: usize) -> anyhow::Result<()> {
     let results: Vec<Result<(), ClientError>> = futures::stream::iter(0..count)
         .map(|sequence| {
             let agent = agent.clone();
-            async move { agent.create_intent(&task_body(sequence), None).await.map(|_| ()) }
+            async move {
+                agent
+                    .create_intent(&task_body(sequence), None)
+                    .await
+                    .map(|_| ())
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()

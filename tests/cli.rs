@@ -24,7 +24,12 @@ fn serve_refuses(home: &std::path::Path, args: &[&str]) -> String {
     let mut full = vec!["serve"];
     full.extend_from_slice(args);
     let output = signoff(home, &full);
-    assert_eq!(output.status.code(), Some(EXIT_ERROR), "{full:?} should fail: {}", stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(EXIT_ERROR),
+        "{full:?} should fail: {}",
+        stderr(&output)
+    );
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "one clear line, got: {message}");
     message
@@ -34,9 +39,15 @@ fn serve_refuses(home: &std::path::Path, args: &[&str]) -> String {
 fn serve_rejects_bad_flags_with_one_clear_line() {
     let home = tempfile::tempdir().unwrap();
     let message = serve_refuses(home.path(), &["--listen", "not-an-address"]);
-    assert!(message.contains("--listen") && message.contains("not-an-address"), "{message}");
+    assert!(
+        message.contains("--listen") && message.contains("not-an-address"),
+        "{message}"
+    );
     let message = serve_refuses(home.path(), &["--durability", "sometimes"]);
-    assert!(message.contains("durability") && message.contains("full, normal"), "{message}");
+    assert!(
+        message.contains("durability") && message.contains("full, normal"),
+        "{message}"
+    );
     let message = serve_refuses(home.path(), &["--db", "mysql://db/x"]);
     assert!(message.contains("--db"), "{message}");
     let message = serve_refuses(home.path(), &["--db", "postgres://localhost/x"]);
@@ -58,8 +69,14 @@ fn serve_rejects_bad_config_files() {
         ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
         ("[server]\ndurability = \"fast\"\n", "server.durability"),
         ("[server]\ndatabase = \"\"\n", "server.database"),
-        ("[tasks]\ndefault_assignees = [\"has space\"]\n", "tasks.default_assignees"),
-        ("[tasks]\ndefault_assignees = \"team:ops\"\n", "default_assignees"),
+        (
+            "[tasks]\ndefault_assignees = [\"has space\"]\n",
+            "tasks.default_assignees",
+        ),
+        (
+            "[tasks]\ndefault_assignees = \"team:ops\"\n",
+            "default_assignees",
+        ),
         ("[nonsense]\n", "nonsense"),
         ("this is not toml", "signoff.toml"),
     ];
@@ -91,7 +108,10 @@ fn environment_configures_serve_and_flags_win() {
         .env("SIGNOFF_DURABILITY", "normal")
         .output()
         .unwrap();
-    assert!(stderr(&output).contains("bogus"), "the flag beats the environment");
+    assert!(
+        stderr(&output).contains("bogus"),
+        "the flag beats the environment"
+    );
 }
 
 #[test]
@@ -104,12 +124,29 @@ fn first_start_writes_a_private_client_config_and_keys_work() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&client_toml).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&client_toml)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    assert!(home.path().join("data/signoff/signoff.db").exists(), "default database under XDG_DATA_HOME");
+    assert!(
+        home.path().join("data/signoff/signoff.db").exists(),
+        "default database under XDG_DATA_HOME"
+    );
 
-    let created = signoff(home.path(), &["keys", "create", "--reviewer", "alice@example.com", "--team", "oncall", "--json"]);
+    let created = signoff(
+        home.path(),
+        &[
+            "keys",
+            "create",
+            "--reviewer",
+            "alice@example.com",
+            "--team",
+            "oncall",
+            "--json",
+        ],
+    );
     assert!(created.status.success(), "{}", stderr(&created));
     let created: Value = serde_json::from_str(&stdout(&created)).unwrap();
     let key = created["key"].as_str().unwrap();
@@ -118,8 +155,15 @@ fn first_start_writes_a_private_client_config_and_keys_work() {
 
     let listed = signoff(home.path(), &["keys", "list", "--json"]);
     let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
-    assert_eq!(listed.as_array().unwrap().len(), 2, "the bootstrap admin and alice");
-    assert!(!stdout(&signoff(home.path(), &["keys", "list"])).contains(key), "secrets are never listed");
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        2,
+        "the bootstrap admin and alice"
+    );
+    assert!(
+        !stdout(&signoff(home.path(), &["keys", "list"])).contains(key),
+        "secrets are never listed"
+    );
 
     let key_id = created["key_id"].as_str().unwrap();
     let revoked = signoff(home.path(), &["keys", "revoke", key_id]);
@@ -133,7 +177,12 @@ fn first_start_writes_a_private_client_config_and_keys_work() {
     let _server = ServeProcess::start(home.path(), &[]);
     let listed = signoff(home.path(), &["keys", "list", "--json"]);
     let listed: Value = serde_json::from_str(&stdout(&listed)).unwrap();
-    let admins = listed.as_array().unwrap().iter().filter(|k| k["kind"] == "admin").count();
+    let admins = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kind"] == "admin")
+        .count();
     assert_eq!(admins, 1);
 }
 
@@ -142,22 +191,49 @@ fn keys_commands_reject_bad_input() {
     let home = tempfile::tempdir().unwrap();
     let output = signoff(home.path(), &["keys", "list"]);
     assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr(&output).contains("no server configured"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no server configured"),
+        "{}",
+        stderr(&output)
+    );
 
     let _server = ServeProcess::start(home.path(), &[]);
     for (args, expected) in [
-        (vec!["keys", "create", "--agent", "not-an-address"], "agent address"),
-        (vec!["keys", "create", "--reviewer", "team:ops"], "reviewer identity"),
-        (vec!["keys", "create", "--reviewer", "bob", "--team", "bad team"], "teams"),
-        (vec!["keys", "revoke", "key_doesnotexist"], "key_doesnotexist"),
+        (
+            vec!["keys", "create", "--agent", "not-an-address"],
+            "agent address",
+        ),
+        (
+            vec!["keys", "create", "--reviewer", "team:ops"],
+            "reviewer identity",
+        ),
+        (
+            vec!["keys", "create", "--reviewer", "bob", "--team", "bad team"],
+            "teams",
+        ),
+        (
+            vec!["keys", "revoke", "key_doesnotexist"],
+            "key_doesnotexist",
+        ),
     ] {
         let output = signoff(home.path(), &args);
         assert_eq!(output.status.code(), Some(EXIT_ERROR), "{args:?}");
-        assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(expected),
+            "{args:?}: {}",
+            stderr(&output)
+        );
     }
     for args in [
         vec!["keys", "create"],
-        vec!["keys", "create", "--agent", "agent://a/b", "--reviewer", "bob"],
+        vec![
+            "keys",
+            "create",
+            "--agent",
+            "agent://a/b",
+            "--reviewer",
+            "bob",
+        ],
         vec!["keys", "revoke"],
         vec!["keys", "frobnicate"],
     ] {
@@ -166,7 +242,11 @@ fn keys_commands_reject_bad_input() {
     }
     let wrong_key = signoff(home.path(), &["--key", "so_wrong", "keys", "list"]);
     assert_eq!(wrong_key.status.code(), Some(EXIT_ERROR));
-    assert!(stderr(&wrong_key).contains("not valid"), "{}", stderr(&wrong_key));
+    assert!(
+        stderr(&wrong_key).contains("not valid"),
+        "{}",
+        stderr(&wrong_key)
+    );
     let bad_url = signoff(home.path(), &["--server", "ftp://x", "keys", "list"]);
     assert_eq!(bad_url.status.code(), Some(EXIT_ERROR));
     assert!(stderr(&bad_url).contains("ftp://x"));
@@ -176,11 +256,27 @@ fn keys_commands_reject_bad_input() {
 fn reviewer_keys_cannot_manage_keys() {
     let home = tempfile::tempdir().unwrap();
     let _server = ServeProcess::start(home.path(), &[]);
-    let created = signoff(home.path(), &["keys", "create", "--reviewer", "alice@example.com", "--json"]);
+    let created = signoff(
+        home.path(),
+        &[
+            "keys",
+            "create",
+            "--reviewer",
+            "alice@example.com",
+            "--json",
+        ],
+    );
     let created: Value = serde_json::from_str(&stdout(&created)).unwrap();
-    let output = signoff(home.path(), &["--key", created["key"].as_str().unwrap(), "keys", "list"]);
+    let output = signoff(
+        home.path(),
+        &["--key", created["key"].as_str().unwrap(), "keys", "list"],
+    );
     assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr(&output).contains("only admin keys"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("only admin keys"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -189,7 +285,10 @@ fn bench_rejects_bad_arguments() {
     let output = signoff(home.path(), &["bench", "roundtrip", "--agents", "0"]);
     assert_eq!(output.status.code(), Some(EXIT_ERROR));
     assert!(stderr(&output).contains("at least 1"));
-    let output = signoff(home.path(), &["bench", "roundtrip", "--durability", "maybe"]);
+    let output = signoff(
+        home.path(),
+        &["bench", "roundtrip", "--durability", "maybe"],
+    );
     assert_eq!(output.status.code(), Some(EXIT_ERROR));
     assert!(stderr(&output).contains("maybe"));
     let output = signoff(home.path(), &["bench", "roundtrip", "--agents", "many"]);

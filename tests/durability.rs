@@ -62,7 +62,11 @@ fn crash_and_restart(server: &mut ServeProcess) {
 
 /// The reviewer's choice for the intent at `index`: a mix of both verdicts.
 fn outcome_for(index: usize) -> &'static str {
-    if index % 3 == 0 { "rejected" } else { "approved" }
+    if index.is_multiple_of(3) {
+        "rejected"
+    } else {
+        "approved"
+    }
 }
 
 /// Every intent's full event history, in order.
@@ -77,8 +81,16 @@ async fn histories(observer: &Client, intent_ids: &[String]) -> Vec<Vec<Event>> 
 async fn assert_waiting_for_human(observer: &Client, intent_ids: &[String]) {
     for intent_id in intent_ids {
         let intent = observer.intent(intent_id).await.expect("intent");
-        assert_eq!(intent.status, Status::Waiting, "{intent_id} should still wait");
-        assert_eq!(intent.waiting_reason, Some(WaitingReason::WaitingForHuman), "{intent_id}");
+        assert_eq!(
+            intent.status,
+            Status::Waiting,
+            "{intent_id} should still wait"
+        );
+        assert_eq!(
+            intent.waiting_reason,
+            Some(WaitingReason::WaitingForHuman),
+            "{intent_id}"
+        );
         assert!(intent.result.is_none(), "{intent_id} has no decision yet");
     }
 }
@@ -87,8 +99,14 @@ async fn assert_waiting_for_human(observer: &Client, intent_ids: &[String]) {
 async fn assert_survived(observer: &Client, intent_ids: &[String], before: &[Vec<Event>]) {
     let after = histories(observer, intent_ids).await;
     for ((intent_id, before), after) in intent_ids.iter().zip(before).zip(&after) {
-        assert!(!before.is_empty(), "{intent_id} had events before the crash");
-        assert_eq!(before, after, "{intent_id}: the events changed across kill -9");
+        assert!(
+            !before.is_empty(),
+            "{intent_id} had events before the crash"
+        );
+        assert_eq!(
+            before, after,
+            "{intent_id}: the events changed across kill -9"
+        );
     }
 }
 
@@ -103,35 +121,82 @@ async fn decide(reviewer: &Client, index: usize, intent_id: &str) {
 /// Asserts that `event` is the terminal event of intent `index` carrying the decision made for it.
 fn assert_decision_event(index: usize, intent_id: &str, event: &Value) {
     let outcome = outcome_for(index);
-    assert_eq!(event["intent_id"], intent_id, "agent {index} got another intent's event");
-    assert_eq!(event["event_type"], "intent.completed", "agent {index}: {event}");
+    assert_eq!(
+        event["intent_id"], intent_id,
+        "agent {index} got another intent's event"
+    );
+    assert_eq!(
+        event["event_type"], "intent.completed",
+        "agent {index}: {event}"
+    );
     assert_eq!(event["status"], "COMPLETED", "agent {index}");
-    assert_eq!(event["result"]["outcome"], outcome, "agent {index}: wrong decision");
+    assert_eq!(
+        event["result"]["outcome"], outcome,
+        "agent {index}: wrong decision"
+    );
     assert_eq!(event["result"]["decided_by"], REVIEWER, "agent {index}");
-    assert_eq!(event["data"]["approved"], outcome == "approved", "agent {index}");
-    assert_eq!(event["data"]["comment"], format!("decision {index}"), "agent {index}");
+    assert_eq!(
+        event["data"]["approved"],
+        outcome == "approved",
+        "agent {index}"
+    );
+    assert_eq!(
+        event["data"]["comment"],
+        format!("decision {index}"),
+        "agent {index}"
+    );
 }
 
 /// Exactly one completion per intent, after the untouched pre-crash history, and a
 /// second decision is refused with 409 naming the first decider.
 async fn assert_decided_once(setup: &Setup, intent_ids: &[String], before: &[Vec<Event>]) {
     let after = histories(&setup.agent, intent_ids).await;
-    for (index, ((intent_id, before), after)) in intent_ids.iter().zip(before).zip(&after).enumerate() {
-        assert!(after.starts_with(before), "{intent_id}: the history was rewritten");
-        let completions: Vec<&Event> = after.iter().filter(|event| event.event_type == "intent.completed").collect();
-        assert_eq!(completions.len(), 1, "{intent_id}: exactly one intent.completed: {after:#?}");
+    for (index, ((intent_id, before), after)) in
+        intent_ids.iter().zip(before).zip(&after).enumerate()
+    {
+        assert!(
+            after.starts_with(before),
+            "{intent_id}: the history was rewritten"
+        );
+        let completions: Vec<&Event> = after
+            .iter()
+            .filter(|event| event.event_type == "intent.completed")
+            .collect();
+        assert_eq!(
+            completions.len(),
+            1,
+            "{intent_id}: exactly one intent.completed: {after:#?}"
+        );
         let seqs: Vec<u64> = after.iter().map(|event| event.seq).collect();
-        assert_eq!(seqs, (1..=after.len() as u64).collect::<Vec<_>>(), "{intent_id}: gap-free seq");
-        assert_decision_event(index, intent_id, &serde_json::to_value(completions[0]).expect("event as JSON"));
+        assert_eq!(
+            seqs,
+            (1..=after.len() as u64).collect::<Vec<_>>(),
+            "{intent_id}: gap-free seq"
+        );
+        assert_decision_event(
+            index,
+            intent_id,
+            &serde_json::to_value(completions[0]).expect("event as JSON"),
+        );
 
         let again = setup
             .reviewer
             .decide(intent_id, "approved", Some("again"), Map::new())
             .await;
         match again {
-            Err(ClientError::Api { status: 409, details, .. }) => {
-                assert_eq!(details["decided_by"], REVIEWER, "{intent_id}: 409 names the decider");
-                assert!(details["decided_at"].is_string(), "{intent_id}: 409 says when");
+            Err(ClientError::Api {
+                status: 409,
+                details,
+                ..
+            }) => {
+                assert_eq!(
+                    details["decided_by"], REVIEWER,
+                    "{intent_id}: 409 names the decider"
+                );
+                assert!(
+                    details["decided_at"].is_string(),
+                    "{intent_id}: 409 says when"
+                );
             }
             other => panic!("{intent_id}: a second decision must be 409, got {other:?}"),
         }
@@ -165,7 +230,10 @@ async fn read_sent_intents(lines: &mut Lines<BufReader<ChildStdout>>) -> Vec<Str
             intent_ids[index.parse::<usize>().expect("index")] = intent_id.to_string();
         }
     }
-    assert!(intent_ids.iter().all(|id| !id.is_empty()), "every agent sent an intent");
+    assert!(
+        intent_ids.iter().all(|id| !id.is_empty()),
+        "every agent sent an intent"
+    );
     intent_ids
 }
 
@@ -235,11 +303,19 @@ async fn sdk_waiters_survive_kill9_and_each_gets_its_own_decision() {
 
     assert_eq!(reports.len(), WAITERS, "every agent's wait_for returned");
     for report in &reports {
-        assert_eq!(report.intent_id, intent_ids[report.index], "agent {} reported its own intent", report.index);
+        assert_eq!(
+            report.intent_id, intent_ids[report.index],
+            "agent {} reported its own intent",
+            report.index
+        );
         assert_decision_event(report.index, &report.intent_id, &report.event);
     }
     let reconnects: u64 = reports.iter().map(|report| report.reconnects).sum();
-    assert!(reconnects > 0, "the crash should have cut the waiters' connections");
+    println!("{WAITERS} SDK waiters reconnected {reconnects} times in all");
+    assert!(
+        reconnects > 0,
+        "the crash should have cut the waiters' connections"
+    );
     assert_decided_once(&setup, &intent_ids, &before).await;
 }
 
@@ -248,8 +324,17 @@ async fn rust_client_waiters_survive_kill9_and_acknowledged_decisions_persist() 
     let mut setup = setup().await;
     let mut intent_ids = Vec::with_capacity(WAITERS);
     for index in 0..WAITERS {
-        let body = task_intent(json!({"title": format!("Deploy shard {index}?"), "assignees": [REVIEWER]}));
-        intent_ids.push(setup.agent.create_intent(&body, None).await.expect("create").intent_id);
+        let body = task_intent(
+            json!({"title": format!("Deploy shard {index}?"), "assignees": [REVIEWER]}),
+        );
+        intent_ids.push(
+            setup
+                .agent
+                .create_intent(&body, None)
+                .await
+                .expect("create")
+                .intent_id,
+        );
     }
     let options = WaitOptions {
         wait_seconds: 15,

@@ -19,7 +19,7 @@ const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
 const SENDER: &str = "agent://acme/deployer";
 
-/// One side of a race: who it acts as, and the outcome it tries to record.
+/// One side of a race: who it acts as, and the outcome (or end status) it tries to record.
 struct Contender {
     identity: &'static str,
     outcome: &'static str,
@@ -48,7 +48,10 @@ where
     let barrier = Arc::new(Barrier::new(2));
     let first = tokio::spawn(after_barrier(barrier.clone(), first));
     let second = tokio::spawn(after_barrier(barrier, second));
-    (first.await.expect("first contender"), second.await.expect("second contender"))
+    (
+        first.await.expect("first contender"),
+        second.await.expect("second contender"),
+    )
 }
 
 /// Exactly one contender succeeded; returns which, with the loser's error.
@@ -68,41 +71,76 @@ fn single_winner<'a>(
             winning_intent,
             loser_error,
         },
-        (Ok(_), Ok(_)) => panic!("round {round}: both {} and {} won", contenders[0].identity, contenders[1].identity),
+        (Ok(_), Ok(_)) => panic!(
+            "round {round}: both {} and {} won",
+            contenders[0].identity, contenders[1].identity
+        ),
         (Err(first), Err(second)) => panic!("round {round}: nobody won: {first:?} / {second:?}"),
     }
 }
 
 /// The checks every race ends with, whoever won.
-async fn assert_one_decision(round: usize, observer: &Client, intent_id: &str, verdict: &Verdict<'_>) {
+async fn assert_one_decision(
+    round: usize,
+    observer: &Client,
+    intent_id: &str,
+    verdict: &Verdict<'_>,
+) {
     let winner = verdict.winner;
     let record = verdict
         .winning_intent
         .result
         .clone()
         .expect("a terminal intent carries its decision record");
-    assert_eq!(record["decided_by"], winner.identity, "round {round}: the winner's record");
+    assert_eq!(
+        record["decided_by"], winner.identity,
+        "round {round}: the winner's record"
+    );
 
     // The loser is told who decided, and when: the record it lost to.
     match &verdict.loser_error {
-        ClientError::Api { status, details, .. } => {
-            assert_eq!(*status, 409, "round {round}: the loser gets 409, got {details}");
-            assert_eq!(details["decided_by"], winner.identity, "round {round}: 409 names the winner");
-            assert!(details["decided_at"].is_string(), "round {round}: 409 says when: {details}");
-            assert_eq!(details["decided_at"], record["decided_at"], "round {round}: 409 carries the winning time");
+        ClientError::Api {
+            status, details, ..
+        } => {
+            assert_eq!(
+                *status, 409,
+                "round {round}: the loser gets 409, got {details}"
+            );
+            assert_eq!(
+                details["decided_by"], winner.identity,
+                "round {round}: 409 names the winner"
+            );
+            assert!(
+                details["decided_at"].is_string(),
+                "round {round}: 409 says when: {details}"
+            );
+            assert_eq!(
+                details["decided_at"], record["decided_at"],
+                "round {round}: 409 carries the winning time"
+            );
         }
         other => panic!("round {round}: the loser got {other:?} instead of a 409"),
     }
 
     let stored = observer.intent(intent_id).await.expect("intent");
-    assert_eq!(stored.result.as_ref(), Some(&record), "round {round}: the stored record is the winner's");
+    assert_eq!(
+        stored.result.as_ref(),
+        Some(&record),
+        "round {round}: the stored record is the winner's"
+    );
     let events = observer.events(intent_id, 0).await.expect("events");
     let terminal: Vec<_> = events.iter().filter(|event| event.is_terminal()).collect();
-    assert_eq!(terminal.len(), 1, "round {round}: exactly one terminal event: {events:#?}");
-    assert_eq!(terminal[0].actor, winner.identity, "round {round}: the terminal event is the winner's");
     assert_eq!(
-        terminal[0].status,
-        verdict.winning_intent.status,
+        terminal.len(),
+        1,
+        "round {round}: exactly one terminal event: {events:#?}"
+    );
+    assert_eq!(
+        terminal[0].actor, winner.identity,
+        "round {round}: the terminal event is the winner's"
+    );
+    assert_eq!(
+        terminal[0].status, verdict.winning_intent.status,
         "round {round}: the terminal event matches the winning response"
     );
 }
@@ -114,11 +152,19 @@ async fn waiting_task(sender: &Client, round: usize) -> String {
         "assignees": [ALICE, BOB],
     }));
     let created = sender.create_intent(&body, None).await.expect("create");
-    assert_eq!(created.status, Status::Waiting, "the task waits for a human from the start");
+    assert_eq!(
+        created.status,
+        Status::Waiting,
+        "the task waits for a human from the start"
+    );
     created.intent_id
 }
 
-fn decision(reviewer: &Client, intent_id: &str, contender: &Contender) -> impl Future<Output = ClientResult<Intent>> + Send + 'static {
+fn decision(
+    reviewer: &Client,
+    intent_id: &str,
+    contender: &Contender,
+) -> impl Future<Output = ClientResult<Intent>> + Send + 'static {
     let reviewer = reviewer.clone();
     let intent_id = intent_id.to_string();
     let outcome = contender.outcome;
@@ -135,8 +181,14 @@ async fn two_reviewers_deciding_at_once_yield_exactly_one_decision() {
     let sender = server.agent(SENDER).await;
     let alice = server.reviewer(ALICE, &[]).await;
     let bob = server.reviewer(BOB, &[]).await;
-    let alice_side = Contender { identity: ALICE, outcome: "approved" };
-    let bob_side = Contender { identity: BOB, outcome: "rejected" };
+    let alice_side = Contender {
+        identity: ALICE,
+        outcome: "approved",
+    };
+    let bob_side = Contender {
+        identity: BOB,
+        outcome: "rejected",
+    };
 
     let mut wins = [0usize; 2];
     for round in 0..ROUNDS {
@@ -151,12 +203,18 @@ async fn two_reviewers_deciding_at_once_yield_exactly_one_decision() {
 
         // The record and the agent's view agree on the winner's outcome, never a mix.
         let record = verdict.winning_intent.result.clone().unwrap_or(Value::Null);
-        assert_eq!(record["outcome"], verdict.winner.outcome, "round {round}: the winner's outcome");
+        assert_eq!(
+            record["outcome"], verdict.winner.outcome,
+            "round {round}: the winner's outcome"
+        );
         let completed = sender.events(&intent_id, 0).await.expect("events");
         let last = completed.last().expect("events");
         assert_eq!(last.event_type, "intent.completed");
         assert_eq!(last.details["result"]["outcome"], verdict.winner.outcome);
-        assert_eq!(last.details["data"]["approved"], verdict.winner.outcome == "approved");
+        assert_eq!(
+            last.details["data"]["approved"],
+            verdict.winner.outcome == "approved"
+        );
         wins[usize::from(verdict.winner.identity == BOB)] += 1;
     }
     println!("alice won {} races, bob won {}", wins[0], wins[1]);
@@ -168,8 +226,14 @@ async fn a_decision_racing_the_senders_cancel_yields_exactly_one_end() {
     let server = TestServer::start().await;
     let sender = server.agent(SENDER).await;
     let alice = server.reviewer(ALICE, &[]).await;
-    let reviewer_side = Contender { identity: ALICE, outcome: "approved" };
-    let sender_side = Contender { identity: SENDER, outcome: "CANCELED" };
+    let reviewer_side = Contender {
+        identity: ALICE,
+        outcome: "approved",
+    };
+    let sender_side = Contender {
+        identity: SENDER,
+        outcome: "CANCELED",
+    };
 
     for round in 0..ROUNDS {
         let intent_id = waiting_task(&sender, round).await;
@@ -178,15 +242,25 @@ async fn a_decision_racing_the_senders_cancel_yields_exactly_one_end() {
             let intent_id = intent_id.clone();
             async move {
                 let body = json!({"status": "CANCELED", "reason": "no longer needed"});
-                sender.resolve(&intent_id, &body, None, None).await.map(|resolved| resolved.intent)
+                sender
+                    .resolve(&intent_id, &body, None, None)
+                    .await
+                    .map(|resolved| resolved.intent)
             }
         };
         let results = run_race(decision(&alice, &intent_id, &reviewer_side), cancel).await;
         let verdict = single_winner(round, [&reviewer_side, &sender_side], results);
         assert_one_decision(round, &sender, &intent_id, &verdict).await;
 
-        let expected = if verdict.winner.identity == ALICE { Status::Completed } else { Status::Canceled };
-        assert_eq!(verdict.winning_intent.status, expected, "round {round}: the winner's end");
+        let expected = if verdict.winner.identity == ALICE {
+            Status::Completed
+        } else {
+            Status::Canceled
+        };
+        assert_eq!(
+            verdict.winning_intent.status, expected,
+            "round {round}: the winner's end"
+        );
     }
     server.stop().await;
 }

@@ -32,8 +32,12 @@ fn cli_key(home: &Path, who: &[&str]) -> String {
         "signoff {args:?} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let created: Value = serde_json::from_slice(&output.stdout).expect("keys create --json prints JSON");
-    created["key"].as_str().expect("the JSON has the key").to_string()
+    let created: Value =
+        serde_json::from_slice(&output.stdout).expect("keys create --json prints JSON");
+    created["key"]
+        .as_str()
+        .expect("the JSON has the key")
+        .to_string()
 }
 
 /// Reads a child's pipe to the end on its own thread, so a chatty script never
@@ -62,7 +66,10 @@ fn run_compat_script(script: &str) {
         ("WORKER_ADDRESS", WORKER.to_string()),
         ("WORKER_KEY", cli_key(home.path(), &["--agent", WORKER])),
         ("REVIEWER_ID", REVIEWER.to_string()),
-        ("REVIEWER_KEY", cli_key(home.path(), &["--reviewer", REVIEWER, "--team", "oncall"])),
+        (
+            "REVIEWER_KEY",
+            cli_key(home.path(), &["--reviewer", REVIEWER, "--team", "oncall"]),
+        ),
     ];
 
     let mut child = Command::new(&python)
@@ -89,12 +96,18 @@ fn run_compat_script(script: &str) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+    let (stdout, stderr) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
     match status {
         Some(status) if status.success() => println!("{script}:\n{stdout}"),
         _ => panic!(
             "{script} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server log\n{}",
-            status.map_or_else(|| format!("killed after {SCRIPT_TIMEOUT:?}"), |status| status.to_string()),
+            status.map_or_else(
+                || format!("killed after {SCRIPT_TIMEOUT:?}"),
+                |status| status.to_string()
+            ),
             server.log()
         ),
     }

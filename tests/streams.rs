@@ -11,7 +11,7 @@ use common::{ServeProcess, task_intent};
 use futures::StreamExt;
 use serde_json::json;
 use signoff::client::{Client, TaskStreamMessage};
-use signoff::domain::PrincipalKind;
+use signoff::domain::{PrincipalKind, TaskStreamItem};
 
 async fn keys(server: &ServeProcess) -> (Client, Client) {
     let admin = Client::new(&server.url, &server.admin_key()).unwrap();
@@ -20,7 +20,12 @@ async fn keys(server: &ServeProcess) -> (Client, Client) {
         .await
         .unwrap();
     let reviewer = admin
-        .create_key(PrincipalKind::Reviewer, "alice@example.com", &["oncall".to_string()], None)
+        .create_key(
+            PrincipalKind::Reviewer,
+            "alice@example.com",
+            &["oncall".to_string()],
+            None,
+        )
         .await
         .unwrap();
     (
@@ -46,21 +51,32 @@ async fn sigterm_ends_open_streams_and_exits_cleanly() {
     let mut server = ServeProcess::start(home.path(), &[]);
     let (agent, reviewer) = keys(&server).await;
     let created = agent
-        .create_intent(&task_intent(json!({"title": "t", "assignees": ["alice@example.com"]})), None)
+        .create_intent(
+            &task_intent(json!({"title": "t", "assignees": ["alice@example.com"]})),
+            None,
+        )
         .await
         .unwrap();
     let mut tasks = Box::pin(reviewer.task_stream(None).unwrap());
     assert_eq!(tasks.next().await, Some(TaskStreamMessage::Connected));
     let raw = reqwest::Client::new()
-        .get(format!("{}/v1/intents/{}/events/stream?wait_seconds=60", server.url, created.intent_id))
+        .get(format!(
+            "{}/v1/intents/{}/events/stream?wait_seconds=60",
+            server.url, created.intent_id
+        ))
         .header("x-api-key", server.admin_key())
         .send()
         .await
         .unwrap();
     let mut body = raw.bytes_stream();
-    assert!(body.next().await.is_some(), "the replay arrives before shutdown");
+    assert!(
+        body.next().await.is_some(),
+        "the replay arrives before shutdown"
+    );
 
-    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
     assert!(status.success(), "graceful exit, got {status:?}");
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(chunk) = body.next().await {
@@ -70,7 +86,10 @@ async fn sigterm_ends_open_streams_and_exits_cleanly() {
         }
     })
     .await;
-    assert!(ended.is_ok(), "the intent stream was closed by the shutdown");
+    assert!(
+        ended.is_ok(),
+        "the intent stream was closed by the shutdown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +112,10 @@ async fn task_stream_resumes_across_a_crash_without_gaps_or_duplicates() {
         let agent = agent.clone();
         async move {
             agent
-                .create_intent(&task_intent(json!({"title": title, "assignees": ["team:oncall"]})), None)
+                .create_intent(
+                    &task_intent(json!({"title": title, "assignees": ["team:oncall"]})),
+                    None,
+                )
                 .await
                 .unwrap()
                 .intent_id
@@ -101,17 +123,20 @@ async fn task_stream_resumes_across_a_crash_without_gaps_or_duplicates() {
     };
     let upserts_of = |seen: &[TaskStreamMessage], id: &str| {
         seen.iter()
-            .filter(|m| matches!(m, TaskStreamMessage::Upserted { task, .. } if task.intent_id == id))
+            .filter(|m| matches!(m, TaskStreamMessage::Item(TaskStreamItem::Upserted(upsert)) if upsert.task.intent_id == id))
             .count()
     };
     let removals_of = |seen: &[TaskStreamMessage], id: &str| {
         seen.iter()
-            .filter(|m| matches!(m, TaskStreamMessage::Removed { intent_id, .. } if intent_id == id))
+            .filter(|m| matches!(m, TaskStreamMessage::Item(TaskStreamItem::Removed(removal)) if removal.intent_id == id))
             .count()
     };
 
     let before = create("before the crash").await;
-    eventually("the first task streams in", || upserts_of(&seen.lock().unwrap(), &before) == 1).await;
+    eventually("the first task streams in", || {
+        upserts_of(&seen.lock().unwrap(), &before) == 1
+    })
+    .await;
 
     server.restart();
     // Created right after the restart, possibly before the client has reconnected:
@@ -133,10 +158,22 @@ async fn task_stream_resumes_across_a_crash_without_gaps_or_duplicates() {
     assert_eq!(upserts_of(&seen, &before), 1, "{seen:#?}");
     assert_eq!(upserts_of(&seen, &after), 1, "{seen:#?}");
     assert_eq!(removals_of(&seen, &before), 1, "{seen:#?}");
-    let snapshots = seen.iter().filter(|m| matches!(m, TaskStreamMessage::Snapshot { .. })).count();
-    assert_eq!(snapshots, 1, "a resumed stream does not start over: {seen:#?}");
-    assert!(seen.iter().any(|m| matches!(m, TaskStreamMessage::Disconnected { .. })));
-    let connects = seen.iter().filter(|m| matches!(m, TaskStreamMessage::Connected)).count();
+    let snapshots = seen
+        .iter()
+        .filter(|m| matches!(m, TaskStreamMessage::Item(TaskStreamItem::Snapshot(_))))
+        .count();
+    assert_eq!(
+        snapshots, 1,
+        "a resumed stream does not start over: {seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|m| matches!(m, TaskStreamMessage::Disconnected { .. }))
+    );
+    let connects = seen
+        .iter()
+        .filter(|m| matches!(m, TaskStreamMessage::Connected))
+        .count();
     assert!(connects >= 2, "{seen:#?}");
 }
 
@@ -146,7 +183,10 @@ async fn rust_client_wait_for_survives_a_restart() {
     let mut server = ServeProcess::start(home.path(), &[]);
     let (agent, reviewer) = keys(&server).await;
     let created = agent
-        .create_intent(&task_intent(json!({"title": "t", "assignees": ["alice@example.com"]})), None)
+        .create_intent(
+            &task_intent(json!({"title": "t", "assignees": ["alice@example.com"]})),
+            None,
+        )
         .await
         .unwrap();
     let waiter = {
@@ -157,7 +197,12 @@ async fn rust_client_wait_for_survives_a_restart() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.restart();
     reviewer
-        .decide(&created.intent_id, "rejected", Some("not today"), Default::default())
+        .decide(
+            &created.intent_id,
+            "rejected",
+            Some("not today"),
+            Default::default(),
+        )
         .await
         .unwrap();
     let terminal = tokio::time::timeout(Duration::from_secs(20), waiter)

@@ -51,7 +51,11 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn summary_row(label: &str, report: &RoundTripReport) -> Vec<String> {
-    let rss = |value: Option<f64>| value.map(|mib| format!("{mib:.1}")).unwrap_or_else(|| "-".into());
+    let rss = |value: Option<f64>| {
+        value
+            .map(|mib| format!("{mib:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
     vec![
         label.to_string(),
         format!("{:.0}", report.round_trips_per_second),
@@ -93,18 +97,27 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
                 admin_key: key.context("--existing needs an admin key (--key or client.toml)")?,
             }
         } else {
-            Target::Spawned(SpawnedServer::start(&binary, home.path(), &args.durability)?)
+            Target::Spawned(SpawnedServer::start(
+                &binary,
+                home.path(),
+                &args.durability,
+            )?)
         };
         let report = run_round_trips(&target, &options).await?;
         if !args.json {
             eprintln!(
                 "run {run}/{}: {:.0} round trips/s, decide->agent p50 {:.2} ms p99 {:.2} ms",
-                args.runs, report.round_trips_per_second, report.decide_to_agent_p50_ms, report.decide_to_agent_p99_ms
+                args.runs,
+                report.round_trips_per_second,
+                report.decide_to_agent_p50_ms,
+                report.decide_to_agent_p99_ms
             );
         }
         reports.push(report);
     }
-    let pick = |field: fn(&RoundTripReport) -> f64| median(&mut reports.iter().map(field).collect::<Vec<_>>());
+    let pick = |field: fn(&RoundTripReport) -> f64| {
+        median(&mut reports.iter().map(field).collect::<Vec<_>>())
+    };
     let pick_rss = |field: fn(&RoundTripReport) -> Option<f64>| {
         let mut values: Vec<f64> = reports.iter().filter_map(field).collect();
         (!values.is_empty()).then(|| median(&mut values))
@@ -125,7 +138,9 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            json(&serde_json::json!({ "durability": args.durability, "runs": reports, "median": medians }))
+            json(
+                &serde_json::json!({ "durability": args.durability, "runs": reports, "median": medians })
+            )
         );
     } else {
         let mut rows: Vec<Vec<String>> = reports
@@ -141,7 +156,16 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
         print!(
             "{}",
             table(
-                &["", "RT/S", "DECIDE->AGENT P50 MS", "P99 MS", "ROUND TRIP P50 MS", "ERRORS", "RSS MIB", "RSS MIB (WAITING)"],
+                &[
+                    "",
+                    "RT/S",
+                    "DECIDE->AGENT P50 MS",
+                    "P99 MS",
+                    "ROUND TRIP P50 MS",
+                    "ERRORS",
+                    "RSS MIB",
+                    "RSS MIB (WAITING)"
+                ],
                 &rows
             )
         );

@@ -8,10 +8,9 @@ use std::time::Duration;
 use eventsource_client::{Client as _, ClientBuilder, ReconnectOptions, SSE};
 use futures::{Stream, StreamExt};
 use launchdarkly_sdk_transport::HyperTransport;
-use serde::Deserialize;
 
 use super::{Client, ClientError, ClientResult, install_crypto_provider};
-use crate::domain::{Status, TaskView};
+use crate::domain::TaskStreamItem;
 
 /// Longest wait between reconnection attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
@@ -19,103 +18,17 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(45);
 
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "each message is moved once from the stream to its consumer, never stored in bulk"
+)]
 pub enum TaskStreamMessage {
     /// A connection (or reconnection) was established.
     Connected,
-    /// The full list of waiting tasks; sent on a fresh connection.
-    Snapshot { cursor: u64, tasks: Vec<TaskView> },
-    /// A task appeared, was reassigned to this reviewer, reminded or escalated.
-    Upserted {
-        cursor: u64,
-        reason: String,
-        task: TaskView,
-    },
-    /// A task left this reviewer's list: decided, timed out, canceled, reassigned.
-    Removed {
-        cursor: u64,
-        intent_id: String,
-        reason: String,
-        status: Status,
-        by: String,
-        outcome: Option<String>,
-    },
-    /// A reminder is due for this reviewer.
-    Reminder {
-        cursor: u64,
-        reminder_no: u64,
-        task: TaskView,
-    },
+    /// A snapshot (fresh connections only), upsert, removal or reminder.
+    Item(TaskStreamItem),
     /// The connection failed or dropped; the stream keeps reconnecting.
     Disconnected { error: String },
-}
-
-#[derive(Deserialize)]
-struct SnapshotData {
-    cursor: u64,
-    tasks: Vec<TaskView>,
-}
-
-#[derive(Deserialize)]
-struct UpsertData {
-    cursor: u64,
-    reason: String,
-    task: TaskView,
-}
-
-#[derive(Deserialize)]
-struct RemovedData {
-    cursor: u64,
-    intent_id: String,
-    reason: String,
-    status: Status,
-    by: String,
-    outcome: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ReminderData {
-    cursor: u64,
-    reminder_no: u64,
-    task: TaskView,
-}
-
-fn decode<T: serde::de::DeserializeOwned>(event: &str, data: &str) -> Result<T, String> {
-    serde_json::from_str(data).map_err(|err| format!("bad `{event}` event from the server: {err}"))
-}
-
-/// Turns one SSE event into a message; unknown event types are skipped so newer
-/// servers can add events without breaking older clients.
-pub fn parse_task_event(event: &str, data: &str) -> Option<Result<TaskStreamMessage, String>> {
-    let message = match event {
-        "tasks.snapshot" => {
-            decode::<SnapshotData>(event, data).map(|d| TaskStreamMessage::Snapshot {
-                cursor: d.cursor,
-                tasks: d.tasks,
-            })
-        }
-        "task.upserted" => decode::<UpsertData>(event, data).map(|d| TaskStreamMessage::Upserted {
-            cursor: d.cursor,
-            reason: d.reason,
-            task: d.task,
-        }),
-        "task.removed" => decode::<RemovedData>(event, data).map(|d| TaskStreamMessage::Removed {
-            cursor: d.cursor,
-            intent_id: d.intent_id,
-            reason: d.reason,
-            status: d.status,
-            by: d.by,
-            outcome: d.outcome,
-        }),
-        "task.reminder" => {
-            decode::<ReminderData>(event, data).map(|d| TaskStreamMessage::Reminder {
-                cursor: d.cursor,
-                reminder_no: d.reminder_no,
-                task: d.task,
-            })
-        }
-        _ => return None,
-    };
-    Some(message)
 }
 
 impl Client {
@@ -157,11 +70,13 @@ impl Client {
             let message = match item {
                 Ok(SSE::Connected(_)) => Some(TaskStreamMessage::Connected),
                 Ok(SSE::Comment(_)) => None,
-                Ok(SSE::Event(event)) => match parse_task_event(&event.event_type, &event.data) {
-                    Some(Ok(message)) => Some(message),
-                    Some(Err(error)) => Some(TaskStreamMessage::Disconnected { error }),
-                    None => None,
-                },
+                Ok(SSE::Event(event)) => {
+                    match TaskStreamItem::parse(&event.event_type, &event.data) {
+                        Some(Ok(item)) => Some(TaskStreamMessage::Item(item)),
+                        Some(Err(error)) => Some(TaskStreamMessage::Disconnected { error }),
+                        None => None,
+                    }
+                }
                 Err(err) => Some(TaskStreamMessage::Disconnected {
                     error: describe_stream_error(&err),
                 }),

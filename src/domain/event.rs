@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
-use super::intent::{Status, WaitingReason};
+use super::intent::{Intent, Status, WaitingReason};
 use super::time::Timestamp;
+use super::view::TaskView;
 
 pub const CREATED: &str = "intent.created";
 pub const SUBMITTED: &str = "intent.submitted";
@@ -164,12 +165,35 @@ impl Serialize for Event {
     }
 }
 
-/// An event together with its position in the global, gap-free commit order. The
-/// cursor is what task streams resume from.
+/// An event together with its position in the global, gap-free commit order (what
+/// task streams resume from) and, for events that show a task to reviewers, the
+/// task as it stood right after the event's commit. Live subscribers and streams
+/// replayed from the database both read that same snapshot, so a resumed stream
+/// sends exactly what a connected one sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     pub cursor: u64,
     pub event: Event,
+    pub task: Option<TaskView>,
+}
+
+impl StoredEvent {
+    /// `intent` is the intent as committed together with the event.
+    pub fn new(cursor: u64, event: Event, intent: &Intent) -> StoredEvent {
+        let shows_task = !event.is_terminal()
+            && event.task_stream_effect().is_some()
+            && intent.is_waiting_for_human();
+        let task = if shows_task {
+            TaskView::of(intent)
+        } else {
+            None
+        };
+        StoredEvent {
+            cursor,
+            event,
+            task,
+        }
+    }
 }
 
 #[cfg(test)]

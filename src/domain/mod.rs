@@ -17,4 +17,7 @@ pub use principal::{Principal, PrincipalKind};
 pub use request::IntentRequest;
 pub use task::{HumanTask, TaskResultInput, TaskType, ValidDecision, Verdict, verdict_of};
 pub use time::Timestamp;
-pub use view::{TaskView, Thread, ThreadStatus, TimelineEntry};
+pub use view::{
+    TaskReminder, TaskRemoval, TaskSnapshot, TaskStreamItem, TaskUpsert, TaskView, Thread,
+    ThreadStatus, TimelineEntry,
+};

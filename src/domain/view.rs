@@ -103,3 +103,86 @@ pub struct Thread {
     pub cursor: String,
     pub timeline: Vec<TimelineEntry>,
 }
+
+/// `tasks.snapshot`: every task the reviewer may decide, as of `cursor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSnapshot {
+    pub cursor: u64,
+    pub tasks: Vec<TaskView>,
+}
+
+/// `task.upserted`: a task appeared, or changed (reassigned, reminded, escalated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskUpsert {
+    pub cursor: u64,
+    pub reason: String,
+    pub task: TaskView,
+}
+
+/// `task.removed`: a task left the list, and who or what ended it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRemoval {
+    pub cursor: u64,
+    pub intent_id: String,
+    pub reason: String,
+    pub status: Status,
+    pub by: String,
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+/// `task.reminder`: a reminder is due for this reviewer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReminder {
+    pub cursor: u64,
+    pub intent_id: String,
+    pub reminder_no: u64,
+    pub task: TaskView,
+}
+
+/// One message of a reviewer's task stream; the SSE event name says which.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TaskStreamItem {
+    Snapshot(TaskSnapshot),
+    Upserted(TaskUpsert),
+    Removed(TaskRemoval),
+    Reminder(TaskReminder),
+}
+
+impl TaskStreamItem {
+    /// Where a stream that received this item resumes.
+    pub fn cursor(&self) -> u64 {
+        match self {
+            TaskStreamItem::Snapshot(item) => item.cursor,
+            TaskStreamItem::Upserted(item) => item.cursor,
+            TaskStreamItem::Removed(item) => item.cursor,
+            TaskStreamItem::Reminder(item) => item.cursor,
+        }
+    }
+
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            TaskStreamItem::Snapshot(_) => "tasks.snapshot",
+            TaskStreamItem::Upserted(_) => "task.upserted",
+            TaskStreamItem::Removed(_) => "task.removed",
+            TaskStreamItem::Reminder(_) => "task.reminder",
+        }
+    }
+
+    /// Reads an item from its SSE event name and data. Unknown event names give
+    /// `None`, so newer servers may add events without breaking older clients.
+    pub fn parse(event_name: &str, data: &str) -> Option<Result<TaskStreamItem, String>> {
+        fn decode<T: serde::de::DeserializeOwned>(name: &str, data: &str) -> Result<T, String> {
+            serde_json::from_str(data).map_err(|err| format!("bad `{name}` event: {err}"))
+        }
+        let item = match event_name {
+            "tasks.snapshot" => decode(event_name, data).map(TaskStreamItem::Snapshot),
+            "task.upserted" => decode(event_name, data).map(TaskStreamItem::Upserted),
+            "task.removed" => decode(event_name, data).map(TaskStreamItem::Removed),
+            "task.reminder" => decode(event_name, data).map(TaskStreamItem::Reminder),
+            _ => return None,
+        };
+        Some(item)
+    }
+}

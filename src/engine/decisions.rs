@@ -44,12 +44,17 @@ impl Via {
     }
 }
 
-/// A yes or no, with the comment and data that go with it.
+/// What a reviewer decided.
 #[derive(Debug, Clone)]
-pub struct VerdictDecision {
-    pub verdict: Verdict,
-    pub comment: Option<String>,
-    pub data: Map<String, Value>,
+pub enum Decision {
+    /// A named outcome (`task_result`).
+    Outcome(TaskResultInput),
+    /// A yes or no, from clients that only say approve or reject.
+    Verdict {
+        verdict: Verdict,
+        comment: Option<String>,
+        data: Map<String, Value>,
+    },
 }
 
 /// The agent an agent-side action acts as: the key's own agent, or for an admin
@@ -189,12 +194,13 @@ impl Engine {
         Ok(written.response)
     }
 
-    /// A reviewer's decision on a human task.
+    /// A reviewer's decision on a human task: an explicit outcome, or a plain yes/no
+    /// that becomes the task's own approving or rejecting outcome.
     pub async fn decide(
         &self,
         decider: &Principal,
         intent_id: &str,
-        input: TaskResultInput,
+        decision: Decision,
         via: Via,
         claim: Option<IdempotencyClaim>,
     ) -> Result<Value> {
@@ -203,32 +209,17 @@ impl Engine {
             intent_id,
             claim,
             Box::new(move |change| {
-                apply_decision(change, &decider, input, via, None)?;
-                Ok(resumed(change))
-            }),
-        )
-        .await
-    }
-
-    /// Decides with the task's own "yes" or "no" outcome, for clients that only say
-    /// approve or reject.
-    pub async fn decide_by_verdict(
-        &self,
-        decider: &Principal,
-        intent_id: &str,
-        decision: VerdictDecision,
-        via: Via,
-        claim: Option<IdempotencyClaim>,
-    ) -> Result<Value> {
-        let decider = decider.clone();
-        self.change(
-            intent_id,
-            claim,
-            Box::new(move |change| {
-                let input = TaskResultInput {
-                    outcome: outcome_for_verdict(change, decision.verdict)?,
-                    comment: decision.comment,
-                    data: decision.data,
+                let input = match decision {
+                    Decision::Outcome(input) => input,
+                    Decision::Verdict {
+                        verdict,
+                        comment,
+                        data,
+                    } => TaskResultInput {
+                        outcome: outcome_for_verdict(change, verdict)?,
+                        comment,
+                        data,
+                    },
                 };
                 apply_decision(change, &decider, input, via, None)?;
                 Ok(resumed(change))
@@ -252,7 +243,9 @@ impl Engine {
         };
         if let Some(task_result) = fields.get("task_result") {
             let input = TaskResultInput::parse(task_result)?;
-            return self.decide(caller, intent_id, input, via, claim).await;
+            return self
+                .decide(caller, intent_id, Decision::Outcome(input), via, claim)
+                .await;
         }
         if let Some(action) = fields.get("action") {
             let Some(action) = action.as_str() else {
@@ -390,7 +383,7 @@ impl Engine {
             intent_id,
             claim,
             Box::new(move |change| {
-                if change.intent.human_task.is_some() && !change.intent.status.is_terminal() {
+                if change.intent.human_task.is_some() {
                     let outcome = outcome_for_verdict(change, Verdict::Approving)?;
                     let input = TaskResultInput {
                         outcome,

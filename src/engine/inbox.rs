@@ -7,10 +7,10 @@
 
 use serde_json::{Map, Value, json};
 
-use super::decisions::Via;
+use super::decisions::{Decision, Via};
 use super::{Engine, holdings_of};
 use crate::domain::{
-    Error, Intent, Principal, Result, Thread, ThreadStatus, TimelineEntry, Verdict,
+    Error, Intent, Principal, Result, TaskResultInput, Thread, ThreadStatus, TimelineEntry, Verdict,
 };
 use crate::store::IdempotencyClaim;
 
@@ -281,13 +281,12 @@ impl Engine {
             Some(Value::Object(data)) => data.clone(),
             Some(_) => return Err(Error::invalid_field("data", "must be an object")),
         };
-        let decision = super::decisions::VerdictDecision {
+        let decision = Decision::Verdict {
             verdict,
             comment,
             data,
         };
-        self.decide_by_verdict(caller, thread_id, decision, via, claim)
-            .await
+        self.decide(caller, thread_id, decision, via, claim).await
     }
 
     /// `POST /v1/approvals/{id}/decision`: `decision` is approve/reject (or yes/no),
@@ -325,9 +324,15 @@ impl Engine {
                 let mut task_result = body.as_object().cloned().unwrap_or_default();
                 task_result.remove("decision");
                 task_result.insert("outcome".into(), Value::String(decision));
-                let input = crate::domain::TaskResultInput::parse(&Value::Object(task_result))?;
-                self.decide(caller, intent_id, input, Via::Approvals, claim)
-                    .await
+                let input = TaskResultInput::parse(&Value::Object(task_result))?;
+                self.decide(
+                    caller,
+                    intent_id,
+                    Decision::Outcome(input),
+                    Via::Approvals,
+                    claim,
+                )
+                .await
             }
         }
     }

@@ -4,7 +4,7 @@
 //! therefore seen exactly once: either in the replay or live, never in neither.
 //! A subscriber that falls behind the hub re-reads from the database.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures::Stream;
@@ -13,75 +13,38 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::hub::Subscription;
 use super::{Engine, PAGE, holdings_of};
-use crate::domain::{Error, Event, Intent, Principal, Result, Status, StoredEvent, TaskView};
+use crate::domain::{
+    Error, Event, Intent, Principal, Result, Status, StoredEvent, TaskReminder, TaskRemoval,
+    TaskSnapshot, TaskStreamItem, TaskUpsert, TaskView,
+};
 use crate::store::{AgentDelivery, Committed};
 
-/// One message of a reviewer's task stream. `cursor` is what to resume from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TaskStreamItem {
-    Snapshot {
-        cursor: u64,
-        tasks: Vec<TaskView>,
-    },
-    Upserted {
-        cursor: u64,
-        reason: &'static str,
-        task: TaskView,
-    },
-    Removed {
-        cursor: u64,
-        intent_id: String,
-        reason: &'static str,
-        status: Status,
-        by: String,
-        outcome: Option<String>,
-    },
-    Reminder {
-        cursor: u64,
-        reminder_no: u64,
-        task: TaskView,
-    },
-}
-
-impl TaskStreamItem {
-    pub fn cursor(&self) -> u64 {
-        match self {
-            TaskStreamItem::Snapshot { cursor, .. }
-            | TaskStreamItem::Upserted { cursor, .. }
-            | TaskStreamItem::Removed { cursor, .. }
-            | TaskStreamItem::Reminder { cursor, .. } => *cursor,
-        }
-    }
-}
-
 /// What an event means for one reviewer, given the intent as of that event.
-pub fn task_items_for(
-    reviewer: &Principal,
-    stored: &StoredEvent,
-    intent: Option<&Intent>,
-) -> Vec<TaskStreamItem> {
+pub fn task_items_for(reviewer: &Principal, stored: &StoredEvent) -> Vec<TaskStreamItem> {
     let event = &stored.event;
     let Some(effect) = event.task_stream_effect() else {
         return vec![];
     };
     let holds = |entries: &[String]| entries.iter().any(|entry| reviewer.holds_assignee(entry));
     let sees = |entries: &[String]| reviewer.is_admin() || holds(entries);
-    let removed = || TaskStreamItem::Removed {
-        cursor: stored.cursor,
-        intent_id: event.intent_id.clone(),
-        reason: effect.reason,
-        status: event.status,
-        by: event
-            .details
-            .get("decided_by")
-            .and_then(Value::as_str)
-            .unwrap_or(&event.actor)
-            .to_string(),
-        outcome: event
-            .details
-            .pointer("/result/outcome")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+    let removed = || {
+        TaskStreamItem::Removed(TaskRemoval {
+            cursor: stored.cursor,
+            intent_id: event.intent_id.clone(),
+            reason: effect.reason.to_string(),
+            status: event.status,
+            by: event
+                .details
+                .get("decided_by")
+                .and_then(Value::as_str)
+                .unwrap_or(&event.actor)
+                .to_string(),
+            outcome: event
+                .details
+                .pointer("/result/outcome")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
     };
     if event.is_terminal() {
         return if sees(&effect.remove_for) {
@@ -94,30 +57,28 @@ pub fn task_items_for(
     if !reviewer.is_admin() && holds(&effect.remove_for) && !holds(&effect.upsert_for) {
         return vec![removed()];
     }
-    let Some(task) = intent
-        .filter(|intent| intent.is_waiting_for_human())
-        .and_then(TaskView::of)
-    else {
+    let Some(task) = stored.task.clone() else {
         return vec![];
     };
     let mut items = Vec::new();
     if sees(&effect.upsert_for) {
-        items.push(TaskStreamItem::Upserted {
+        items.push(TaskStreamItem::Upserted(TaskUpsert {
             cursor: stored.cursor,
-            reason: effect.reason,
+            reason: effect.reason.to_string(),
             task: task.clone(),
-        });
+        }));
     }
     if holds(&effect.remind) {
-        items.push(TaskStreamItem::Reminder {
+        items.push(TaskStreamItem::Reminder(TaskReminder {
             cursor: stored.cursor,
+            intent_id: task.intent_id.clone(),
             reminder_no: event
                 .details
                 .get("reminder_no")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
             task,
-        });
+        }));
     }
     items
 }
@@ -223,10 +184,10 @@ impl Engine {
             Some(cursor) => cursor,
             None => {
                 let snapshot = self.store.waiting_tasks(holdings_of(reviewer)).await?;
-                buffer.push_back(TaskStreamItem::Snapshot {
+                buffer.push_back(TaskStreamItem::Snapshot(TaskSnapshot {
                     cursor: snapshot.cursor,
                     tasks: snapshot.tasks.iter().filter_map(TaskView::of).collect(),
-                });
+                }));
                 snapshot.cursor
             }
         };
@@ -256,8 +217,7 @@ impl Engine {
                                 continue;
                             }
                             state.last_cursor = stored.cursor;
-                            let items =
-                                task_items_for(&state.reviewer, stored, Some(&committed.intent));
+                            let items = task_items_for(&state.reviewer, stored);
                             state.buffer.extend(items);
                         }
                     }
@@ -352,18 +312,9 @@ impl TaskStream {
             .task_events_after(self.last_cursor, PAGE)
             .await?;
         self.reload = page.len() == PAGE;
-        let mut intents: HashMap<String, Option<Intent>> = HashMap::new();
         for stored in page {
-            if !intents.contains_key(&stored.event.intent_id) {
-                let intent = self.engine.store.intent(&stored.event.intent_id).await?;
-                intents.insert(stored.event.intent_id.clone(), intent);
-            }
-            let intent = intents
-                .get(&stored.event.intent_id)
-                .and_then(Option::as_ref);
             self.last_cursor = stored.cursor;
-            self.buffer
-                .extend(task_items_for(&self.reviewer, &stored, intent));
+            self.buffer.extend(task_items_for(&self.reviewer, &stored));
         }
         Ok(())
     }

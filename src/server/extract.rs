@@ -142,9 +142,9 @@ impl Query {
 
 /// Facts about the request that writes need: the `Idempotency-Key`, which of our
 /// clients sent it, and the endpoint it hit.
-pub struct WriteContext {
+struct WriteContext {
     idempotency_key: Option<String>,
-    pub via: Via,
+    via: Via,
     endpoint: String,
     query: String,
 }
@@ -177,7 +177,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
 impl WriteContext {
     /// The idempotency claim for this request, if the client sent a key. The request
     /// hash covers the canonical JSON body (object keys sorted) and the query string.
-    pub fn claim(&self, caller: &Principal, body: &Value) -> Option<IdempotencyClaim> {
+    fn claim(&self, caller: &Principal, body: &Value) -> Option<IdempotencyClaim> {
         let key = self.idempotency_key.clone()?;
         let mut hasher = Sha256::new();
         hasher.update(body.to_string().as_bytes());
@@ -188,6 +188,36 @@ impl WriteContext {
             endpoint: self.endpoint.clone(),
             key,
             request_hash: hex::encode(hasher.finalize()),
+        })
+    }
+}
+
+/// Everything an authenticated write needs: who is calling, the JSON body, the
+/// idempotency claim (when an `Idempotency-Key` was sent) and which client it was.
+/// The key is checked before the body is read, so a caller without a valid key
+/// learns nothing about its body.
+pub struct Write {
+    pub caller: Principal,
+    pub body: Value,
+    pub claim: Option<IdempotencyClaim>,
+    pub via: Via,
+}
+
+impl FromRequest<AppState> for Write {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let Caller(caller) = Caller::from_request_parts(&mut parts, state).await?;
+        let context = WriteContext::from_request_parts(&mut parts, state).await?;
+        let JsonBody(body) =
+            JsonBody::from_request(Request::from_parts(parts, body), state).await?;
+        let claim = context.claim(&caller, &body);
+        Ok(Write {
+            caller,
+            body,
+            claim,
+            via: context.via,
         })
     }
 }

@@ -44,18 +44,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/intents/{intent_id}/events/stream",
             get(intents::events_stream),
         )
-        .route("/v1/intents/{intent_id}/resume", post(intents::resume))
-        .route("/v1/intents/{intent_id}/resolve", post(intents::resolve))
+        .route("/v1/intents/{intent_id}/{action}", post(intents::act))
         .route("/v1/me/tasks", get(tasks::list))
         .route("/v1/me/tasks/stream", get(tasks::stream))
         .route("/v1/agents/{*address_and_path}", get(agents::stream))
         .route("/v1/inbox", get(inbox::list))
         .route("/v1/inbox/changes", get(inbox::changes))
         .route("/v1/inbox/{thread_id}", get(inbox::thread))
-        .route("/v1/inbox/{thread_id}/reply", post(inbox::reply))
-        .route("/v1/inbox/{thread_id}/delegate", post(inbox::delegate))
-        .route("/v1/inbox/{thread_id}/approve", post(inbox::approve))
-        .route("/v1/inbox/{thread_id}/reject", post(inbox::reject))
+        .route("/v1/inbox/{thread_id}/{action}", post(inbox::act))
         .route(
             "/v1/approvals/{intent_id}/decision",
             post(inbox::approval_decision),

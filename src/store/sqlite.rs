@@ -382,9 +382,9 @@ impl Writer {
 
         let mut stored_events = Vec::with_capacity(events.len());
         for event in events {
-            let cursor = self.take_cursor();
-            insert_event(&self.conn, cursor, &event).map_err(storage_error)?;
-            stored_events.push(StoredEvent { cursor, event });
+            let stored = StoredEvent::new(self.take_cursor(), event, &intent);
+            insert_event(&self.conn, &stored).map_err(storage_error)?;
+            stored_events.push(stored);
         }
         let mut stored_messages = Vec::with_capacity(messages.len());
         for pending in messages {
@@ -417,10 +417,8 @@ impl Writer {
         {
             intent.last_cursor = last;
         }
-        if is_new {
-            insert_intent(&self.conn, &intent).map_err(storage_error)?;
-        } else if original.as_ref() != Some(&intent) {
-            update_intent(&self.conn, &intent).map_err(storage_error)?;
+        if original.as_ref() != Some(&intent) {
+            save_intent(&self.conn, &intent).map_err(storage_error)?;
         }
         let mut stored_deliveries = Vec::with_capacity(deliveries.len());
         for pending in deliveries {
@@ -503,12 +501,19 @@ fn optional_json<T: serde::Serialize>(value: &Option<T>) -> rusqlite::Result<Opt
     value.as_ref().map(to_json).transpose()
 }
 
-fn insert_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
+/// Writes the whole intent row, inserting it the first time.
+fn save_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO intents (intent_id, intent_type, correlation_id, from_agent, to_agent, reply_to,
              payload, status, waiting_reason, created_at, updated_at, human_task, assignees,
              assigned_at, due_at, remind_count, escalation_stage, result, timers, last_seq, last_cursor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+         ON CONFLICT (intent_id) DO UPDATE SET
+             status = excluded.status, waiting_reason = excluded.waiting_reason,
+             updated_at = excluded.updated_at, assignees = excluded.assignees,
+             assigned_at = excluded.assigned_at, due_at = excluded.due_at,
+             remind_count = excluded.remind_count, escalation_stage = excluded.escalation_stage,
+             result = excluded.result, last_seq = excluded.last_seq, last_cursor = excluded.last_cursor",
     )?
     .execute(params![
         intent.intent_id,
@@ -536,38 +541,15 @@ fn insert_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn update_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE intents SET status = ?2, waiting_reason = ?3, updated_at = ?4, assignees = ?5,
-             assigned_at = ?6, due_at = ?7, remind_count = ?8, escalation_stage = ?9, result = ?10,
-             last_seq = ?11, last_cursor = ?12
-         WHERE intent_id = ?1",
-    )?
-    .execute(params![
-        intent.intent_id,
-        intent.status.as_str(),
-        intent.waiting_reason.map(|r| r.as_str()),
-        intent.updated_at.to_string(),
-        to_json(&intent.assignees)?,
-        intent.assigned_at.map(|t| t.to_string()),
-        intent.due_at.map(|t| t.to_string()),
-        intent.remind_count,
-        intent.escalation_stage,
-        optional_json(&intent.result)?,
-        intent.last_seq as i64,
-        intent.last_cursor as i64,
-    ])?;
-    Ok(())
-}
-
-fn insert_event(conn: &Connection, cursor: u64, event: &Event) -> rusqlite::Result<()> {
+fn insert_event(conn: &Connection, stored: &StoredEvent) -> rusqlite::Result<()> {
+    let event = &stored.event;
     conn.prepare_cached(
         "INSERT INTO events (cursor, intent_id, seq, event_type, status, waiting_reason, actor, at,
-             details, affects_tasks)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             details, affects_tasks, task)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
-        cursor as i64,
+        stored.cursor as i64,
         event.intent_id,
         event.seq as i64,
         event.event_type,
@@ -577,6 +559,7 @@ fn insert_event(conn: &Connection, cursor: u64, event: &Event) -> rusqlite::Resu
         event.at.to_string(),
         to_json(&event.details)?,
         event.task_stream_effect().is_some(),
+        optional_json(&stored.task)?,
     ])?;
     Ok(())
 }
@@ -605,9 +588,21 @@ fn insert_delivery(
     })
 }
 
-fn timestamp_column(row: &Row<'_>, index: usize, name: &str) -> rusqlite::Result<Timestamp> {
-    let text: String = row.get(index)?;
-    Timestamp::parse(&text).map_err(|err| corrupt(name, err))
+/// Reads a nullable text column through `parse`; a value that does not parse means
+/// the row was damaged outside signoff, which is reported rather than trusted.
+fn parsed_column<T, E: std::fmt::Display>(
+    row: &Row<'_>,
+    index: usize,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|text| parse(&text).map_err(|err| corrupt(name, err)))
+        .transpose()
+}
+
+fn required<T>(value: Option<T>, name: &str) -> rusqlite::Result<T> {
+    value.ok_or_else(|| corrupt(name, "unexpected NULL"))
 }
 
 fn optional_timestamp_column(
@@ -615,18 +610,11 @@ fn optional_timestamp_column(
     index: usize,
     name: &str,
 ) -> rusqlite::Result<Option<Timestamp>> {
-    let text: Option<String> = row.get(index)?;
-    text.map(|t| Timestamp::parse(&t).map_err(|err| corrupt(name, err)))
-        .transpose()
+    parsed_column(row, index, name, Timestamp::parse)
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(
-    row: &Row<'_>,
-    index: usize,
-    name: &str,
-) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|err| corrupt(name, err))
+fn timestamp_column(row: &Row<'_>, index: usize, name: &str) -> rusqlite::Result<Timestamp> {
+    required(optional_timestamp_column(row, index, name)?, name)
 }
 
 fn optional_json_column<T: serde::de::DeserializeOwned>(
@@ -634,9 +622,15 @@ fn optional_json_column<T: serde::de::DeserializeOwned>(
     index: usize,
     name: &str,
 ) -> rusqlite::Result<Option<T>> {
-    let text: Option<String> = row.get(index)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|err| corrupt(name, err)))
-        .transpose()
+    parsed_column(row, index, name, |text| serde_json::from_str(text))
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    index: usize,
+    name: &str,
+) -> rusqlite::Result<T> {
+    required(optional_json_column(row, index, name)?, name)
 }
 
 fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Status> {
@@ -695,19 +689,25 @@ fn load_intent(conn: &Connection, intent_id: &str) -> rusqlite::Result<Option<In
 const EVENT_COLUMNS: &str =
     "cursor, intent_id, seq, event_type, status, waiting_reason, actor, at, details";
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        intent_id: row.get(1)?,
+        seq: row.get::<_, i64>(2)? as u64,
+        event_type: row.get(3)?,
+        status: status_column(row, 4)?,
+        waiting_reason: waiting_reason_column(row, 5)?,
+        actor: row.get(6)?,
+        at: timestamp_column(row, 7, "at")?,
+        details: json_column(row, 8, "details")?,
+    })
+}
+
+/// Reads `EVENT_COLUMNS` followed by `task`.
+fn stored_event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         cursor: row.get::<_, i64>(0)? as u64,
-        event: Event {
-            intent_id: row.get(1)?,
-            seq: row.get::<_, i64>(2)? as u64,
-            event_type: row.get(3)?,
-            status: status_column(row, 4)?,
-            waiting_reason: waiting_reason_column(row, 5)?,
-            actor: row.get(6)?,
-            at: timestamp_column(row, 7, "at")?,
-            details: json_column(row, 8, "details")?,
-        },
+        event: event_from_row(row)?,
+        task: optional_json_column(row, 9, "task")?,
     })
 }
 
@@ -772,7 +772,7 @@ impl Store for SqliteStore {
                 "SELECT {EVENT_COLUMNS} FROM events WHERE intent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
             ))?;
             let rows = statement.query_map(params![intent_id, since as i64, limit as i64], event_from_row)?;
-            Ok(collect(rows)?.into_iter().map(|stored| stored.event).collect())
+            collect(rows)
         })
         .await
     }
@@ -825,10 +825,12 @@ impl Store for SqliteStore {
     async fn task_events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE affects_tasks = 1 AND cursor > ?1
+                "SELECT {EVENT_COLUMNS}, task FROM events WHERE affects_tasks = 1 AND cursor > ?1
                  ORDER BY cursor LIMIT ?2"
             ))?;
-            collect(statement.query_map(params![after as i64, limit as i64], event_from_row)?)
+            collect(
+                statement.query_map(params![after as i64, limit as i64], stored_event_from_row)?,
+            )
         })
         .await
     }

@@ -44,7 +44,9 @@ impl TestServer {
             .await
             .expect("bootstrap")
             .expect("fresh database has no admin");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let server = RunningServer::spawn(listener, engine.clone()).expect("spawn");
         let url = format!("http://{}", server.address);
         TestServer {
@@ -62,8 +64,12 @@ impl TestServer {
 
     /// Creates a key for a principal and returns the secret.
     pub async fn key(&self, kind: PrincipalKind, identity: &str, teams: &[&str]) -> String {
-        let principal = Principal::new(kind, identity, teams.iter().map(|t| t.to_string()).collect())
-            .expect("valid principal");
+        let principal = Principal::new(
+            kind,
+            identity,
+            teams.iter().map(|t| t.to_string()).collect(),
+        )
+        .expect("valid principal");
         self.engine
             .create_key(&self.admin(), principal, None)
             .await
@@ -230,7 +236,10 @@ impl ServeProcess {
     /// SIGTERM, then wait for a graceful exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         child.wait().expect("wait for exit")
     }
 

@@ -21,7 +21,7 @@ def main() -> int:
     parser.add_argument("outcome")
     parser.add_argument("--comment")
     parser.add_argument("fields", nargs="*", metavar="field=value")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     fields = dict(field.split("=", 1) for field in args.fields)
 
     with reviewer_http() as http:

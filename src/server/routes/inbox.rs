@@ -4,11 +4,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use crate::domain::{Error, Verdict};
+use crate::domain::{Error, ErrorKind, Verdict};
 use crate::engine::decisions::Via;
 use crate::server::AppState;
 use crate::server::error::ApiResult;
-use crate::server::extract::{Caller, JsonBody, Query, WriteContext};
+use crate::server::extract::{Caller, Query, Write};
 
 const DEFAULT_CHANGES_LIMIT: u64 = 100;
 
@@ -54,7 +54,9 @@ pub async fn changes(
     let changes: Vec<Value> = page
         .threads
         .iter()
-        .map(|thread| json!({ "cursor": thread.cursor, "thread_id": thread.thread_id, "status": thread.status, "thread": thread }))
+        .map(|thread| {
+            json!({ "cursor": thread.cursor, "thread_id": thread.thread_id, "status": thread.status, "thread": thread })
+        })
         .collect();
     Ok(Json(json!({
         "ok": true,
@@ -64,97 +66,70 @@ pub async fn changes(
     })))
 }
 
-pub async fn reply(
+/// `POST /v1/inbox/{thread_id}/reply|delegate|approve|reject`.
+pub async fn act(
     State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(thread_id): Path<String>,
+    Path((thread_id, action)): Path<(String, String)>,
     query: Query,
-    context: WriteContext,
-    JsonBody(body): JsonBody,
+    write: Write,
 ) -> ApiResult<Json<Value>> {
-    let message = match body.get("message") {
-        Some(Value::String(message)) => message.clone(),
-        Some(_) => return Err(Error::invalid_field("message", "must be a string").into()),
-        None => return Err(Error::invalid_field("message", "is required").into()),
+    let owner = query.text("owner_agent");
+    let Write {
+        caller,
+        body,
+        claim,
+        ..
+    } = write;
+    let engine = &state.engine;
+    let response = match action.as_str() {
+        "reply" => {
+            let message = match body.get("message") {
+                Some(Value::String(message)) => message.clone(),
+                Some(_) => return Err(Error::invalid_field("message", "must be a string").into()),
+                None => return Err(Error::invalid_field("message", "is required").into()),
+            };
+            let thread = engine
+                .inbox_reply(&caller, owner, &thread_id, &message, claim)
+                .await?;
+            json!({ "ok": true, "thread": thread })
+        }
+        "delegate" => {
+            engine
+                .inbox_delegate(&caller, owner, &thread_id, &body, claim)
+                .await?
+        }
+        "approve" | "reject" => {
+            let verdict = if action == "approve" {
+                Verdict::Approving
+            } else {
+                Verdict::Rejecting
+            };
+            engine
+                .inbox_decide(&caller, &thread_id, verdict, &body, Via::Inbox, claim)
+                .await?
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "no_such_endpoint",
+                format!(
+                    "there is no inbox action `{other}`; use reply, delegate, approve or reject"
+                ),
+            )
+            .into());
+        }
     };
-    let claim = context.claim(&caller, &body);
-    let thread = state
-        .engine
-        .inbox_reply(
-            &caller,
-            query.text("owner_agent"),
-            &thread_id,
-            &message,
-            claim,
-        )
-        .await?;
-    Ok(Json(json!({ "ok": true, "thread": thread })))
-}
-
-pub async fn delegate(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(thread_id): Path<String>,
-    query: Query,
-    context: WriteContext,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
-    let claim = context.claim(&caller, &body);
-    let response = state
-        .engine
-        .inbox_delegate(&caller, query.text("owner_agent"), &thread_id, &body, claim)
-        .await?;
     Ok(Json(response))
-}
-
-async fn decide(
-    state: AppState,
-    caller: crate::domain::Principal,
-    thread_id: String,
-    verdict: Verdict,
-    context: WriteContext,
-    body: Value,
-) -> ApiResult<Json<Value>> {
-    let claim = context.claim(&caller, &body);
-    let response = state
-        .engine
-        .inbox_decide(&caller, &thread_id, verdict, &body, Via::Inbox, claim)
-        .await?;
-    Ok(Json(response))
-}
-
-pub async fn approve(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(thread_id): Path<String>,
-    context: WriteContext,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
-    decide(state, caller, thread_id, Verdict::Approving, context, body).await
-}
-
-pub async fn reject(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(thread_id): Path<String>,
-    context: WriteContext,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
-    decide(state, caller, thread_id, Verdict::Rejecting, context, body).await
 }
 
 pub async fn approval_decision(
     State(state): State<AppState>,
-    Caller(caller): Caller,
     Path(intent_id): Path<String>,
-    context: WriteContext,
-    JsonBody(body): JsonBody,
+    write: Write,
 ) -> ApiResult<Json<Value>> {
-    let claim = context.claim(&caller, &body);
-    Ok(Json(
-        state
-            .engine
-            .approval_decision(&caller, &intent_id, &body, claim)
-            .await?,
-    ))
+    let decided = state
+        .engine
+        .approval_decision(&write.caller, &intent_id, &write.body, write.claim)
+        .await?;
+    Ok(Json(decided))
 }

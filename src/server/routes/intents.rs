@@ -3,14 +3,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-use crate::domain::{Error, Event};
+use crate::domain::{Error, ErrorKind, Event};
 use crate::server::AppState;
 use crate::server::error::ApiResult;
-use crate::server::extract::{Caller, JsonBody, Query, WriteContext};
+use crate::server::extract::{Caller, Query, Write};
 use crate::server::sse;
 
 /// Bounds on `wait_seconds` for the bounded streams.
@@ -47,16 +47,12 @@ pub fn resume_position(headers: &HeaderMap, query: &Query) -> ApiResult<Option<u
     query.unsigned("since")
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    context: WriteContext,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
-    let claim = context.claim(&caller, &body);
-    Ok(Json(
-        state.engine.create_intent(&caller, &body, claim).await?,
-    ))
+pub async fn create(State(state): State<AppState>, write: Write) -> ApiResult<Json<Value>> {
+    let created = state
+        .engine
+        .create_intent(&write.caller, &write.body, write.claim)
+        .await?;
+    Ok(Json(created))
 }
 
 pub async fn get(
@@ -112,41 +108,40 @@ pub async fn events_stream(
     Ok(sse::response(body))
 }
 
-pub async fn resume(
+/// `POST /v1/intents/{id}/resume` and `POST /v1/intents/{id}/resolve`.
+pub async fn act(
     State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(intent_id): Path<String>,
+    Path((intent_id, action)): Path<(String, String)>,
     query: Query,
-    context: WriteContext,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Response> {
-    let claim = context.claim(&caller, &body);
-    let response = state
-        .engine
-        .resume(
-            &caller,
-            &intent_id,
-            &body,
-            query.text("owner_agent"),
-            context.via,
-            claim,
-        )
-        .await?;
-    Ok(Json(response).into_response())
-}
-
-pub async fn resolve(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    Path(intent_id): Path<String>,
-    query: Query,
-    context: WriteContext,
-    JsonBody(body): JsonBody,
+    write: Write,
 ) -> ApiResult<Json<Value>> {
-    let claim = context.claim(&caller, &body);
-    let response = state
-        .engine
-        .resolve(&caller, &intent_id, &body, query.text("owner_agent"), claim)
-        .await?;
+    let owner_agent = query.text("owner_agent");
+    let Write {
+        caller,
+        body,
+        claim,
+        via,
+    } = write;
+    let engine = &state.engine;
+    let response = match action.as_str() {
+        "resume" => {
+            engine
+                .resume(&caller, &intent_id, &body, owner_agent, via, claim)
+                .await?
+        }
+        "resolve" => {
+            engine
+                .resolve(&caller, &intent_id, &body, owner_agent, claim)
+                .await?
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "no_such_endpoint",
+                format!("there is no intent action `{other}`; use resume or resolve"),
+            )
+            .into());
+        }
+    };
     Ok(Json(response))
 }

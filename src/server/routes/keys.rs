@@ -9,7 +9,7 @@ use crate::domain::task::parse_fields;
 use crate::domain::{Principal, PrincipalKind};
 use crate::server::AppState;
 use crate::server::error::ApiResult;
-use crate::server::extract::{Caller, JsonBody};
+use crate::server::extract::{Caller, Write};
 use crate::store::KeyRecord;
 
 #[derive(Deserialize)]
@@ -35,12 +35,11 @@ fn key_json(record: &KeyRecord) -> Value {
     })
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    JsonBody(body): JsonBody,
-) -> ApiResult<Json<Value>> {
-    let request: NewKeyRequest = parse_fields("", &body)?;
+pub async fn create(State(state): State<AppState>, write: Write) -> ApiResult<Json<Value>> {
+    let (caller, request) = (
+        write.caller,
+        parse_fields::<NewKeyRequest>("", &write.body)?,
+    );
     let kind = PrincipalKind::parse(&request.kind)?;
     let principal = Principal::new(kind, &request.identity, request.teams)?;
     let (record, secret) = state

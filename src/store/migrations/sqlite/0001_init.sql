@@ -56,6 +56,7 @@ CREATE TABLE events (
     at              TEXT NOT NULL,
     details         TEXT NOT NULL,
     affects_tasks   INTEGER NOT NULL DEFAULT 0,
+    task            TEXT,   -- the reviewer task as committed with this event, for task streams
     UNIQUE (intent_id, seq)
 );
 
