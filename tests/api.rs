@@ -69,13 +69,6 @@ async fn reviewer(server: &TestServer, identity: &str, teams: &[&str]) -> Actor 
     actor(server, PrincipalKind::Reviewer, identity, teams).await
 }
 
-fn admin(server: &TestServer) -> Actor {
-    Actor {
-        key: server.admin_key.clone(),
-        client: server.admin_client(),
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Raw HTTP
 // ---------------------------------------------------------------------------
@@ -2337,7 +2330,7 @@ async fn my_tasks_lists_what_the_caller_may_decide() {
 
     let alices = tasks_of(alice.key.clone()).await;
     assert_eq!(alices["ok"], true);
-    assert_eq!(ids(&alices), [for_alice.clone()]);
+    assert_eq!(ids(&alices), [for_alice.as_str()]);
     let entry = &alices["tasks"][0];
     assert_eq!(entry["status"], "WAITING");
     assert_eq!(entry["intent_type"], "intent.human_task.v1");
@@ -2349,7 +2342,7 @@ async fn my_tasks_lists_what_the_caller_may_decide() {
     assert_eq!(entry["escalation_stage"], 0);
     assert_eq!(entry["assignees"], json!([ALICE]));
 
-    assert_eq!(ids(&tasks_of(carol.key.clone()).await), [for_ops.clone()]);
+    assert_eq!(ids(&tasks_of(carol.key.clone()).await), [for_ops.as_str()]);
     assert_eq!(
         ids(&tasks_of(server.admin_key.clone()).await),
         [for_alice.clone(), for_ops]
@@ -2815,11 +2808,11 @@ async fn inbox_changes_page_by_cursor_and_limit() {
     assert_eq!(all["next_cursor"], all["changes"][1]["cursor"]);
 
     let page1 = changes("?limit=1".into()).await;
-    assert_eq!(ids(&page1), [first.clone()]);
+    assert_eq!(ids(&page1), [first.as_str()]);
     assert_eq!(page1["has_more"], true);
     let cursor = page1["next_cursor"].as_str().unwrap().to_string();
     let page2 = changes(format!("?cursor={cursor}&limit=1")).await;
-    assert_eq!(ids(&page2), [second.clone()]);
+    assert_eq!(ids(&page2), [second.as_str()]);
     assert_eq!(page2["has_more"], false);
     let end = page2["next_cursor"].as_str().unwrap().to_string();
     let page3 = changes(format!("?cursor={end}")).await;

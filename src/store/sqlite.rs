@@ -188,7 +188,8 @@ impl SqliteStore {
         self.submit(Job::Maintenance { run, reply }, answer).await
     }
 
-    /// Runs a read on a pooled read-only connection, off the async threads.
+    /// Runs a read that may touch many rows on a pooled connection, off the async
+    /// threads.
     async fn read<T, F>(&self, query: F) -> Result<T>
     where
         T: Send + 'static,
@@ -196,21 +197,36 @@ impl SqliteStore {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&path, true, Durability::Normal).map_err(storage_error)?,
-            };
-            let result = query(&conn).map_err(storage_error);
-            if let Ok(mut pool) = readers.lock() {
-                pool.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|err| Error::internal(format!("read task failed: {err}")))?
+        tokio::task::spawn_blocking(move || with_reader(&readers, &path, query))
+            .await
+            .map_err(|err| Error::internal(format!("read task failed: {err}")))?
     }
+
+    /// Runs a small indexed read (one row, or one short page) right here. In WAL
+    /// mode a reader never waits for the writer, and such a read takes microseconds:
+    /// less than handing it to another thread and back, which is what dominated the
+    /// round trip when every read went through `spawn_blocking`.
+    fn read_now<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        with_reader(&self.readers, &self.path, query)
+    }
+}
+
+/// Borrows a read-only connection from the pool (opening one if none is free).
+fn with_reader<T>(
+    readers: &Mutex<Vec<Connection>>,
+    path: &Path,
+    query: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T> {
+    let pooled = readers.lock().ok().and_then(|mut pool| pool.pop());
+    let conn = match pooled {
+        Some(conn) => conn,
+        None => open_connection(path, true, Durability::Normal).map_err(storage_error)?,
+    };
+    let result = query(&conn).map_err(storage_error);
+    if let Ok(mut pool) = readers.lock() {
+        pool.push(conn);
+    }
+    result
 }
 
 struct Writer {
@@ -761,20 +777,17 @@ impl Store for SqliteStore {
     }
 
     async fn intent(&self, intent_id: &str) -> Result<Option<Intent>> {
-        let intent_id = intent_id.to_string();
-        self.read(move |conn| load_intent(conn, &intent_id)).await
+        self.read_now(|conn| load_intent(conn, intent_id))
     }
 
     async fn events(&self, intent_id: &str, since: u64, limit: usize) -> Result<Vec<Event>> {
-        let intent_id = intent_id.to_string();
-        self.read(move |conn| {
+        self.read_now(|conn| {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE intent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
             ))?;
             let rows = statement.query_map(params![intent_id, since as i64, limit as i64], event_from_row)?;
             collect(rows)
         })
-        .await
     }
 
     async fn waiting_tasks(&self, holdings: Option<Vec<String>>) -> Result<TaskSnapshot> {
@@ -921,15 +934,13 @@ impl Store for SqliteStore {
     }
 
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>> {
-        let key_hash = key_hash.to_string();
-        self.read(move |conn| {
+        self.read_now(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"
             ))?
             .query_row([key_hash], key_from_row)
             .optional()
         })
-        .await
     }
 
     async fn keys(&self) -> Result<Vec<KeyRecord>> {
