@@ -560,7 +560,7 @@ async fn health_answers_without_a_key() {
 
     // Bad input: only GET is served there.
     let post = raw_post(&server, "/health", None, "{}").await;
-    assert_error(&post, 405, "malformed_request", &["POST", "/health"]);
+    assert_error(&post, 405, "method_not_allowed", &["POST", "/health"]);
     server.stop().await;
 }
 

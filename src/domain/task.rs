@@ -165,13 +165,28 @@ const MAX_OUTCOME_CHARS: usize = 64;
 /// Deserialises `value` as `T`, naming the offending field (under `prefix`) on failure.
 pub fn parse_fields<T: serde::de::DeserializeOwned>(prefix: &str, value: &Value) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|err| {
+        let message = err.inner().to_string();
+        // serde reports a missing field at its parent's path; name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let mut path: Vec<String> = Vec::new();
+        if !prefix.is_empty() {
+            path.push(prefix.to_string());
+        }
         let inner = err.path().to_string();
-        let field = match (prefix.is_empty(), inner.as_str()) {
-            (true, _) => inner.clone(),
-            (false, ".") => prefix.to_string(),
-            (false, _) => format!("{prefix}.{inner}"),
+        if inner != "." {
+            path.push(inner);
+        }
+        if let Some(name) = missing {
+            path.push(name.to_string());
+        }
+        let message = if missing.is_some() {
+            "is required".to_string()
+        } else {
+            message
         };
-        Error::invalid_field(&field, err.into_inner().to_string())
+        Error::invalid_field(&path.join("."), message)
     })
 }
 
@@ -691,6 +706,27 @@ mod tests {
             let err = HumanTask::from_request(&spec).unwrap_err();
             assert_eq!(err.details["field"], field, "{spec} -> {err:?}");
         }
+    }
+
+    #[test]
+    fn missing_fields_are_named_by_their_own_path() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Inner {
+            #[allow(dead_code)]
+            name: String,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            #[allow(dead_code)]
+            inner: Inner,
+        }
+        let err = parse_fields::<Outer>("body", &json!({"inner": {}})).unwrap_err();
+        assert_eq!(err.details["field"], "body.inner.name");
+        assert_eq!(err.message, "body.inner.name: is required");
+        let err = parse_fields::<Inner>("", &json!({})).unwrap_err();
+        assert_eq!(err.details["field"], "name");
+        let err = parse_fields::<Inner>("", &json!({"name": 1})).unwrap_err();
+        assert_eq!(err.details["field"], "name");
     }
 
     #[test]

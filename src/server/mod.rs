@@ -76,7 +76,11 @@ async fn no_such_endpoint(method: Method, uri: axum::http::Uri) -> ApiError {
 }
 
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
-    let error = Error::malformed(format!("{method} is not allowed on {}", uri.path()));
+    let error = Error::new(
+        ErrorKind::Malformed,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    );
     let mut response = ApiError(error).into_response();
     *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
     response
