@@ -85,6 +85,8 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub tasks: TasksSection,
+    #[serde(default)]
+    pub tui: TuiSection,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -99,6 +101,20 @@ pub struct ServerSection {
 #[serde(deny_unknown_fields)]
 pub struct TasksSection {
     pub default_assignees: Option<Vec<String>>,
+}
+
+/// `[tui]`: the reviewer inbox. Validated by `tui::settings`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuiSection {
+    pub theme: Option<String>,
+    pub undo_seconds: Option<u64>,
+    pub mouse: Option<bool>,
+    pub notifications: Option<String>,
+    pub notify_on: Option<Vec<String>>,
+    pub reviewers: Option<Vec<String>>,
+    #[serde(default)]
+    pub keys: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl FileConfig {

@@ -9,3 +9,4 @@ pub mod domain;
 pub mod engine;
 pub mod server;
 pub mod store;
+pub mod tui;

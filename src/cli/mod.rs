@@ -2,6 +2,7 @@
 //! and talks to the engine (serve) or to a server over HTTP (everything else).
 
 pub mod bench;
+pub mod inbox;
 pub mod keys;
 pub mod output;
 pub mod serve;
@@ -27,8 +28,9 @@ pub const EXIT_USAGE: u8 = 64;
     about = "Durable, asynchronous human approval for AI agents",
     long_about = "signoff keeps agents' requests for human decisions in a database, lets reviewers \
                   decide them, and resumes the agents with the answer.\n\n\
-                  Start the server with `signoff serve`; it writes a client config so the other \
-                  commands on this machine connect without set-up."
+                  `signoff` alone opens the reviewer inbox (starting a local server if none is \
+                  running); `signoff demo` shows it all with simulated agents; `signoff serve` runs \
+                  the server on its own."
 )]
 pub struct Cli {
     /// Server config file [default: $XDG_CONFIG_HOME/signoff/config.toml]
@@ -55,6 +57,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Open the terminal reviewer inbox (the default when no command is given)
+    Inbox,
     /// Run the durable server
     Serve(serve::ServeArgs),
     /// Create, list and revoke API keys (admin)
@@ -117,11 +121,7 @@ pub async fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        None => {
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
-            Ok(ExitCode::SUCCESS)
-        }
+        None | Some(Command::Inbox) => inbox::run(&cli).await,
         Some(Command::Serve(args)) => serve::run(&cli, args).await,
         Some(Command::Keys { command }) => keys::run(&cli, command).await,
         Some(Command::Bench { command }) => bench::run(&cli, command).await,

@@ -36,13 +36,37 @@ pub struct ServeArgs {
     pub durability: Option<String>,
 }
 
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("SIGNOFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("signoff=info,tower_http=warn"))
+}
+
+/// Logs to stderr: for the server and the other commands that do not own the screen.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNOFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("signoff=info,tower_http=warn"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Logs to `$XDG_STATE_HOME/signoff/signoff.log`: while the inbox owns the
+/// terminal nothing may be printed to it. Returns the log's path.
+pub fn init_file_logging() -> Result<std::path::PathBuf> {
+    let directory = crate::config::state_dir()?;
+    std::fs::create_dir_all(&directory)
+        .with_context(|| format!("cannot create {}", directory.display()))?;
+    let path = directory.join("signoff.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the log file {}", path.display()))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(log_filter())
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(path)
 }
 
 async fn shutdown_signal() {
@@ -73,7 +97,7 @@ async fn shutdown_signal() {
 /// receives a new admin key; later, if its key belongs to this database, only the
 /// URL is refreshed (the port may have changed). A key for another database is
 /// left alone.
-async fn update_client_config(engine: &Engine, url: &str) -> Result<()> {
+pub async fn update_client_config(engine: &Engine, url: &str) -> Result<()> {
     let path = client_config_path()?;
     if let Some(secret) = engine.bootstrap_admin_key().await? {
         ClientConfig {
@@ -98,15 +122,13 @@ async fn update_client_config(engine: &Engine, url: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
-    init_logging();
-    let file = cli.file_config()?;
-    let overrides = ServerOverrides {
-        listen: args.listen.clone(),
-        database: args.database.clone(),
-        durability: args.durability.clone(),
-    };
-    let settings = ServerSettings::resolve(&file, &overrides)?;
+/// Opens the configured database and serves it on `listener`, keeping this
+/// machine's client.toml pointing at it. Used by `serve`, by the inbox when it
+/// embeds a server, and by the demo.
+pub async fn start_server(
+    settings: &ServerSettings,
+    listener: TcpListener,
+) -> Result<(RunningServer, String)> {
     let DatabaseLocation::Sqlite(path) = &settings.database;
     let engine = Engine::open_sqlite(
         path,
@@ -116,21 +138,33 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             default_assignees: settings.default_assignees.clone(),
         },
     )?;
+    let url = local_url(listener.local_addr()?);
+    update_client_config(&engine, &url).await?;
+    let server = RunningServer::spawn(listener, engine)?;
+    Ok((server, url))
+}
+
+pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    init_logging();
+    let file = cli.file_config()?;
+    let overrides = ServerOverrides {
+        listen: args.listen.clone(),
+        database: args.database.clone(),
+        durability: args.durability.clone(),
+    };
+    let settings = ServerSettings::resolve(&file, &overrides)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let address = listener.local_addr()?;
-    let url = local_url(address);
-
-    update_client_config(&engine, &url).await?;
-
-    let server = RunningServer::spawn(listener, engine.clone())?;
+    let (server, url) = start_server(&settings, listener).await?;
+    let DatabaseLocation::Sqlite(path) = &settings.database;
     tracing::info!(
         "signoff {} listening on {url}; database {} (sqlite, durability {})",
         env!("CARGO_PKG_VERSION"),
         path.display(),
         settings.durability.as_str()
     );
+    let engine = server.engine.clone();
     let pruning = tokio::spawn(async move {
         let mut hourly = tokio::time::interval(Duration::from_secs(3600));
         loop {

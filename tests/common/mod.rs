@@ -2,6 +2,8 @@
 //! temporary SQLite file, either in-process or as a `signoff serve` child process.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
