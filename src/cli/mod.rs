@@ -2,6 +2,7 @@
 //! and talks to the engine (serve) or to a server over HTTP (everything else).
 
 pub mod bench;
+pub mod demo;
 pub mod inbox;
 pub mod keys;
 pub mod output;
@@ -61,6 +62,8 @@ pub enum Command {
     Inbox,
     /// Run the durable server
     Serve(serve::ServeArgs),
+    /// Try everything: a throwaway server, simulated agents, and the inbox
+    Demo(demo::DemoArgs),
     /// Create, list and revoke API keys (admin)
     Keys {
         #[command(subcommand)]
@@ -123,6 +126,7 @@ pub async fn main() -> ExitCode {
     let result = match &cli.command {
         None | Some(Command::Inbox) => inbox::run(&cli).await,
         Some(Command::Serve(args)) => serve::run(&cli, args).await,
+        Some(Command::Demo(args)) => demo::run(&cli, args).await,
         Some(Command::Keys { command }) => keys::run(&cli, command).await,
         Some(Command::Bench { command }) => bench::run(&cli, command).await,
     };

@@ -14,6 +14,10 @@ const SIDE_BY_SIDE_WIDTH: u16 = 100;
 /// Below this height (and narrower than side by side) only the list shows; `z`
 /// zooms into the detail.
 const STACKED_MIN_HEIGHT: u16 = 20;
+/// The activity pane (agents resuming, decisions sent) needs this much height.
+const ACTIVITY_MIN_HEIGHT: u16 = 24;
+/// Its size: a border and the latest lines.
+pub const ACTIVITY_LINES: u16 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Areas {
@@ -21,6 +25,7 @@ pub struct Areas {
     pub banner: Option<Rect>,
     pub list: Option<Rect>,
     pub detail: Option<Rect>,
+    pub activity: Option<Rect>,
     pub filter: Option<Rect>,
     pub status: Rect,
 }
@@ -36,10 +41,16 @@ fn shows_filter_line(state: &State) -> bool {
 pub fn areas(state: &State, area: Rect) -> Areas {
     let banner_height = u16::from(matches!(state.connection, Connection::Offline { .. }));
     let filter_height = u16::from(shows_filter_line(state));
-    let [tabs, banner, body, filter, status] = Layout::vertical([
+    let activity_height = if state.notices.is_empty() || area.height < ACTIVITY_MIN_HEIGHT {
+        0
+    } else {
+        ACTIVITY_LINES + 2
+    };
+    let [tabs, banner, body, activity, filter, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner_height),
         Constraint::Min(1),
+        Constraint::Length(activity_height),
         Constraint::Length(filter_height),
         Constraint::Length(1),
     ])
@@ -63,6 +74,7 @@ pub fn areas(state: &State, area: Rect) -> Areas {
         banner: (banner_height > 0).then_some(banner),
         list,
         detail,
+        activity: (activity_height > 0).then_some(activity),
         filter: (filter_height > 0).then_some(filter),
         status,
     }

@@ -43,6 +43,9 @@ pub fn render(state: &State, frame: &mut Frame) {
     if let Some(detail) = areas.detail {
         detail::render(state, &theme, frame, detail);
     }
+    if let Some(activity) = areas.activity {
+        status::render_activity(state, &theme, frame, activity);
+    }
     if let Some(filter) = areas.filter {
         status::render_filter(state, &theme, frame, filter);
     }

@@ -47,6 +47,26 @@ pub fn render_banner(state: &State, theme: &Theme, frame: &mut Frame, area: Rect
     frame.render_widget(Paragraph::new(Span::styled(text, theme.banner)), area);
 }
 
+/// The latest activity lines: agents resuming, decisions sent.
+pub fn render_activity(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let lines: Vec<Line> = state
+        .notices
+        .iter()
+        .take(usize::from(super::layout::ACTIVITY_LINES))
+        .map(|(at, text)| {
+            Line::from(vec![
+                Span::styled(format!("{} ", clock(*at)), theme.muted),
+                Span::styled(text.clone(), theme.text),
+            ])
+        })
+        .collect();
+    let block = ratatui::widgets::Block::default()
+        .borders(ratatui::widgets::Borders::ALL)
+        .border_style(theme.border)
+        .title(Span::styled(" Activity ", theme.title));
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
 pub fn render_filter(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
     let filter = &state.inbox.filter;
     let mut spans = match &state.mode {
