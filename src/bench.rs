@@ -346,3 +346,124 @@ async fn fill_waiting(agent: &Client, count: usize) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Start-up time and memory of the real inbox with many tasks.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxReport {
+    pub tasks: usize,
+    /// From launching `signoff` to the first frame showing every task.
+    pub first_frame_with_data_ms: f64,
+    pub rss_mib: f64,
+}
+
+/// The process running in a tmux pane: the pane's own process, or its child when
+/// tmux started it through a shell.
+fn pane_process(socket: &Path, session: &str) -> anyhow::Result<u32> {
+    let output = Command::new("tmux")
+        .arg("-S")
+        .arg(socket)
+        .args(["display-message", "-p", "-t", session, "#{pane_pid}"])
+        .output()?;
+    let pane: u32 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
+    let name = std::fs::read_to_string(format!("/proc/{pane}/comm")).unwrap_or_default();
+    if name.trim() == "signoff" {
+        return Ok(pane);
+    }
+    let children =
+        std::fs::read_to_string(format!("/proc/{pane}/task/{pane}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|child| child.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("cannot find the inbox process under tmux"))
+}
+
+fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Fills a fresh server with `tasks` waiting tasks, then starts the real inbox in
+/// a tmux pane and times it to the first frame that shows them all.
+pub async fn run_inbox(binary: &Path, tasks: usize) -> anyhow::Result<InboxReport> {
+    let home = tempfile::tempdir()?;
+    let server = SpawnedServer::start(binary, home.path(), "normal")?;
+    let target = Target::Spawned(server);
+    let (agent, _) = bench_clients(&target).await?;
+    fill_waiting(&agent, tasks).await?;
+    let admin = Client::new(target.url(), target.admin_key())?;
+    let reviewer = admin
+        .create_key(
+            PrincipalKind::Reviewer,
+            "bench-reviewer@example.com",
+            &[],
+            Some("bench"),
+        )
+        .await?;
+    let socket = home.path().join("tmux.sock");
+    let session = "bench";
+    let command = format!(
+        "env HOME={home} XDG_CONFIG_HOME={home}/config XDG_STATE_HOME={home}/state TERM=xterm-256color {binary} --server {url} --key {key}",
+        home = home.path().display(),
+        binary = binary.display(),
+        url = target.url(),
+        key = reviewer.key,
+    );
+    let ready = format!("{tasks} waiting");
+    let started = Instant::now();
+    let status = Command::new("tmux")
+        .arg("-S")
+        .arg(&socket)
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &command,
+        ])
+        .status()
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "`signoff bench inbox` runs the inbox under tmux, which could not start: {err}"
+            )
+        })?;
+    anyhow::ensure!(status.success(), "tmux could not start the inbox");
+    let stop = || {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .arg("kill-server")
+            .status();
+    };
+    let first_frame = loop {
+        let screen = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(["capture-pane", "-p", "-t", session])
+            .output()?;
+        if String::from_utf8_lossy(&screen.stdout).contains(&ready) {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            stop();
+            anyhow::bail!("the inbox did not show {tasks} tasks within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    // Let the first history load and notifications settle before measuring memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = pane_process(&socket, session).ok().and_then(rss_kib_of);
+    stop();
+    Ok(InboxReport {
+        tasks,
+        first_frame_with_data_ms: first_frame.as_secs_f64() * 1000.0,
+        rss_mib: rss.map_or(0.0, |kib| kib as f64 / 1024.0),
+    })
+}

@@ -2141,7 +2141,7 @@ async fn approve_current_step_approves_the_waiting_human_task() {
     assert_eq!(result["decided_by"], ALICE);
     assert_eq!(result["via"], "control");
 
-    // Agent work that is not waiting has no step to approve.
+    // Agent work has no human step to approve.
     let work = create(&deployer, agent_work(WORKER)).await;
     let reply = post_json(
         &server,
@@ -2150,7 +2150,7 @@ async fn approve_current_step_approves_the_waiting_human_task() {
         &json!({"approve_current_step": true}),
     )
     .await;
-    assert_error(&reply, 409, "not_waiting", &["SUBMITTED"]);
+    assert_error(&reply, 409, "not_a_human_task", &["no human task"]);
     server.stop().await;
 }
 
@@ -2198,7 +2198,12 @@ async fn resolve_ends_an_intent_once_in_each_terminal_status() {
             DEPLOYER
         );
         if status == "COMPLETED" {
-            assert_eq!(events.last().unwrap()["result"], json!({"answer": 42}));
+            // Agent work: the event shows the result as sent; who resolved it is
+            // in the event's details and the intent's decision record.
+            let last = events.last().unwrap();
+            assert_eq!(last["result"], json!({"answer": 42}));
+            assert_eq!(last["details"]["decided_by"], DEPLOYER);
+            assert_eq!(intent_json(&server, &id).await["result"]["via"], "agent");
         }
 
         let after = observable(&server, Some(&id)).await;
@@ -2240,10 +2245,10 @@ async fn resolve_refuses_bad_statuses_and_outsiders() {
         let reply = post_json(&server, &path, &deployer.key, &body).await;
         assert_error(&reply, 422, "invalid_field", &[mention]);
     }
-    for key in [&other.key, &alice.key] {
-        let reply = post_json(&server, &path, key, &json!({"status": "CANCELED"})).await;
-        assert_error(&reply, 403, "forbidden", &["only the sender"]);
-    }
+    let reply = post_json(&server, &path, &other.key, &json!({"status": "CANCELED"})).await;
+    assert_error(&reply, 403, "forbidden", &["only the sender"]);
+    let reply = post_json(&server, &path, &alice.key, &json!({"status": "CANCELED"})).await;
+    assert_error(&reply, 403, "forbidden", &["reviewer keys"]);
     assert_eq!(observable(&server, Some(&id)).await, before);
     server.stop().await;
 }
@@ -2929,7 +2934,7 @@ async fn inbox_delegate_hands_a_task_to_another_reviewer() {
         assert_error(&reply, 422, "invalid_field", &[mention]);
     }
     let reply = post_json(&server, &path, &bob.key, &json!({"delegate_to": BOB})).await;
-    assert_error(&reply, 404, "not_found", &[&id]);
+    assert_error(&reply, 403, "forbidden", &["not an assignee"]);
     assert_eq!(observable(&server, Some(&id)).await, before);
 
     let delegated = ok(post_json(
@@ -3215,5 +3220,237 @@ async fn only_admins_manage_keys_and_bad_key_requests_are_refused() {
     assert_eq!(keys_after, keys_before, "no key was created or revoked");
     // Every principal's key still works.
     ok(raw_get(&server, "/v1/me", Some(&alice.key)).await);
+    server.stop().await;
+}
+
+// ===========================================================================
+// Regressions for problems found in code review
+// ===========================================================================
+
+#[tokio::test]
+async fn out_of_range_deadlines_are_refused_and_task_lists_keep_working() {
+    let server = TestServer::start().await;
+    let deployer = agent(&server, DEPLOYER).await;
+    create_task(&deployer, alice_approval()).await;
+    for deadline in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"] {
+        let mut body = task_intent(alice_approval());
+        body["deadline_at"] = json!(deadline);
+        let reply = post_json(&server, "/v1/intents", &deployer.key, &body).await;
+        let details = assert_error(
+            &reply,
+            422,
+            "invalid_field",
+            &["deadline_at", "0001 to 9999"],
+        );
+        assert_eq!(details["field"], "deadline_at");
+    }
+    assert_eq!(all_tasks(&server).await.as_array().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_addressed_agent_cannot_end_a_human_task_or_forge_a_decision() {
+    let server = TestServer::start().await;
+    let deployer = agent(&server, DEPLOYER).await;
+    let worker = agent(&server, WORKER).await;
+    let mut body = task_intent(alice_approval());
+    body["to_agent"] = json!(WORKER);
+    let id = create(&deployer, body).await;
+    let path = format!("/v1/intents/{id}/resolve");
+    let forged = json!({"status": "COMPLETED", "result": {"outcome": "approved", "decided_by": ALICE, "via": "tui"}});
+    let before = observable(&server, Some(&id)).await;
+    let reply = post_json(&server, &path, &worker.key, &forged).await;
+    assert_error(&reply, 403, "forbidden", &["the sender or an admin"]);
+    let reply = post_json(
+        &server,
+        &format!("{path}?owner_agent={ALICE}"),
+        &server.admin_key,
+        &forged,
+    )
+    .await;
+    assert_error(&reply, 422, "invalid_field", &["owner_agent"]);
+    assert_eq!(observable(&server, Some(&id)).await, before);
+
+    // The sender may withdraw its own task, but cannot pass it off as a person's decision.
+    let reply = ok(post_json(&server, &path, &deployer.key, &forged).await);
+    assert_eq!(reply["event"]["result"]["decided_by"], DEPLOYER);
+    assert_eq!(reply["event"]["result"]["via"], "agent");
+    assert_eq!(
+        intent_json(&server, &id).await["result"]["decided_by"],
+        DEPLOYER
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_reviewer_keys_belong_to_teams() {
+    let server = TestServer::start().await;
+    for kind in ["agent", "admin"] {
+        let identity = if kind == "agent" {
+            "agent://acme/sneaky"
+        } else {
+            "ops"
+        };
+        let body = json!({"kind": kind, "identity": identity, "teams": ["oncall"]});
+        let reply = post_json(&server, "/v1/keys", &server.admin_key, &body).await;
+        let details = assert_error(&reply, 422, "invalid_field", &["teams"]);
+        assert_eq!(details["field"], "teams");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_key_ends_its_open_streams() {
+    let server = TestServer::start().await;
+    let admin = server.admin_client();
+    let carol = admin
+        .create_key(PrincipalKind::Reviewer, CAROL, &[], None)
+        .await
+        .unwrap();
+    let mut stream = SseReader::open(&server, "/v1/me/tasks/stream", &carol.key, None).await;
+    assert_eq!(stream.next().await.event, "tasks.snapshot");
+    admin.revoke_key(&carol.record.key_id).await.unwrap();
+    let ended = tokio::time::timeout(STEP, stream.body.next())
+        .await
+        .expect("the stream ends promptly");
+    assert!(ended.is_none(), "the stream of a revoked key is closed");
+    let reply = raw_get(&server, "/v1/me", Some(&carol.key)).await;
+    assert_error(&reply, 401, "unauthorized", &["not valid"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_delegation_replays_its_first_answer() {
+    let server = TestServer::start().await;
+    let deployer = agent(&server, DEPLOYER).await;
+    let alice = reviewer(&server, ALICE, &[]).await;
+    let id = create_task(&deployer, alice_approval()).await;
+    let path = format!("/v1/inbox/{id}/delegate");
+    let body = json!({"delegate_to": BOB}).to_string();
+    let headers = [("idempotency-key", "delegate-once")];
+    let first = raw_post_with(&server, &path, Some(&alice.key), &body, &headers).await;
+    let retry = raw_post_with(&server, &path, Some(&alice.key), &body, &headers).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(
+        retry.status, 200,
+        "a retry replays instead of failing: {}",
+        retry.body
+    );
+    assert_eq!(first.body, retry.body);
+    let delegations = events_json(&server, &id).await;
+    assert_eq!(
+        event_types(&delegations)
+            .iter()
+            .filter(|t| **t == "intent.delegated")
+            .count(),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn positions_beyond_the_database_range_are_refused() {
+    let server = TestServer::start().await;
+    let deployer = agent(&server, DEPLOYER).await;
+    let id = create_task(&deployer, alice_approval()).await;
+    let huge = "18446744073709551615";
+    let reply = raw_get(
+        &server,
+        &format!("/v1/intents/{id}/events?since={huge}"),
+        Some(&server.admin_key),
+    )
+    .await;
+    assert_error(&reply, 400, "malformed_request", &["since", huge]);
+    let response = request(
+        &server,
+        Method::GET,
+        "/v1/me/tasks/stream",
+        Some(&server.admin_key),
+    )
+    .header("last-event-id", "9223372036854775808")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn strangers_get_403_before_learning_a_tasks_outcomes() {
+    let server = TestServer::start().await;
+    let deployer = agent(&server, DEPLOYER).await;
+    let bob = reviewer(&server, BOB, &[]).await;
+    let id = create_task(
+        &deployer,
+        json!({"title": "Pick a plan", "allowed_outcomes": ["plan_a", "plan_b"], "assignees": [ALICE]}),
+    )
+    .await;
+    let reply = post_json(
+        &server,
+        &format!("/v1/inbox/{id}/approve"),
+        &bob.key,
+        &json!({}),
+    )
+    .await;
+    assert_error(&reply, 403, "forbidden", &["not an assignee"]);
+    assert!(!reply.body.to_string().contains("plan_a"), "{}", reply.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_paths_get_the_uniform_error() {
+    let server = TestServer::start().await;
+    let reply = raw_get(&server, "/v1/intents/%FF", Some(&server.admin_key)).await;
+    assert_error(&reply, 400, "malformed_request", &["UTF-8"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn inbox_changes_report_threads_that_leave() {
+    let server = TestServer::start().await;
+    let deployer = agent(&server, DEPLOYER).await;
+    let alice = reviewer(&server, ALICE, &[]).await;
+    let id = create_task(&deployer, alice_approval()).await;
+    let first = ok(raw_get(&server, "/v1/inbox/changes", Some(&alice.key)).await);
+    assert_eq!(first["changes"][0]["status"], "pending");
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    server
+        .admin_client()
+        .decide(&id, "approved", None, Map::new())
+        .await
+        .unwrap();
+    let path = format!("/v1/inbox/changes?cursor={cursor}");
+    let later = ok(raw_get(&server, &path, Some(&alice.key)).await);
+    let changes = later["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{later}");
+    assert_eq!(changes[0]["thread_id"], id.as_str());
+    assert_eq!(changes[0]["status"], "done");
+    assert_eq!(changes[0]["thread"]["intent_status"], "COMPLETED");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_resumed_from_beyond_the_newest_position_are_not_silent() {
+    let server = TestServer::start().await;
+    let deployer = agent(&server, DEPLOYER).await;
+    let alice = reviewer(&server, ALICE, &[]).await;
+    let id = create_task(&deployer, alice_approval()).await;
+    let mut tasks =
+        SseReader::open(&server, "/v1/me/tasks/stream", &alice.key, Some("999999")).await;
+    assert_eq!(
+        tasks.next().await.event,
+        "tasks.snapshot",
+        "a fresh snapshot, not silence"
+    );
+
+    let path = format!("/v1/intents/{id}/events/stream?since=500&wait_seconds=30");
+    let response = open_sse(&server, &path, &deployer.key, None).await;
+    alice
+        .client
+        .decide(&id, "approved", None, Map::new())
+        .await
+        .unwrap();
+    let replayed = read_bounded(response).await;
+    assert_eq!(replayed.frames.last().unwrap().event, "intent.completed");
     server.stop().await;
 }

@@ -23,7 +23,8 @@ fn draw(state: &mut State, width: u16, height: u16) -> String {
     terminal.backend().to_string()
 }
 
-fn history(intent_id: &str) -> Action {
+/// The payload and history the inbox loads for the selected task.
+fn detail(intent_id: &str) -> Action {
     let event = |seq: u64, event_type: &str, status: Status, minutes: i64| Event {
         intent_id: intent_id.into(),
         seq,
@@ -34,19 +35,21 @@ fn history(intent_id: &str) -> Action {
         at: now().plus_seconds(-60 * minutes),
         details: json!({}),
     };
-    Action::HistoryLoaded {
+    let payload = json!({"service": "api", "version": "2.3.0", "replicas": 3});
+    let events = vec![
+        event(1, "intent.created", Status::Created, 42),
+        event(2, "intent.submitted", Status::Submitted, 42),
+        event(3, "intent.human_task_assigned", Status::Waiting, 42),
+    ];
+    Action::DetailLoaded {
         intent_id: intent_id.into(),
-        result: Ok(vec![
-            event(1, "intent.created", Status::Created, 42),
-            event(2, "intent.submitted", Status::Submitted, 42),
-            event(3, "intent.human_task_assigned", Status::Waiting, 42),
-        ]),
+        result: Ok((payload, events)),
     }
 }
 
 fn inbox() -> State {
     let mut state = state_with(every_type(), 120, 40);
-    run(&mut state, vec![history("t-approval")]);
+    run(&mut state, vec![detail("t-approval")]);
     state
 }
 
@@ -185,8 +188,15 @@ fn escape_sequences_from_agents_are_rendered_harmlessly() {
         3,
     );
     hostile.human_task.description = Some("desc \x1b[2J\x1b[31mred\u{9b}31m".into());
-    hostile.payload = json!({"note": "\x1b]0;pwned\x07", "bell": "\x07"});
     let mut state = state_with(vec![hostile], 80, 24);
+    let payload = json!({"note": "\x1b]0;pwned\x07", "bell": "\x07"});
+    run(
+        &mut state,
+        vec![Action::DetailLoaded {
+            intent_id: "t-evil".into(),
+            result: Ok((payload, vec![])),
+        }],
+    );
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
     run(
         &mut state,

@@ -627,7 +627,7 @@ fn help_opens_and_closes_and_quitting_sends_queued_decisions() {
 }
 
 #[test]
-fn selecting_a_task_marks_it_seen_and_loads_its_history() {
+fn selecting_a_task_marks_it_seen_and_loads_its_detail() {
     let mut state = state_with(every_type(), 120, 40);
     assert!(
         !state.inbox.row("t-approval").unwrap().unseen,
@@ -637,7 +637,7 @@ fn selecting_a_task_marks_it_seen_and_loads_its_history() {
     let effects = run(&mut state, vec![key(KeyCode::Char('j'))]);
     assert_eq!(
         effects,
-        [Effect::LoadHistory {
+        [Effect::LoadDetail {
             intent_id: "t-review".into()
         }]
     );

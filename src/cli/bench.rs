@@ -14,6 +14,67 @@ use crate::bench::{RoundTripOptions, RoundTripReport, SpawnedServer, Target, run
 pub enum BenchCommand {
     /// Agent creates a task -> reviewer decides over HTTP -> agent's SSE stream sees it
     Roundtrip(RoundTripArgs),
+    /// Start-up time and memory of the real inbox (under tmux) with many tasks
+    Inbox(InboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// Tasks waiting in the inbox
+    #[arg(long, default_value_t = 10_000)]
+    pub tasks: usize,
+    /// Runs, each on a fresh server; the summary is the median
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn run_inbox_bench(args: &InboxArgs) -> Result<ExitCode> {
+    if args.tasks == 0 || args.runs == 0 {
+        bail!("--tasks and --runs must be at least 1");
+    }
+    let binary = std::env::current_exe().context("cannot find the signoff binary")?;
+    let mut reports = Vec::new();
+    for run in 1..=args.runs {
+        let report = crate::bench::run_inbox(&binary, args.tasks).await?;
+        if !args.json {
+            eprintln!(
+                "run {run}/{}: first frame with data {:.0} ms, RSS {:.1} MiB",
+                args.runs, report.first_frame_with_data_ms, report.rss_mib
+            );
+        }
+        reports.push(report);
+    }
+    let first_frame = median(
+        &mut reports
+            .iter()
+            .map(|r| r.first_frame_with_data_ms)
+            .collect::<Vec<_>>(),
+    );
+    let rss = median(&mut reports.iter().map(|r| r.rss_mib).collect::<Vec<_>>());
+    if args.json {
+        println!(
+            "{}",
+            json(
+                &serde_json::json!({ "runs": reports, "median": { "tasks": args.tasks, "first_frame_with_data_ms": first_frame, "rss_mib": rss } })
+            )
+        );
+    } else {
+        println!(
+            "inbox with {} tasks (median of {} runs)",
+            args.tasks, args.runs
+        );
+        print!(
+            "{}",
+            table(
+                &["FIRST FRAME WITH DATA MS", "RSS MIB"],
+                &[vec![format!("{first_frame:.0}"), format!("{rss:.1}")]]
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +130,10 @@ fn summary_row(label: &str, report: &RoundTripReport) -> Vec<String> {
 }
 
 pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
-    let BenchCommand::Roundtrip(args) = command;
+    let args = match command {
+        BenchCommand::Roundtrip(args) => args,
+        BenchCommand::Inbox(args) => return run_inbox_bench(args).await,
+    };
     if args.agents == 0 || args.runs == 0 || args.seconds == 0 {
         bail!("--agents, --runs and --seconds must be at least 1");
     }

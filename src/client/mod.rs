@@ -551,7 +551,9 @@ impl Client {
                         Bounded::Timeout { .. } => return Ok(None),
                     }
                 }
-                Ok(None)
+                // Closed without its timeout frame (the server is shutting down):
+                // treat it like a dropped connection, so the retry waits a little.
+                Err(self.unreachable("the stream ended without a timeout frame"))
             };
             let outcome: ClientResult<Option<Event>> = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {

@@ -52,15 +52,20 @@ impl Principal {
         self.kind == PrincipalKind::Admin
     }
 
-    /// Does this principal hold the given assignee entry, either by name or through a team?
+    /// Does this principal hold the given assignee entry, either by name or through
+    /// a team? Only reviewers hold assignee entries: an agent must never be able to
+    /// decide a human task, whatever its key claims.
     pub fn holds_assignee(&self, assignee: &str) -> bool {
-        if let Some(team) = assignee.strip_prefix(TEAM_PREFIX) {
-            return self
+        if self.kind != PrincipalKind::Reviewer {
+            return false;
+        }
+        match assignee.strip_prefix(TEAM_PREFIX) {
+            Some(team) => self
                 .teams
                 .iter()
-                .any(|mine| mine.eq_ignore_ascii_case(team));
+                .any(|mine| mine.eq_ignore_ascii_case(team)),
+            None => self.identity.eq_ignore_ascii_case(assignee),
         }
-        self.kind == PrincipalKind::Reviewer && self.identity.eq_ignore_ascii_case(assignee)
     }
 
     /// Reviewers see (and may decide) tasks assigned to them or their teams; admins see all.
@@ -82,6 +87,12 @@ impl Principal {
             PrincipalKind::Admin if !identity.starts_with("admin:") => format!("admin:{identity}"),
             _ => identity.to_string(),
         };
+        if kind != PrincipalKind::Reviewer && !teams.is_empty() {
+            return Err(Error::invalid_field(
+                "teams",
+                "only reviewer keys belong to teams (teams decide human tasks)",
+            ));
+        }
         let mut normalised_teams = Vec::new();
         for team in teams {
             let team = team
@@ -199,6 +210,13 @@ mod tests {
         assert!(admin.may_decide(&["bob@example.com".into()]));
         let agent = Principal::new(PrincipalKind::Agent, "agent://acme/deployer", vec![]).unwrap();
         assert!(!agent.may_decide(&["agent://acme/deployer".into()]));
+        // Even a principal built by hand with teams holds nothing unless it is a reviewer.
+        let teamed_agent = Principal {
+            kind: PrincipalKind::Agent,
+            identity: "agent://acme/deployer".into(),
+            teams: vec!["oncall".into()],
+        };
+        assert!(!teamed_agent.may_decide(&["team:oncall".into()]));
     }
 
     #[test]
@@ -209,6 +227,10 @@ mod tests {
         assert!(Principal::new(PrincipalKind::Reviewer, "team:ops", vec![]).is_err());
         assert!(Principal::new(PrincipalKind::Reviewer, "has space", vec![]).is_err());
         assert!(Principal::new(PrincipalKind::Reviewer, "bob", vec!["bad team".into()]).is_err());
+        let err =
+            Principal::new(PrincipalKind::Agent, "agent://a/b", vec!["oncall".into()]).unwrap_err();
+        assert_eq!(err.details["field"], "teams");
+        assert!(Principal::new(PrincipalKind::Admin, "root", vec!["oncall".into()]).is_err());
         let with_teams = reviewer("carol@x.io", &["team:OnCall", "oncall"]);
         assert_eq!(with_teams.teams, vec!["oncall".to_string()]);
     }

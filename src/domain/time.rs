@@ -15,11 +15,25 @@ const CANONICAL: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 impl Timestamp {
+    /// Years a timestamp may have: the canonical text form has four digits.
+    const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+    /// Normalises to UTC and microseconds. Only for instants known to be in range
+    /// (the clock); text from outside goes through `parse`, which checks.
     pub fn from_datetime(at: OffsetDateTime) -> Self {
-        let utc = at.to_offset(UtcOffset::UTC);
+        Self::checked(at).unwrap_or(Self(OffsetDateTime::UNIX_EPOCH))
+    }
+
+    /// `None` for instants outside years 1 to 9999 in UTC, which could not be
+    /// stored and read back.
+    fn checked(at: OffsetDateTime) -> Option<Self> {
+        let utc = at.checked_to_offset(UtcOffset::UTC)?;
+        if !Self::YEARS.contains(&utc.year()) {
+            return None;
+        }
         // Truncate to microseconds so a value survives a round trip through its text form.
         let micros = utc.microsecond();
-        Self(utc.replace_nanosecond(micros * 1_000).unwrap_or(utc))
+        Some(Self(utc.replace_nanosecond(micros * 1_000).unwrap_or(utc)))
     }
 
     pub fn from_unix_micros(micros: i64) -> Self {
@@ -34,17 +48,21 @@ impl Timestamp {
 
     /// Accepts any RFC 3339 timestamp, with any offset, and normalises it to UTC.
     pub fn parse(text: &str) -> Result<Self, String> {
-        OffsetDateTime::parse(text, &Rfc3339)
-            .map(Self::from_datetime)
-            .map_err(|err| format!("`{text}` is not an RFC 3339 timestamp ({err})"))
+        let at = OffsetDateTime::parse(text, &Rfc3339)
+            .map_err(|err| format!("`{text}` is not an RFC 3339 timestamp ({err})"))?;
+        Self::checked(at).ok_or_else(|| format!("`{text}` is outside the years 0001 to 9999 (UTC)"))
     }
 
     pub fn datetime(&self) -> OffsetDateTime {
         self.0
     }
 
+    /// Moves by `seconds`, saturating at the ends of the supported range.
     pub fn plus_seconds(&self, seconds: i64) -> Self {
-        Self(self.0 + Duration::seconds(seconds))
+        self.0
+            .checked_add(Duration::seconds(seconds))
+            .and_then(Self::checked)
+            .unwrap_or(*self)
     }
 
     /// Whole seconds from `self` until `later` (negative when `later` is earlier).
@@ -97,6 +115,25 @@ mod tests {
     fn rejects_text_that_is_not_rfc3339() {
         assert!(Timestamp::parse("yesterday").is_err());
         assert!(Timestamp::parse("2026-13-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn instants_that_cannot_be_stored_are_refused_not_panicked_on() {
+        for text in [
+            "0000-01-01T00:00:00+01:00",
+            "9999-12-31T23:59:59-01:00",
+            "0000-06-01T00:00:00Z",
+        ] {
+            let err = Timestamp::parse(text).unwrap_err();
+            assert!(err.contains("0001 to 9999"), "{text}: {err}");
+        }
+        let edge = Timestamp::parse("9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(Timestamp::parse(&edge.to_string()).unwrap(), edge);
+        assert_eq!(
+            edge.plus_seconds(10),
+            edge,
+            "saturates instead of overflowing"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use super::intent::{Intent, Status};
 use super::task::HumanTask;
 use super::time::Timestamp;
 
-/// One entry of `GET /v1/me/tasks` and of the task stream.
+/// One entry of `GET /v1/me/tasks` and of the task stream. The intent's payload
+/// is left out: lists of thousands of tasks stay small, and a client reads the
+/// payload of the one task it shows from `GET /v1/intents/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskView {
     pub intent_id: String,
@@ -16,8 +18,6 @@ pub struct TaskView {
     pub from_agent: String,
     #[serde(default)]
     pub to_agent: Option<String>,
-    #[serde(default)]
-    pub correlation_id: String,
     pub created_at: Timestamp,
     #[serde(default)]
     pub assigned_at: Option<Timestamp>,
@@ -30,8 +30,6 @@ pub struct TaskView {
     pub escalation_stage: u32,
     #[serde(default)]
     pub assignees: Vec<String>,
-    #[serde(default)]
-    pub payload: Value,
 }
 
 impl TaskView {
@@ -43,7 +41,6 @@ impl TaskView {
             status: intent.status,
             from_agent: intent.from_agent.clone(),
             to_agent: intent.to_agent.clone(),
-            correlation_id: intent.correlation_id.clone(),
             created_at: intent.created_at,
             assigned_at: intent.assigned_at,
             due_at: intent.due_at,
@@ -51,7 +48,6 @@ impl TaskView {
             reminders_sent: intent.remind_count,
             escalation_stage: intent.escalation_stage,
             assignees: intent.assignees.clone(),
-            payload: intent.payload.clone(),
         })
     }
 }
@@ -61,8 +57,8 @@ impl TaskView {
 pub enum ThreadStatus {
     /// A task waiting for this owner's decision.
     Pending,
-    Active,
-    /// A completed intent reported back to its `reply_to` owner.
+    /// A completed intent reported back to its `reply_to` owner, or a task that
+    /// left this owner's list.
     Done,
 }
 

@@ -1,11 +1,15 @@
 //! Everything that moves an existing intent forward: human decisions, agent
 //! actions, control resumes, resolutions and delegation.
+//!
+//! Decision records are always built here, never taken from the caller: whoever
+//! ends an intent, `decided_by`, `decided_at` and `via` say who, when and how, so
+//! no agent can make its own resolution look like a person's.
 
 use serde_json::{Map, Value, json};
 
 use super::Engine;
 use crate::domain::event::{ACKNOWLEDGED, DELEGATED, DELIVERED, IN_PROGRESS};
-use crate::domain::principal::validate_assignee;
+use crate::domain::principal::{validate_agent_address, validate_assignee};
 use crate::domain::task::parse_fields;
 use crate::domain::{
     Error, Principal, PrincipalKind, Result, Status, TaskResultInput, Verdict, WaitingReason,
@@ -19,6 +23,8 @@ pub enum Via {
     Inbox,
     Approvals,
     Control,
+    /// An agent resolving or completing an intent itself.
+    Agent,
     Named(&'static str),
 }
 
@@ -29,6 +35,7 @@ impl Via {
             Via::Inbox => "inbox",
             Via::Approvals => "approvals",
             Via::Control => "control",
+            Via::Agent => "agent",
             Via::Named(name) => name,
         }
     }
@@ -49,7 +56,8 @@ impl Via {
 pub enum Decision {
     /// A named outcome (`task_result`).
     Outcome(TaskResultInput),
-    /// A yes or no, from clients that only say approve or reject.
+    /// A yes or no, from clients that only say approve or reject; it becomes the
+    /// task's own approving or rejecting outcome.
     Verdict {
         verdict: Verdict,
         comment: Option<String>,
@@ -57,11 +65,14 @@ pub enum Decision {
     },
 }
 
-/// The agent an agent-side action acts as: the key's own agent, or for an admin
-/// the `owner_agent` it names.
+/// The agent an agent-side call acts as: the key's own agent, or for an admin the
+/// `owner_agent` it names (which must be an agent address).
 fn acting_agent(caller: &Principal, owner_agent: Option<&str>) -> Result<String> {
     match (caller.kind, owner_agent) {
-        (PrincipalKind::Admin, Some(owner)) => Ok(owner.to_string()),
+        (PrincipalKind::Admin, Some(owner)) => {
+            validate_agent_address("owner_agent", owner)?;
+            Ok(owner.to_string())
+        }
         (PrincipalKind::Admin, None) => Ok(caller.identity.clone()),
         (PrincipalKind::Agent, Some(owner)) if owner != caller.identity => Err(Error::forbidden(
             format!("{} may not act as owner_agent {owner}", caller.identity),
@@ -83,26 +94,64 @@ fn deliver_end(change: &mut Change) {
     }
 }
 
-/// Details every terminal event carries: who ended it, and for human tasks the
-/// assignees whose task lists lose it.
-fn terminal_details(change: &Change, actor: &str, mut details: Map<String, Value>) -> Value {
-    details.insert("decided_by".into(), json!(actor));
-    if change.intent.human_task.is_some() {
-        details.insert("assignees".into(), json!(change.intent.assignees));
-    }
-    Value::Object(details)
+/// What the terminal event shows as `result` (and lifts to `event["result"]`).
+struct Shown {
+    result: Value,
+    /// The flat object agents read as `event["data"]`.
+    data: Option<Value>,
 }
 
-/// A human decision, validated and applied. Shared by resume, the inbox and approvals.
-fn apply_decision(
+/// Ends the intent in `status`, storing the decision `record`, and appends the
+/// terminal event showing `shown`.
+fn finish(
     change: &mut Change,
-    decider: &Principal,
-    input: TaskResultInput,
-    via: Via,
-    on_behalf_of: Option<String>,
-) -> Result<()> {
+    status: Status,
+    actor: &str,
+    record: Value,
+    shown: Shown,
+    extra: Map<String, Value>,
+) -> Result<Value> {
+    change.intent.transition(status, None)?;
+    change.intent.result = Some(record);
+    let mut details = extra;
+    details.insert("result".into(), shown.result);
+    let data = shown.data;
+    if let Some(data) = data {
+        details.insert("data".into(), data);
+    }
+    details.insert("decided_by".into(), json!(actor));
+    if change.intent.human_task.is_some() {
+        // The assignees whose task lists lose it.
+        details.insert("assignees".into(), json!(change.intent.assignees));
+    }
+    let event = change.record(status.event_type(), actor, Value::Object(details));
+    deliver_end(change);
+    Ok(serde_json::to_value(event).unwrap_or(Value::Null))
+}
+
+/// The decision record of an agent or admin resolution: what the caller sent as
+/// `result`, with `decided_by`, `decided_at` and `via` set by the server.
+fn resolution_record(result: Option<&Value>, actor: &str, change: &Change) -> Value {
+    let mut record = match result {
+        Some(Value::Object(fields)) => fields.clone(),
+        Some(Value::Null) | None => Map::new(),
+        Some(other) => {
+            let mut wrapped = Map::new();
+            wrapped.insert("value".into(), other.clone());
+            wrapped
+        }
+    };
+    record.insert("decided_by".into(), json!(actor));
+    record.insert("decided_at".into(), json!(change.now));
+    record.insert("via".into(), json!(Via::Agent.as_str()));
+    Value::Object(record)
+}
+
+/// The checks every human decision passes, in an order that tells the truth:
+/// strangers learn nothing about the task, and a losing assignee learns who won.
+fn check_decider(change: &Change, decider: &Principal) -> Result<()> {
     let intent = &change.intent;
-    let Some(task) = intent.human_task.clone() else {
+    if intent.human_task.is_none() {
         if intent.status.is_terminal() {
             return Err(intent.already_ended());
         }
@@ -110,16 +159,16 @@ fn apply_decision(
             "not_a_human_task",
             format!("intent {} has no human task to decide", intent.intent_id),
         ));
-    };
+    }
     if !decider.may_decide(&intent.assignees) {
+        let assignees = if intent.assignees.is_empty() {
+            "admins only".to_string()
+        } else {
+            intent.assignees.join(", ")
+        };
         return Err(Error::forbidden(format!(
-            "{} is not an assignee of this task (assignees: {})",
-            decider.identity,
-            if intent.assignees.is_empty() {
-                "admins only".to_string()
-            } else {
-                intent.assignees.join(", ")
-            }
+            "{} is not an assignee of this task (assignees: {assignees})",
+            decider.identity
         ))
         .with_details(json!({ "assignees": intent.assignees })));
     }
@@ -135,49 +184,75 @@ fn apply_decision(
             ),
         ));
     }
+    Ok(())
+}
+
+/// A human decision, checked and applied. Shared by resume, the inbox, approvals
+/// and control resumes.
+fn apply_decision(
+    change: &mut Change,
+    decider: &Principal,
+    decision: Decision,
+    via: Via,
+    on_behalf_of: Option<String>,
+) -> Result<()> {
+    check_decider(change, decider)?;
+    let Some(task) = change.intent.human_task.clone() else {
+        return Err(Error::internal("checked human task vanished"));
+    };
+    let input = match decision {
+        Decision::Outcome(input) => input,
+        Decision::Verdict {
+            verdict,
+            comment,
+            data,
+        } => {
+            let outcome = task.outcome_with_verdict(verdict).ok_or_else(|| {
+                let word = if verdict == Verdict::Approving { "approving" } else { "rejecting" };
+                Error::invalid(
+                    "no_matching_outcome",
+                    format!(
+                        "this task allows no {word} outcome (allowed: {}); send an explicit outcome",
+                        task.allowed_outcomes.join(", ")
+                    ),
+                )
+            })?;
+            TaskResultInput {
+                outcome: outcome.to_string(),
+                comment,
+                data,
+            }
+        }
+    };
     let decision = task.validate_result(input)?;
-    let now = change.now;
-    let mut result = json!({
+    let mut record = json!({
         "outcome": decision.outcome,
         "comment": decision.comment,
         "data": decision.data,
         "decided_by": decider.identity,
-        "decided_at": now,
+        "decided_at": change.now,
         "via": via.as_str(),
     });
     if let Some(actor) = on_behalf_of {
-        result["on_behalf_of"] = json!(actor);
+        record["on_behalf_of"] = json!(actor);
     }
-    change.intent.transition(Status::Completed, None)?;
-    change.intent.result = Some(result.clone());
-    let mut details = Map::new();
-    details.insert("result".into(), result);
-    details.insert("data".into(), decision.flat_data());
-    let details = terminal_details(change, &decider.identity, details);
-    change.record(Status::Completed.event_type(), &decider.identity, details);
-    deliver_end(change);
+    let shown = Shown {
+        result: record.clone(),
+        data: Some(decision.flat_data()),
+    };
+    finish(
+        change,
+        Status::Completed,
+        &decider.identity,
+        record,
+        shown,
+        Map::new(),
+    )?;
     Ok(())
 }
 
 fn resumed(change: &Change) -> Value {
     json!({ "ok": true, "applied": true, "intent": change.intent })
-}
-
-/// The decision record of an agent or system resolution: the given result (if
-/// any) plus who resolved it and when, so `decided_by` is always recorded.
-fn resolution_record(result: Option<&Value>, actor: &str, change: &Change) -> Value {
-    let mut record = match result {
-        Some(Value::Object(fields)) => fields.clone(),
-        Some(Value::Null) | None => Map::new(),
-        Some(other) => {
-            let mut wrapped = Map::new();
-            wrapped.insert("value".into(), other.clone());
-            wrapped
-        }
-    };
-    record.insert("decided_by".into(), json!(actor));
-    record.insert("decided_at".into(), json!(change.now));
-    Value::Object(record)
 }
 
 impl Engine {
@@ -194,8 +269,7 @@ impl Engine {
         Ok(written.response)
     }
 
-    /// A reviewer's decision on a human task: an explicit outcome, or a plain yes/no
-    /// that becomes the task's own approving or rejecting outcome.
+    /// A reviewer's decision on a human task.
     pub async fn decide(
         &self,
         decider: &Principal,
@@ -209,19 +283,7 @@ impl Engine {
             intent_id,
             claim,
             Box::new(move |change| {
-                let input = match decision {
-                    Decision::Outcome(input) => input,
-                    Decision::Verdict {
-                        verdict,
-                        comment,
-                        data,
-                    } => TaskResultInput {
-                        outcome: outcome_for_verdict(change, verdict)?,
-                        comment,
-                        data,
-                    },
-                };
-                apply_decision(change, &decider, input, via, None)?;
+                apply_decision(change, &decider, decision, via, None)?;
                 Ok(resumed(change))
             }),
         )
@@ -313,52 +375,50 @@ impl Engine {
                 if intent.status.is_terminal() {
                     return Err(intent.already_ended());
                 }
-                if intent.is_waiting_for_human() {
+                if intent.human_task.is_some() {
                     return Err(Error::conflict(
                         "waiting_for_human",
                         format!(
-                            "intent {} is waiting for a human decision; send task_result instead",
+                            "intent {} is a human task; a reviewer decides it with task_result",
                             intent.intent_id
                         ),
                     ));
                 }
-                change.intent.transition(next, None)?;
-                if next.is_terminal() {
-                    let given = fields.get("result").cloned().unwrap_or_else(|| {
-                        let mut rest = fields.clone();
-                        rest.remove("action");
-                        rest.remove("error");
-                        Value::Object(rest)
-                    });
-                    let record = resolution_record(Some(&given), &agent, change);
-                    change.intent.result = Some(record);
-                    let mut details = Map::new();
-                    if next == Status::Completed {
-                        details.insert("result".into(), given.clone());
-                        if given.is_object() {
-                            details.insert("data".into(), given);
-                        }
-                    }
-                    if let Some(error) = fields.get("error").or_else(|| fields.get("reason")) {
-                        details.insert("error".into(), error.clone());
-                    }
-                    let details = terminal_details(change, &agent, details);
-                    change.record(next.event_type(), &agent, details);
-                    deliver_end(change);
-                } else {
+                if !next.is_terminal() {
+                    change.intent.transition(next, None)?;
                     let event_type = if next == Status::Acknowledged {
                         ACKNOWLEDGED
                     } else {
                         IN_PROGRESS
                     };
                     change.record(event_type, &agent, json!({}));
+                    return Ok(resumed(change));
                 }
+                let given = fields.get("result").cloned().unwrap_or_else(|| {
+                    let mut rest = fields.clone();
+                    rest.remove("action");
+                    rest.remove("error");
+                    Value::Object(rest)
+                });
+                let record = resolution_record(Some(&given), &agent, change);
+                let mut extra = Map::new();
+                if let Some(error) = fields.get("error").or_else(|| fields.get("reason")) {
+                    extra.insert("error".into(), error.clone());
+                }
+                // Agent work: the sender gets the worker's result as the worker sent it.
+                let shown = Shown {
+                    data: (next == Status::Completed && given.is_object()).then(|| given.clone()),
+                    result: given,
+                };
+                finish(change, next, &agent, record, shown, extra)?;
                 Ok(resumed(change))
             }),
         )
         .await
     }
 
+    /// `approve_current_step`: approves the waiting human task with its own
+    /// approving outcome, as the key holder (an admin may name on whose behalf).
     async fn approve_current_step(
         &self,
         caller: &Principal,
@@ -376,55 +436,27 @@ impl Engine {
             Some(Value::String(actor)) => Some(actor.clone()),
             Some(_) => return Err(Error::invalid_field("actor", "must be a string")),
         };
-        // The key holder is the one who decides; an admin may record on whose behalf.
         let on_behalf_of = named_actor.filter(|_| caller.is_admin());
         let caller = caller.clone();
         self.change(
             intent_id,
             claim,
             Box::new(move |change| {
-                if change.intent.human_task.is_some() {
-                    let outcome = outcome_for_verdict(change, Verdict::Approving)?;
-                    let input = TaskResultInput {
-                        outcome,
-                        comment: reason,
-                        data: Map::new(),
-                    };
-                    apply_decision(change, &caller, input, Via::Control, on_behalf_of)?;
-                    return Ok(resumed(change));
-                }
-                let intent = &change.intent;
-                let involved = caller.is_admin()
-                    || intent.from_agent == caller.identity
-                    || intent.to_agent.as_deref() == Some(caller.identity.as_str());
-                if !involved {
-                    return Err(Error::forbidden(format!(
-                        "{} may not approve steps of intent {}",
-                        caller.identity, intent.intent_id
-                    )));
-                }
-                if intent.status.is_terminal() {
-                    return Err(intent.already_ended());
-                }
-                if intent.status != Status::Waiting {
-                    return Err(Error::conflict(
-                        "not_waiting",
-                        format!("intent {} is {} and has no step waiting for approval", intent.intent_id, intent.status),
-                    ));
-                }
-                change.intent.transition(Status::InProgress, None)?;
-                change.record(
-                    IN_PROGRESS,
-                    &caller.identity,
-                    json!({ "approved_by": caller.identity, "on_behalf_of": on_behalf_of, "reason": reason }),
-                );
+                let decision = Decision::Verdict {
+                    verdict: Verdict::Approving,
+                    comment: reason,
+                    data: Map::new(),
+                };
+                apply_decision(change, &caller, decision, Via::Control, on_behalf_of)?;
                 Ok(resumed(change))
             }),
         )
         .await
     }
 
-    /// `POST /v1/intents/{id}/resolve`: the sender, the recipient or an admin ends the intent.
+    /// `POST /v1/intents/{id}/resolve`. Agent work may be ended by its sender, its
+    /// recipient or an admin. A human task waits for a person: only its sender (to
+    /// withdraw it) or an admin may resolve it instead.
     pub async fn resolve(
         &self,
         caller: &Principal,
@@ -456,12 +488,13 @@ impl Engine {
             }
             None => return Err(Error::invalid_field("status", "is required")),
         };
-        let actor = if caller.is_admin() {
-            owner_agent
-                .map(str::to_string)
-                .unwrap_or_else(|| caller.identity.clone())
-        } else {
-            caller.identity.clone()
+        let actor = match caller.kind {
+            PrincipalKind::Reviewer => {
+                return Err(Error::forbidden(
+                    "reviewer keys decide tasks with task_result; resolving needs an agent or admin key",
+                ));
+            }
+            _ => acting_agent(caller, owner_agent)?,
         };
         let is_admin = caller.is_admin();
         self.change(
@@ -469,37 +502,45 @@ impl Engine {
             claim,
             Box::new(move |change| {
                 let intent = &change.intent;
-                let involved = is_admin
-                    || intent.from_agent == actor
-                    || intent.to_agent.as_deref() == Some(actor.as_str());
-                if !involved {
+                let is_sender = intent.from_agent == actor;
+                let is_recipient = intent.to_agent.as_deref() == Some(actor.as_str());
+                let allowed =
+                    is_admin || is_sender || (is_recipient && intent.human_task.is_none());
+                if !allowed {
+                    let who = if intent.human_task.is_some() {
+                        "the sender or an admin"
+                    } else {
+                        "the sender, the recipient or an admin"
+                    };
                     return Err(Error::forbidden(format!(
-                        "only the sender, the recipient or an admin may resolve intent {}",
+                        "only {who} may resolve intent {}",
                         intent.intent_id
                     )));
                 }
                 if intent.status.is_terminal() {
                     return Err(intent.already_ended());
                 }
-                change.intent.transition(status, None)?;
-                change.intent.result =
-                    Some(resolution_record(input.result.as_ref(), &actor, change));
-                let mut details = Map::new();
-                if let Some(result) = input.result {
-                    if result.is_object() {
-                        details.insert("data".into(), result.clone());
-                    }
-                    details.insert("result".into(), result);
-                }
+                let record = resolution_record(input.result.as_ref(), &actor, change);
+                // A human task ended without its human shows the server's record, so
+                // the result can never pass for a person's decision; agent work shows
+                // the result as its resolver sent it.
+                let shown_result = match (&change.intent.human_task, &input.result) {
+                    (None, Some(given)) => given.clone(),
+                    _ => record.clone(),
+                };
+                let completed_object = status == Status::Completed && shown_result.is_object();
+                let shown = Shown {
+                    data: completed_object.then(|| shown_result.clone()),
+                    result: shown_result,
+                };
+                let mut extra = Map::new();
                 if let Some(error) = input.error {
-                    details.insert("error".into(), error);
+                    extra.insert("error".into(), error);
                 }
                 if let Some(reason) = input.reason {
-                    details.insert("reason".into(), json!(reason));
+                    extra.insert("reason".into(), json!(reason));
                 }
-                let details = terminal_details(change, &actor, details);
-                let event = change.record(status.event_type(), &actor, details);
-                deliver_end(change);
+                let event = finish(change, status, &actor, record, shown, extra)?;
                 let reply_to = change.intent.reply_to.clone();
                 Ok(json!({
                     "ok": true,
@@ -536,7 +577,7 @@ impl Engine {
         .map(|_| ())
     }
 
-    /// Hands a waiting task to another reviewer or team.
+    /// Hands a waiting task to another reviewer or team; returns the new assignees.
     pub async fn delegate(
         &self,
         caller: &Principal,
@@ -544,72 +585,40 @@ impl Engine {
         to: String,
         note: Option<String>,
         claim: Option<IdempotencyClaim>,
-    ) -> Result<crate::domain::Intent> {
+    ) -> Result<Value> {
         validate_assignee("delegate_to", &to)?;
         let caller = caller.clone();
-        let written = self
-            .store
-            .write_intent(
-                Target::Existing(intent_id.to_string()),
-                claim,
-                Box::new(move |change| {
-                    let intent = &change.intent;
-                    if !caller.may_decide(&intent.assignees) {
-                        return Err(Error::forbidden(format!(
-                            "{} is not an assignee of this task and cannot delegate it",
-                            caller.identity
-                        )));
-                    }
-                    if intent.status.is_terminal() {
-                        return Err(intent.already_ended());
-                    }
-                    if !intent.is_waiting_for_human() {
-                        return Err(Error::conflict(
-                            "not_waiting_for_human",
-                            format!("intent {} is not waiting for a human", intent.intent_id),
-                        ));
-                    }
-                    let previous = std::mem::replace(&mut change.intent.assignees, vec![to.clone()]);
-                    change.intent.assigned_at = Some(change.now);
-                    change.intent.waiting_reason = Some(WaitingReason::WaitingForHuman);
-                    change.record(
-                        DELEGATED,
-                        &caller.identity,
-                        json!({ "delegated_to": [to], "previous_assignees": previous, "note": note }),
-                    );
-                    Ok(json!({ "ok": true, "intent": change.intent }))
-                }),
-            )
-            .await?;
-        serde_json::from_value(written.response["intent"].clone())
-            .map_err(|err| Error::internal(format!("delegate response: {err}")))
-    }
-}
-
-fn outcome_for_verdict(change: &Change, verdict: Verdict) -> Result<String> {
-    let task = change.intent.human_task.as_ref().ok_or_else(|| {
-        Error::conflict(
-            "not_a_human_task",
-            format!(
-                "intent {} has no human task to decide",
-                change.intent.intent_id
-            ),
+        self.change(
+            intent_id,
+            claim,
+            Box::new(move |change| {
+                let intent = &change.intent;
+                if !caller.may_decide(&intent.assignees) {
+                    return Err(Error::forbidden(format!(
+                        "{} is not an assignee of this task and cannot delegate it",
+                        caller.identity
+                    )));
+                }
+                if intent.status.is_terminal() {
+                    return Err(intent.already_ended());
+                }
+                if !intent.is_waiting_for_human() {
+                    return Err(Error::conflict(
+                        "not_waiting_for_human",
+                        format!("intent {} is not waiting for a human", intent.intent_id),
+                    ));
+                }
+                let previous = std::mem::replace(&mut change.intent.assignees, vec![to.clone()]);
+                change.intent.assigned_at = Some(change.now);
+                change.intent.waiting_reason = Some(WaitingReason::WaitingForHuman);
+                change.record(
+                    DELEGATED,
+                    &caller.identity,
+                    json!({ "delegated_to": [to], "previous_assignees": previous, "note": note }),
+                );
+                Ok(json!({ "ok": true, "thread_id": change.intent.intent_id, "assignees": change.intent.assignees }))
+            }),
         )
-    })?;
-    task.outcome_with_verdict(verdict)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            let word = if verdict == Verdict::Approving {
-                "approving"
-            } else {
-                "rejecting"
-            };
-            Error::invalid(
-                "no_matching_outcome",
-                format!(
-                    "this task allows no {word} outcome (allowed: {}); send an explicit outcome",
-                    task.allowed_outcomes.join(", ")
-                ),
-            )
-        })
+        .await
+    }
 }

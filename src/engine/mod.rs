@@ -51,6 +51,9 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     settings: Arc<EngineSettings>,
     key_cache: Arc<Mutex<HashMap<String, (Principal, Instant)>>>,
+    /// Bumped on every revocation: it tells open streams to re-check their key,
+    /// and keeps a lookup that raced a revocation out of the cache.
+    revocations: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Engine {
@@ -66,6 +69,7 @@ impl Engine {
             clock,
             settings: Arc::new(settings),
             key_cache: Arc::new(Mutex::new(HashMap::new())),
+            revocations: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -102,13 +106,17 @@ impl Engine {
         {
             return Ok(principal.clone());
         }
+        let generation = *self.revocations.borrow();
         let record = self
             .store
             .key_by_hash(&hash)
             .await?
             .filter(|record| record.revoked_at.is_none())
             .ok_or_else(|| Error::unauthorized("the API key is not valid (unknown or revoked)"))?;
-        if let Ok(mut cache) = self.key_cache.lock() {
+        // A revocation that committed while we read must not be undone by caching
+        // what we read before it.
+        let unchanged = *self.revocations.borrow() == generation;
+        if unchanged && let Ok(mut cache) = self.key_cache.lock() {
             if cache.len() >= KEY_CACHE_LIMIT {
                 cache.clear();
             }
@@ -184,7 +192,31 @@ impl Engine {
         if let Ok(mut cache) = self.key_cache.lock() {
             cache.clear();
         }
+        self.revocations.send_modify(|generation| *generation += 1);
         Ok(())
+    }
+
+    /// Resolves when the key with this hash is revoked (through this server), so
+    /// open streams end as soon as their key stops working.
+    pub fn key_revoked(
+        &self,
+        key_hash: String,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut generations = self.revocations.subscribe();
+        let store = self.store.clone();
+        async move {
+            while generations.changed().await.is_ok() {
+                let still_valid = matches!(
+                    store.key_by_hash(&key_hash).await,
+                    Ok(Some(record)) if record.revoked_at.is_none()
+                );
+                if !still_valid {
+                    return;
+                }
+            }
+            // The engine is gone; shutdown ends the stream instead.
+            std::future::pending::<()>().await
+        }
     }
 
     /// `POST /v1/intents`.
@@ -325,7 +357,7 @@ impl Engine {
     }
 }
 
-fn require_admin(caller: &Principal, action: &str) -> Result<()> {
+pub fn require_admin(caller: &Principal, action: &str) -> Result<()> {
     if caller.is_admin() {
         Ok(())
     } else {

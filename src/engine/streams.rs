@@ -92,11 +92,33 @@ struct IntentStream {
     reload: bool,
 }
 
+/// One message of a task stream, and whether a client may resume right after it.
+/// One event can produce several items (an upsert and a reminder); only the last
+/// one is a resume point, so resuming never skips the rest of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFrame {
+    pub item: TaskStreamItem,
+    pub resume_point: bool,
+}
+
+fn frames_for(reviewer: &Principal, stored: &StoredEvent) -> Vec<TaskFrame> {
+    let items = task_items_for(reviewer, stored);
+    let last = items.len().saturating_sub(1);
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| TaskFrame {
+            item,
+            resume_point: index == last,
+        })
+        .collect()
+}
+
 struct TaskStream {
     engine: Engine,
     reviewer: Principal,
     last_cursor: u64,
-    buffer: VecDeque<TaskStreamItem>,
+    buffer: VecDeque<TaskFrame>,
     receiver: tokio::sync::broadcast::Receiver<Arc<Committed>>,
     reload: bool,
 }
@@ -119,14 +141,18 @@ fn log_and_end<T>(what: &str, err: &Error) -> Option<T> {
 
 impl Engine {
     /// Every event of an intent after `since`: first those already stored, then
-    /// live ones. Also returns the intent as it was when the stream started.
+    /// live ones. Also returns the intent as it was when the stream started, and
+    /// the position the stream really starts from: a `since` beyond the newest
+    /// event (a client from before a database restore) is clamped, so the client
+    /// still hears what happens next instead of waiting forever.
     pub async fn intent_events(
         &self,
         reader: &Principal,
         intent_id: &str,
         since: u64,
-    ) -> Result<(Intent, impl Stream<Item = Event> + Send + 'static)> {
+    ) -> Result<(Intent, u64, impl Stream<Item = Event> + Send + 'static)> {
         let intent = self.intent(reader, intent_id).await?;
+        let since = since.min(intent.last_seq);
         let state = IntentStream {
             engine: self.clone(),
             intent_id: intent_id.to_string(),
@@ -168,26 +194,36 @@ impl Engine {
                 }
             }
         });
-        Ok((intent, events))
+        Ok((intent, since, events))
     }
 
     /// A reviewer's live task list: a snapshot (or, when resuming, everything after
-    /// `resume_from`), then every change as it commits.
+    /// `resume_from`), then every change as it commits. A resume point beyond the
+    /// newest commit (a client from before a database restore) gets a fresh
+    /// snapshot instead of silence.
     pub async fn task_stream(
         &self,
         reviewer: &Principal,
         resume_from: Option<u64>,
-    ) -> Result<impl Stream<Item = TaskStreamItem> + Send + 'static> {
+    ) -> Result<impl Stream<Item = TaskFrame> + Send + 'static> {
         let receiver = self.hub.subscribe_tasks();
         let mut buffer = VecDeque::new();
+        let resume_from = match resume_from {
+            Some(cursor) if cursor <= self.store.latest_cursor().await? => Some(cursor),
+            _ => None,
+        };
         let last_cursor = match resume_from {
             Some(cursor) => cursor,
             None => {
                 let snapshot = self.store.waiting_tasks(holdings_of(reviewer)).await?;
-                buffer.push_back(TaskStreamItem::Snapshot(TaskSnapshot {
-                    cursor: snapshot.cursor,
-                    tasks: snapshot.tasks.iter().filter_map(TaskView::of).collect(),
-                }));
+                let tasks = snapshot.tasks.iter().filter_map(TaskView::of).collect();
+                buffer.push_back(TaskFrame {
+                    item: TaskStreamItem::Snapshot(TaskSnapshot {
+                        cursor: snapshot.cursor,
+                        tasks,
+                    }),
+                    resume_point: true,
+                });
                 snapshot.cursor
             }
         };
@@ -217,8 +253,7 @@ impl Engine {
                                 continue;
                             }
                             state.last_cursor = stored.cursor;
-                            let items = task_items_for(&state.reviewer, stored);
-                            state.buffer.extend(items);
+                            state.buffer.extend(frames_for(&state.reviewer, stored));
                         }
                     }
                     Err(RecvError::Lagged(_)) => state.reload = true,
@@ -314,7 +349,7 @@ impl TaskStream {
         self.reload = page.len() == PAGE;
         for stored in page {
             self.last_cursor = stored.cursor;
-            self.buffer.extend(task_items_for(&self.reviewer, &stored));
+            self.buffer.extend(frames_for(&self.reviewer, &stored));
         }
         Ok(())
     }

@@ -35,12 +35,12 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let api_key = header_text(parts, "x-api-key");
+        let api_key = header_text(parts, "x-api-key").map(str::to_string);
         let bearer = header_text(parts, "authorization").and_then(|value| {
             value
                 .strip_prefix("Bearer ")
                 .or_else(|| value.strip_prefix("bearer "))
-                .map(str::trim)
+                .map(|key| key.trim().to_string())
         });
         if api_key.is_none() && bearer.is_none() {
             return Err(Error::unauthorized(
@@ -52,8 +52,12 @@ impl FromRequestParts<AppState> for Caller {
         // x-api-key (and the reverse), so either valid key is enough.
         let mut last_error = None;
         for candidate in [api_key, bearer].into_iter().flatten() {
-            match state.engine.authenticate(candidate).await {
-                Ok(principal) => return Ok(Caller(principal)),
+            match state.engine.authenticate(&candidate).await {
+                Ok(principal) => {
+                    let key_hash = crate::engine::keys::hash_secret(&candidate);
+                    parts.extensions.insert(AuthenticatedKey(key_hash));
+                    return Ok(Caller(principal));
+                }
                 Err(err) => last_error = Some(err),
             }
         }
@@ -129,16 +133,44 @@ impl Query {
 
     pub fn unsigned(&self, name: &str) -> Result<Option<u64>, ApiError> {
         self.text(name)
-            .map(|value| {
-                value.parse::<u64>().map_err(|_| {
-                    ApiError(Error::malformed(format!(
-                        "query parameter `{name}` must be a non-negative integer, got `{value}`"
-                    )))
-                })
-            })
+            .map(|value| position(&format!("query parameter `{name}`"), value))
             .transpose()
     }
 }
+
+/// A stream position or count: a non-negative integer that fits the database
+/// (at most `i64::MAX`), so it can never wrap around in a query.
+pub fn position(what: &str, text: &str) -> Result<u64, ApiError> {
+    text.parse::<u64>()
+        .ok()
+        .filter(|value| i64::try_from(*value).is_ok())
+        .ok_or_else(|| {
+            ApiError(Error::malformed(format!(
+                "{what} must be an integer from 0 to {}, got `{text}`",
+                i64::MAX
+            )))
+        })
+}
+
+/// Path parameters, with malformed ones (say, invalid UTF-8) reported in the
+/// uniform error shape rather than axum's plain text.
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| PathParams(value))
+            .map_err(|rejection| ApiError(Error::malformed(rejection.body_text())))
+    }
+}
+
+/// The key a request authenticated with (its hash), for streams that must end
+/// when that key is revoked.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedKey(pub String);
 
 /// Facts about the request that writes need: the `Idempotency-Key`, which of our
 /// clients sent it, and the endpoint it hit.
@@ -175,6 +207,9 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
 }
 
 impl WriteContext {
+    // The request hash below relies on `Value::to_string` sorting object keys, which
+    // serde_json does unless a dependency enables its `preserve_order` feature; the
+    // test `request_hashes_ignore_key_order` fails if one ever does.
     /// The idempotency claim for this request, if the client sent a key. The request
     /// hash covers the canonical JSON body (object keys sorted) and the query string.
     fn claim(&self, caller: &Principal, body: &Value) -> Option<IdempotencyClaim> {
@@ -219,5 +254,17 @@ impl FromRequest<AppState> for Write {
             claim,
             via: context.via,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn request_hashes_ignore_key_order() {
+        let one: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":{"d":2,"c":3}}"#).unwrap();
+        assert_eq!(one.to_string(), r#"{"a":{"c":3,"d":2},"b":1}"#);
+        assert_eq!(one, json!({"a": {"c": 3, "d": 2}, "b": 1}));
     }
 }

@@ -12,22 +12,31 @@ use bytes::BytesMut;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+use std::future::Future;
+
+use super::AppState;
+use super::extract::AuthenticatedKey;
 
 /// How often an idle long-lived stream sends a `: ping` comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const PING: &[u8] = b": ping\n\n";
 
 /// One event frame. Compact JSON never contains a raw newline, so one `data:` line
-/// always carries the whole payload.
+/// always carries the whole payload. The JSON is written straight into the frame:
+/// a 10,000-task snapshot is several megabytes, too much to copy around.
 pub fn frame(id: Option<u64>, event: &str, data: &impl Serialize) -> Bytes {
-    let json = serde_json::to_string(data).unwrap_or_else(|_| "null".to_string());
-    let mut text = String::with_capacity(json.len() + event.len() + 32);
+    let mut frame = Vec::with_capacity(256);
     if let Some(id) = id {
-        text.push_str(&format!("id: {id}\n"));
+        frame.extend_from_slice(format!("id: {id}\n").as_bytes());
     }
-    text.push_str(&format!("event: {event}\ndata: {json}\n\n"));
-    Bytes::from(text)
+    frame.extend_from_slice(b"event: ");
+    frame.extend_from_slice(event.as_bytes());
+    frame.extend_from_slice(b"\ndata: ");
+    if serde_json::to_writer(&mut frame, data).is_err() {
+        frame.extend_from_slice(b"null");
+    }
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
 }
 
 /// The frame that ends a bounded stream and tells the client where to resume.
@@ -61,15 +70,32 @@ pub struct Step {
 }
 
 type BoxedItems<T> = Pin<Box<dyn Stream<Item = T> + Send>>;
+type Stop = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What ends a stream early: server shutdown, or the revocation of the key the
+/// stream was opened with.
+pub fn stop_signal(
+    state: &AppState,
+    key: &AuthenticatedKey,
+) -> impl Future<Output = ()> + Send + 'static {
+    let shutdown = state.shutdown.clone();
+    let revoked = state.engine.key_revoked(key.0.clone());
+    async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = revoked => {}
+        }
+    }
+}
 
 /// A stream that closes after `idle` without an item, right after an item marked
-/// `last`, or at shutdown. The first two end with a `stream.timeout` frame carrying
-/// the position to resume from.
+/// `last`, or when `stop` resolves. The first two end with a `stream.timeout`
+/// frame carrying the position to resume from.
 pub fn bounded<T, F>(
     items: impl Stream<Item = T> + Send + 'static,
     start: u64,
     idle: Duration,
-    shutdown: CancellationToken,
+    stop: impl Future<Output = ()> + Send + 'static,
     step: F,
 ) -> impl Stream<Item = Bytes> + Send + 'static
 where
@@ -77,15 +103,16 @@ where
     F: Fn(T) -> Step + Send + 'static,
 {
     let items: BoxedItems<T> = Box::pin(items);
-    let state = (items, start, false, step, shutdown);
+    let stop: Stop = Box::pin(stop);
+    let state = (items, start, false, step, stop);
     futures::stream::unfold(
         state,
-        move |(mut items, position, done, step, shutdown)| async move {
+        move |(mut items, position, done, step, mut stop)| async move {
             if done {
                 return None;
             }
             let next = tokio::select! {
-                _ = shutdown.cancelled() => return None,
+                _ = &mut stop => return None,
                 next = tokio::time::timeout(idle, items.next()) => next,
             };
             match next {
@@ -102,33 +129,33 @@ where
                     } else {
                         frame
                     };
-                    Some((chunk, (items, position, last, step, shutdown)))
+                    Some((chunk, (items, position, last, step, stop)))
                 }
-                Ok(None) | Err(_) => Some((
-                    timeout_frame(position),
-                    (items, position, true, step, shutdown),
-                )),
+                Ok(None) | Err(_) => {
+                    Some((timeout_frame(position), (items, position, true, step, stop)))
+                }
             }
         },
     )
 }
 
-/// A stream that stays open until the client leaves or the server shuts down,
-/// sending a `: ping` comment whenever it has been quiet for [`KEEP_ALIVE`].
+/// A stream that stays open until the client leaves or `stop` resolves, sending
+/// a `: ping` comment whenever it has been quiet for [`KEEP_ALIVE`].
 pub fn long_lived(
     frames: impl Stream<Item = Bytes> + Send + 'static,
-    shutdown: CancellationToken,
+    stop: impl Future<Output = ()> + Send + 'static,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     let frames: BoxedItems<Bytes> = Box::pin(frames);
-    futures::stream::unfold((frames, shutdown), |(mut frames, shutdown)| async move {
+    let stop: Stop = Box::pin(stop);
+    futures::stream::unfold((frames, stop), |(mut frames, mut stop)| async move {
         let next = tokio::select! {
-            _ = shutdown.cancelled() => return None,
+            _ = &mut stop => return None,
             next = tokio::time::timeout(KEEP_ALIVE, frames.next()) => next,
         };
         match next {
-            Ok(Some(frame)) => Some((frame, (frames, shutdown))),
+            Ok(Some(frame)) => Some((frame, (frames, stop))),
             Ok(None) => None,
-            Err(_) => Some((Bytes::from_static(PING), (frames, shutdown))),
+            Err(_) => Some((Bytes::from_static(PING), (frames, stop))),
         }
     })
 }

@@ -216,6 +216,9 @@ pub trait Store: Send + Sync {
     /// given identities or `team:NAME` entries (compared case-insensitively).
     async fn waiting_tasks(&self, holdings: Option<Vec<String>>) -> Result<TaskSnapshot>;
 
+    /// The newest commit position (0 for an empty database).
+    async fn latest_cursor(&self) -> Result<u64>;
+
     /// Events that change reviewers' task lists, with `cursor > after`, ascending.
     async fn task_events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>>;
 

@@ -33,6 +33,8 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
 const MAX_BATCH: usize = 512;
 /// Writes waiting beyond this are refused with 429 rather than queued without limit.
 const QUEUE_CAPACITY: usize = 8192;
+/// Read connections kept open between reads.
+const IDLE_READERS: usize = 4;
 
 type Maintenance = Box<dyn FnOnce(&Connection) -> rusqlite::Result<u64> + Send>;
 
@@ -129,20 +131,13 @@ impl SqliteStore {
         migrate(&mut conn).map_err(|err| {
             Error::internal(format!("cannot migrate database {}: {err}", path.display()))
         })?;
-        let next_cursor: i64 = conn
-            .query_row(
-                "SELECT MAX(COALESCE((SELECT MAX(cursor) FROM events), 0),
-                            COALESCE((SELECT MAX(cursor) FROM inbox_messages), 0)) + 1",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(storage_error)?;
+        let next_cursor = max_cursor(&conn).map_err(storage_error)? + 1;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let writer = Writer {
             conn,
             clock,
             sink,
-            next_cursor: next_cursor as u64,
+            next_cursor,
         };
         let handle = std::thread::Builder::new()
             .name("signoff-sqlite-writer".into())
@@ -223,7 +218,10 @@ fn with_reader<T>(
         None => open_connection(path, true, Durability::Normal).map_err(storage_error)?,
     };
     let result = query(&conn).map_err(storage_error);
-    if let Ok(mut pool) = readers.lock() {
+    // Keep a few idle connections; a burst of readers should not leave dozens open.
+    if let Ok(mut pool) = readers.lock()
+        && pool.len() < IDLE_READERS
+    {
         pool.push(conn);
     }
     result
@@ -242,7 +240,24 @@ enum Answer {
     Maintenance(oneshot::Sender<Result<u64>>, Result<u64>),
 }
 
+impl Job {
+    /// The answer for a job that never ran.
+    fn refuse(self, error: &Error) -> Answer {
+        match self {
+            Job::Intent { reply, .. } => Answer::Intent(reply, Err(error.clone())),
+            Job::Maintenance { reply, .. } => Answer::Maintenance(reply, Err(error.clone())),
+        }
+    }
+}
+
 impl Answer {
+    fn failed(&self) -> bool {
+        matches!(
+            self,
+            Answer::Intent(_, Err(_)) | Answer::Maintenance(_, Err(_))
+        )
+    }
+
     fn fail(self, error: &Error) -> Answer {
         match self {
             Answer::Intent(reply, _) => Answer::Intent(reply, Err(error.clone())),
@@ -281,28 +296,19 @@ impl Writer {
     }
 
     fn run_batch(&mut self, batch: Vec<Job>) {
-        let batch_start_cursor = self.next_cursor;
         if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let error = storage_error(err);
             for job in batch {
-                match job {
-                    Job::Intent { reply, .. } => Answer::Intent(reply, Err(error.clone())).send(),
-                    Job::Maintenance { reply, .. } => {
-                        Answer::Maintenance(reply, Err(error.clone())).send()
-                    }
-                }
+                job.refuse(&error).send();
             }
             return;
         }
         let mut answers = Vec::with_capacity(batch.len());
-        for job in batch {
+        let mut jobs = batch.into_iter();
+        for job in jobs.by_ref() {
             let job_start_cursor = self.next_cursor;
             if let Err(err) = self.conn.execute_batch("SAVEPOINT job") {
-                let error = storage_error(err);
-                answers.push(match job {
-                    Job::Intent { reply, .. } => Answer::Intent(reply, Err(error)),
-                    Job::Maintenance { reply, .. } => Answer::Maintenance(reply, Err(error)),
-                });
+                answers.push(job.refuse(&storage_error(err)));
                 continue;
             }
             let answer = match job {
@@ -316,10 +322,13 @@ impl Writer {
                     Answer::Maintenance(reply, run(&self.conn).map_err(storage_error))
                 }
             };
-            let failed = matches!(
-                &answer,
-                Answer::Intent(_, Err(_)) | Answer::Maintenance(_, Err(_))
-            );
+            let failed = answer.failed();
+            answers.push(answer);
+            if failed && self.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back itself (disk full, I/O
+                // error): nothing of this batch was kept, whatever the jobs said.
+                break;
+            }
             let closing = if failed {
                 self.next_cursor = job_start_cursor;
                 "ROLLBACK TO job; RELEASE job"
@@ -329,16 +338,28 @@ impl Writer {
             if let Err(err) = self.conn.execute_batch(closing) {
                 tracing::error!("savepoint handling failed: {err}");
             }
-            answers.push(answer);
         }
-        if let Err(err) = self.conn.execute_batch("COMMIT") {
-            let error = storage_error(format!("commit failed: {err}"));
+        let outcome = if self.conn.is_autocommit() {
+            Err(storage_error(
+                "the transaction was rolled back by the database",
+            ))
+        } else {
+            self.conn
+                .execute_batch("COMMIT")
+                .map_err(|err| storage_error(format!("commit failed: {err}")))
+        };
+        if let Err(error) = outcome {
             tracing::error!("{error}");
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.next_cursor = batch_start_cursor;
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
             for answer in answers {
                 answer.fail(&error).send();
             }
+            for job in jobs {
+                job.refuse(&error).send();
+            }
+            self.resync_cursor();
             return;
         }
         let committed: Vec<Arc<Committed>> = answers
@@ -353,6 +374,15 @@ impl Writer {
         }
         for answer in answers {
             answer.send();
+        }
+    }
+
+    /// After a failed commit the database, not memory, says where the commit order
+    /// continues.
+    fn resync_cursor(&mut self) {
+        match max_cursor(&self.conn) {
+            Ok(cursor) => self.next_cursor = cursor + 1,
+            Err(err) => tracing::error!("cannot re-read the commit position: {err}"),
         }
     }
 
@@ -476,6 +506,17 @@ impl Writer {
             })),
         })
     }
+}
+
+/// The newest commit position: events and inbox messages share one sequence.
+fn max_cursor(conn: &Connection) -> rusqlite::Result<u64> {
+    let cursor: i64 = conn.query_row(
+        "SELECT MAX(COALESCE((SELECT MAX(cursor) FROM events), 0),
+                    COALESCE((SELECT MAX(cursor) FROM inbox_messages), 0))",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(cursor as u64)
 }
 
 fn replay_idempotent(conn: &Connection, claim: &IdempotencyClaim) -> Result<Option<Value>> {
@@ -818,21 +859,19 @@ impl Store for SqliteStore {
                         collect(statement.query_map([wanted], intent_from_row)?)?
                     }
                 };
-                let cursor: i64 = conn.query_row(
-                    "SELECT MAX(COALESCE((SELECT MAX(cursor) FROM events), 0),
-                                COALESCE((SELECT MAX(cursor) FROM inbox_messages), 0))",
-                    [],
-                    |row| row.get(0),
-                )?;
                 Ok(TaskSnapshot {
                     tasks,
-                    cursor: cursor as u64,
+                    cursor: max_cursor(conn)?,
                 })
             })();
             conn.execute_batch("COMMIT")?;
             result
         })
         .await
+    }
+
+    async fn latest_cursor(&self) -> Result<u64> {
+        self.read_now(max_cursor)
     }
 
     async fn task_events_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
@@ -989,5 +1028,156 @@ impl Store for SqliteStore {
         if let Ok(mut readers) = self.readers.lock() {
             readers.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::domain::event::CREATED;
+    use crate::store::Change;
+
+    #[derive(Default)]
+    struct CountingSink(Mutex<usize>);
+
+    impl CommitSink for CountingSink {
+        fn committed(&self, batch: &[Arc<Committed>]) {
+            *self.0.lock().unwrap() += batch.len();
+        }
+    }
+
+    fn writer(dir: &Path, sink: Arc<CountingSink>) -> Writer {
+        let mut conn = open_connection(&dir.join("test.db"), false, Durability::Normal).unwrap();
+        migrate(&mut conn).unwrap();
+        Writer {
+            conn,
+            clock: Arc::new(SystemClock),
+            sink,
+            next_cursor: 1,
+        }
+    }
+
+    fn new_intent(id: &str) -> Intent {
+        let now = SystemClock.now();
+        Intent {
+            intent_id: id.into(),
+            intent_type: "intent.test.v1".into(),
+            correlation_id: "c".into(),
+            from_agent: "agent://t/a".into(),
+            to_agent: Some("agent://t/b".into()),
+            reply_to: None,
+            payload: serde_json::json!({}),
+            status: Status::Created,
+            waiting_reason: None,
+            created_at: now,
+            updated_at: now,
+            human_task: None,
+            assignees: vec![],
+            assigned_at: None,
+            due_at: None,
+            remind_count: 0,
+            escalation_stage: 0,
+            result: None,
+            timers: Default::default(),
+            last_seq: 0,
+            last_cursor: 0,
+        }
+    }
+
+    fn create(id: &str) -> (Job, oneshot::Receiver<Result<WriteResult>>) {
+        let (reply, answer) = oneshot::channel();
+        let apply: ChangeFn = Box::new(|change: &mut Change| {
+            change.record(CREATED, "agent://t/a", serde_json::json!({}));
+            Ok(Value::Null)
+        });
+        let job = Job::Intent {
+            target: Target::New(Box::new(new_intent(id))),
+            claim: None,
+            apply,
+            reply,
+        };
+        (job, answer)
+    }
+
+    fn count(writer: &Writer, table: &str) -> i64 {
+        writer
+            .conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_transaction_lost_mid_batch_fails_the_batch_and_writing_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(CountingSink::default());
+        let mut writer = writer(dir.path(), sink.clone());
+        let (first, first_answer) = create("i1");
+        // What SQLite does on SQLITE_FULL or an I/O error: the transaction is gone.
+        let (reply, lost_answer) = oneshot::channel();
+        let lost = Job::Maintenance {
+            run: Box::new(|conn| {
+                conn.execute_batch("ROLLBACK")?;
+                Err(rusqlite::Error::InvalidQuery)
+            }),
+            reply,
+        };
+        let (third, third_answer) = create("i3");
+        writer.run_batch(vec![first, lost, third]);
+        for answer in [
+            first_answer.blocking_recv().unwrap().map(|_| ()),
+            lost_answer.blocking_recv().unwrap().map(|_| ()),
+            third_answer.blocking_recv().unwrap().map(|_| ()),
+        ] {
+            assert!(
+                answer.is_err(),
+                "nothing of the lost batch may be reported as written"
+            );
+        }
+        assert_eq!(*sink.0.lock().unwrap(), 0, "nothing is published");
+        assert_eq!(count(&writer, "intents"), 0);
+        assert!(writer.conn.is_autocommit());
+
+        // The next batch writes normally: no cursor collides with a half-kept one.
+        let (again, again_answer) = create("i4");
+        writer.run_batch(vec![again]);
+        assert!(again_answer.blocking_recv().unwrap().is_ok());
+        assert_eq!(count(&writer, "intents"), 1);
+        assert_eq!(writer.next_cursor, 2);
+    }
+
+    #[test]
+    fn a_failing_job_does_not_undo_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(CountingSink::default());
+        let mut writer = writer(dir.path(), sink.clone());
+        let (first, first_answer) = create("i1");
+        let (duplicate, duplicate_answer) = create("i1");
+        let (third, third_answer) = create("i3");
+        writer.run_batch(vec![first, duplicate, third]);
+        assert!(first_answer.blocking_recv().unwrap().is_ok());
+        assert!(
+            duplicate_answer.blocking_recv().unwrap().is_err(),
+            "the same id twice"
+        );
+        assert!(third_answer.blocking_recv().unwrap().is_ok());
+        assert_eq!(count(&writer, "intents"), 2);
+        assert_eq!(count(&writer, "events"), 2);
+        assert_eq!(*sink.0.lock().unwrap(), 2);
+        let cursors: Vec<i64> = writer
+            .conn
+            .prepare("SELECT cursor FROM events ORDER BY cursor")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            cursors,
+            [1, 2],
+            "the failed job's cursor is reused: the order stays gap-free"
+        );
     }
 }

@@ -35,9 +35,10 @@ pub enum Action {
         intent_id: String,
         result: Result<(), ClientError>,
     },
-    HistoryLoaded {
+    /// The selected task's payload and history arrived.
+    DetailLoaded {
         intent_id: String,
-        result: Result<Vec<Event>, String>,
+        result: Result<(Value, Vec<Event>), String>,
     },
     /// `$EDITOR` returned; `None` when it could not run.
     EditorClosed {
@@ -54,7 +55,8 @@ pub enum Effect {
         intent_id: String,
         body: Value,
     },
-    LoadHistory {
+    /// Fetch the payload and history of the task on screen.
+    LoadDetail {
         intent_id: String,
     },
     Notify {

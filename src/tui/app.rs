@@ -147,14 +147,15 @@ async fn event_loop(
                         let _ = results.send(Action::DecisionSent { intent_id, result });
                     });
                 }
-                Effect::LoadHistory { intent_id } => {
+                Effect::LoadDetail { intent_id } => {
                     let (client, results) = (client.clone(), results.clone());
                     tokio::spawn(async move {
-                        let result = client
-                            .events(&intent_id, 0)
-                            .await
+                        let (intent, events) =
+                            tokio::join!(client.intent(&intent_id), client.events(&intent_id, 0));
+                        let result = intent
+                            .and_then(|intent| Ok((intent.payload, events?)))
                             .map_err(|err| err.to_string());
-                        let _ = results.send(Action::HistoryLoaded { intent_id, result });
+                        let _ = results.send(Action::DetailLoaded { intent_id, result });
                     });
                 }
                 Effect::Notify { title, body } => notifier.notify(title, body),

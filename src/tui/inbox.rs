@@ -364,7 +364,6 @@ pub mod tests {
             status: Status::Waiting,
             from_agent: agent.into(),
             to_agent: None,
-            correlation_id: String::new(),
             created_at: Timestamp::parse("2026-11-21T11:00:00Z").unwrap(),
             assigned_at: None,
             due_at: None,
@@ -387,7 +386,6 @@ pub mod tests {
             reminders_sent: 0,
             escalation_stage: 0,
             assignees: vec!["alice@example.com".into()],
-            payload: serde_json::json!({}),
         }
     }
 

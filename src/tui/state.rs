@@ -67,10 +67,11 @@ pub struct Message {
     pub at: Timestamp,
 }
 
+/// What the detail pane shows beyond the task itself, loaded on selection.
 #[derive(Debug, Clone, PartialEq)]
-pub enum History {
+pub enum Detail {
     Loading,
-    Loaded(Vec<Event>),
+    Loaded { payload: Value, events: Vec<Event> },
     Failed(String),
 }
 
@@ -95,7 +96,7 @@ pub struct State {
     pub pending_keys: Vec<Key>,
     pub zoomed: bool,
     pub detail_scroll: u16,
-    pub history: HashMap<String, History>,
+    pub details: HashMap<String, Detail>,
     pub connection: Connection,
     pub last_sync: Option<Timestamp>,
     pub queued: Vec<Queued>,
@@ -123,7 +124,7 @@ impl State {
             pending_keys: Vec::new(),
             zoomed: false,
             detail_scroll: 0,
-            history: HashMap::new(),
+            details: HashMap::new(),
             connection: Connection::Connecting,
             last_sync: None,
             queued: Vec::new(),

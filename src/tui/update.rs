@@ -11,7 +11,7 @@ use super::filter::Filter;
 use super::inbox::{SortKey, View};
 use super::input::LineInput;
 use super::keymap::{Command, Key, Resolution};
-use super::state::{Connection, History, Message, Mode, NOTICE_LIMIT, Queued, State, Tone};
+use super::state::{Connection, Detail, Message, Mode, NOTICE_LIMIT, Queued, State, Tone};
 use super::view::layout::{areas, list_rows};
 use super::view::theme::ThemeName;
 use crate::domain::{TaskStreamItem, TaskType, Timestamp, Verdict};
@@ -46,12 +46,12 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
             rebuild(state);
         }
         Action::DecisionSent { intent_id, result } => decision_sent(state, &intent_id, result),
-        Action::HistoryLoaded { intent_id, result } => {
-            let history = match result {
-                Ok(events) => History::Loaded(events),
-                Err(error) => History::Failed(error),
+        Action::DetailLoaded { intent_id, result } => {
+            let detail = match result {
+                Ok((payload, events)) => Detail::Loaded { payload, events },
+                Err(error) => Detail::Failed(error),
             };
-            state.history.insert(intent_id, history);
+            state.details.insert(intent_id, detail);
         }
         Action::EditorClosed { text } => {
             if let (Mode::Dialog(dialog), Some(text)) = (&mut state.mode, text) {
@@ -148,7 +148,7 @@ fn stream_item(state: &mut State, item: TaskStreamItem, effects: &mut Vec<Effect
         }
         TaskStreamItem::Removed(removal) => {
             state.inbox.remove(&removal.intent_id, &context);
-            state.history.remove(&removal.intent_id);
+            state.details.remove(&removal.intent_id);
             let who = super::text::sanitize_line(&removal.by);
             let outcome = removal.outcome.as_deref().map(super::text::sanitize_line);
             let ended = match outcome {
@@ -263,9 +263,9 @@ fn settle_selection(state: &mut State, effects: &mut Vec<Effect>) {
         if let Some(row) = state.inbox.row_mut(&id) {
             row.unseen = false;
         }
-        if !state.history.contains_key(&id) {
-            state.history.insert(id.clone(), History::Loading);
-            effects.push(Effect::LoadHistory { intent_id: id });
+        if !state.details.contains_key(&id) {
+            state.details.insert(id.clone(), Detail::Loading);
+            effects.push(Effect::LoadDetail { intent_id: id });
         }
     }
 }

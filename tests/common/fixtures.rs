@@ -33,7 +33,6 @@ pub fn task(id: &str, task_type: TaskType, title: &str, minutes_ago: i64) -> Tas
         status: Status::Waiting,
         from_agent: "agent://acme/deployer".into(),
         to_agent: None,
-        correlation_id: "6f1c2b9e-3c1d-4a55-9a77-0f2b7a1f0c11".into(),
         created_at: now().plus_seconds(-60 * minutes_ago),
         assigned_at: Some(now().plus_seconds(-60 * minutes_ago)),
         due_at: None,
@@ -41,7 +40,6 @@ pub fn task(id: &str, task_type: TaskType, title: &str, minutes_ago: i64) -> Tas
         reminders_sent: 0,
         escalation_stage: 0,
         assignees: vec!["alice@example.com".into()],
-        payload: json!({"service": "api", "version": "2.3.0", "replicas": 3}),
     }
 }
 

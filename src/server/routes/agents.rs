@@ -1,6 +1,7 @@
 //! `GET /v1/agents/{address}/intents/stream`: intents delivered to an agent.
 
-use axum::extract::{Path, State};
+use axum::Extension;
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
@@ -10,7 +11,7 @@ use crate::domain::principal::{AGENT_PREFIX, validate_agent_address};
 use crate::domain::{Error, Status};
 use crate::server::AppState;
 use crate::server::error::ApiResult;
-use crate::server::extract::{Caller, Query};
+use crate::server::extract::{AuthenticatedKey, Caller, PathParams, Query};
 use crate::server::sse;
 use crate::store::AgentDelivery;
 
@@ -37,7 +38,8 @@ fn status_filter(query: &Query) -> ApiResult<Option<Vec<Status>>> {
 pub async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(rest): Path<String>,
+    Extension(key): Extension<AuthenticatedKey>,
+    PathParams(rest): PathParams<String>,
     headers: HeaderMap,
     query: Query,
 ) -> ApiResult<Response> {
@@ -64,7 +66,7 @@ pub async fn stream(
         deliveries,
         since,
         wait,
-        state.shutdown.clone(),
+        sse::stop_signal(&state, &key),
         |delivery: AgentDelivery| {
             let payload = json!({
                 "intent_id": delivery.intent_id,

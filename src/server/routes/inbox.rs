@@ -1,14 +1,14 @@
 //! The AXP inbox and approvals endpoints.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 
 use crate::domain::{Error, ErrorKind, Verdict};
 use crate::engine::decisions::Via;
 use crate::server::AppState;
 use crate::server::error::ApiResult;
-use crate::server::extract::{Caller, Query, Write};
+use crate::server::extract::{Caller, PathParams, Query, Write};
 
 const DEFAULT_CHANGES_LIMIT: u64 = 100;
 
@@ -27,7 +27,7 @@ pub async fn list(
 pub async fn thread(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(thread_id): Path<String>,
+    PathParams(thread_id): PathParams<String>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
     let thread = state
@@ -52,10 +52,10 @@ pub async fn changes(
         .inbox_changes(&caller, query.text("owner_agent"), cursor, limit as usize)
         .await?;
     let changes: Vec<Value> = page
-        .threads
+        .changes
         .iter()
-        .map(|thread| {
-            json!({ "cursor": thread.cursor, "thread_id": thread.thread_id, "status": thread.status, "thread": thread })
+        .map(|(cursor, thread)| {
+            json!({ "cursor": cursor.to_string(), "thread_id": thread.thread_id, "status": thread.status, "thread": thread })
         })
         .collect();
     Ok(Json(json!({
@@ -69,7 +69,7 @@ pub async fn changes(
 /// `POST /v1/inbox/{thread_id}/reply|delegate|approve|reject`.
 pub async fn act(
     State(state): State<AppState>,
-    Path((thread_id, action)): Path<(String, String)>,
+    PathParams((thread_id, action)): PathParams<(String, String)>,
     query: Query,
     write: Write,
 ) -> ApiResult<Json<Value>> {
@@ -88,14 +88,15 @@ pub async fn act(
                 Some(_) => return Err(Error::invalid_field("message", "must be a string").into()),
                 None => return Err(Error::invalid_field("message", "is required").into()),
             };
-            let thread = engine
+            engine
                 .inbox_reply(&caller, owner, &thread_id, &message, claim)
                 .await?;
+            let thread = engine.inbox_thread(&caller, owner, &thread_id).await?;
             json!({ "ok": true, "thread": thread })
         }
         "delegate" => {
             engine
-                .inbox_delegate(&caller, owner, &thread_id, &body, claim)
+                .inbox_delegate(&caller, &thread_id, &body, claim)
                 .await?
         }
         "approve" | "reject" => {
@@ -124,7 +125,7 @@ pub async fn act(
 
 pub async fn approval_decision(
     State(state): State<AppState>,
-    Path(intent_id): Path<String>,
+    PathParams(intent_id): PathParams<String>,
     write: Write,
 ) -> ApiResult<Json<Value>> {
     let decided = state

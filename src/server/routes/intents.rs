@@ -1,16 +1,16 @@
 //! `/v1/intents/...`: create, read, follow, resume, resolve.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 use crate::domain::{Error, ErrorKind, Event};
 use crate::server::AppState;
 use crate::server::error::ApiResult;
-use crate::server::extract::{Caller, Query, Write};
+use crate::server::extract::{AuthenticatedKey, Caller, PathParams, Query, Write, position};
 use crate::server::sse;
 
 /// Bounds on `wait_seconds` for the bounded streams.
@@ -36,12 +36,7 @@ pub fn resume_position(headers: &HeaderMap, query: &Query) -> ApiResult<Option<u
     if let Some(value) = headers.get("last-event-id") {
         let text = value.to_str().unwrap_or_default().trim();
         if !text.is_empty() {
-            return text.parse::<u64>().map(Some).map_err(|_| {
-                Error::malformed(format!(
-                    "Last-Event-ID must be a non-negative integer, got `{text}`"
-                ))
-                .into()
-            });
+            return position("Last-Event-ID", text).map(Some);
         }
     }
     query.unsigned("since")
@@ -58,7 +53,7 @@ pub async fn create(State(state): State<AppState>, write: Write) -> ApiResult<Js
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(intent_id): Path<String>,
+    PathParams(intent_id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let intent = state.engine.intent(&caller, &intent_id).await?;
     Ok(Json(json!({ "ok": true, "intent": intent })))
@@ -67,7 +62,7 @@ pub async fn get(
 pub async fn events(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(intent_id): Path<String>,
+    PathParams(intent_id): PathParams<String>,
     query: Query,
 ) -> ApiResult<Json<Value>> {
     let since = query.unsigned("since")?.unwrap_or(0);
@@ -78,15 +73,16 @@ pub async fn events(
 pub async fn events_stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(intent_id): Path<String>,
+    Extension(key): Extension<AuthenticatedKey>,
+    PathParams(intent_id): PathParams<String>,
     headers: HeaderMap,
     query: Query,
 ) -> ApiResult<Response> {
-    let since = resume_position(&headers, &query)?.unwrap_or(0);
+    let asked = resume_position(&headers, &query)?.unwrap_or(0);
     let wait = wait_seconds(&query)?;
-    let (intent, events) = state
+    let (intent, since, events) = state
         .engine
-        .intent_events(&caller, &intent_id, since)
+        .intent_events(&caller, &intent_id, asked)
         .await?;
     // An ended intent with nothing left to replay has nothing to wait for.
     let idle = if intent.status.is_terminal() && since >= intent.last_seq {
@@ -98,7 +94,7 @@ pub async fn events_stream(
         events,
         since,
         idle,
-        state.shutdown.clone(),
+        sse::stop_signal(&state, &key),
         |event: Event| sse::Step {
             frame: sse::frame(Some(event.seq), &event.event_type, &event),
             position: event.seq,
@@ -111,7 +107,7 @@ pub async fn events_stream(
 /// `POST /v1/intents/{id}/resume` and `POST /v1/intents/{id}/resolve`.
 pub async fn act(
     State(state): State<AppState>,
-    Path((intent_id, action)): Path<(String, String)>,
+    PathParams((intent_id, action)): PathParams<(String, String)>,
     query: Query,
     write: Write,
 ) -> ApiResult<Json<Value>> {

@@ -1,7 +1,7 @@
 //! [ext] `/v1/keys`: admin-only key management, used by `signoff keys`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -9,7 +9,7 @@ use crate::domain::task::parse_fields;
 use crate::domain::{Principal, PrincipalKind};
 use crate::server::AppState;
 use crate::server::error::ApiResult;
-use crate::server::extract::{Caller, Write};
+use crate::server::extract::{Caller, PathParams, Write};
 use crate::store::KeyRecord;
 
 #[derive(Deserialize)]
@@ -36,6 +36,8 @@ fn key_json(record: &KeyRecord) -> Value {
 }
 
 pub async fn create(State(state): State<AppState>, write: Write) -> ApiResult<Json<Value>> {
+    // A non-admin learns it may not do this before learning what is wrong with its body.
+    crate::engine::require_admin(&write.caller, "create keys")?;
     let (caller, request) = (
         write.caller,
         parse_fields::<NewKeyRequest>("", &write.body)?,
@@ -61,7 +63,7 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> ApiR
 pub async fn revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Path(key_id): Path<String>,
+    PathParams(key_id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     state.engine.revoke_key(&caller, &key_id).await?;
     Ok(Json(

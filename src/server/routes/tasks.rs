@@ -1,16 +1,16 @@
 //! `/v1/me/tasks` and its live stream.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::{Extension, Json};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::intents::resume_position;
 use crate::server::AppState;
 use crate::server::error::ApiResult;
-use crate::server::extract::{Caller, Query};
+use crate::server::extract::{AuthenticatedKey, Caller, Query};
 use crate::server::sse;
 
 pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> ApiResult<Json<Value>> {
@@ -21,14 +21,23 @@ pub async fn list(State(state): State<AppState>, Caller(caller): Caller) -> ApiR
 pub async fn stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
+    Extension(key): Extension<AuthenticatedKey>,
     headers: HeaderMap,
     query: Query,
 ) -> ApiResult<Response> {
     let resume_from = resume_position(&headers, &query)?;
-    let items = state.engine.task_stream(&caller, resume_from).await?;
-    let frames = items.map(|item| sse::frame(Some(item.cursor()), item.event_name(), &item));
+    let frames = state
+        .engine
+        .task_stream(&caller, resume_from)
+        .await?
+        .map(|frame| {
+            // Only the last item of an event carries its id, so a client resuming
+            // from an id has received everything that event produced.
+            let id = frame.resume_point.then(|| frame.item.cursor());
+            sse::frame(id, frame.item.event_name(), &frame.item)
+        });
     Ok(sse::response(sse::long_lived(
         frames,
-        state.shutdown.clone(),
+        sse::stop_signal(&state, &key),
     )))
 }

@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use super::list::due_label;
 use super::markdown;
 use super::theme::Theme;
-use crate::tui::state::{History, State};
+use crate::tui::state::{Detail, State};
 use crate::tui::text::{human_duration, sanitize_line};
 
 /// `12:03:04`, in UTC (the inbox shows UTC throughout).
@@ -83,38 +83,39 @@ pub fn lines(state: &State, theme: &Theme) -> Vec<Line<'static>> {
     }
     lines.push(Line::default());
     lines.push(Line::from(Span::styled("Payload", theme.header)));
+    let (payload, events) = match state.details.get(&task.intent_id) {
+        None | Some(Detail::Loading) => {
+            lines.push(Line::from(Span::styled("loading…", theme.muted)));
+            return lines;
+        }
+        Some(Detail::Failed(error)) => {
+            let text = format!("unavailable: {}", sanitize_line(error));
+            lines.push(Line::from(Span::styled(text, theme.error)));
+            return lines;
+        }
+        Some(Detail::Loaded { payload, events }) => (payload, events),
+    };
     // Pretty JSON escapes control characters, so the payload cannot inject anything.
-    let payload = serde_json::to_string_pretty(&task.payload).unwrap_or_default();
+    let pretty = serde_json::to_string_pretty(payload).unwrap_or_default();
     lines.extend(
-        payload
+        pretty
             .lines()
             .map(|line| Line::from(Span::styled(line.to_string(), theme.text))),
     );
     lines.push(Line::default());
     lines.push(Line::from(Span::styled("History", theme.header)));
-    match state.history.get(&task.intent_id) {
-        None | Some(History::Loading) => {
-            lines.push(Line::from(Span::styled("loading…", theme.muted)))
-        }
-        Some(History::Failed(error)) => lines.push(Line::from(Span::styled(
-            format!("unavailable: {error}"),
-            theme.error,
-        ))),
-        Some(History::Loaded(events)) => {
-            for event in events {
-                lines.push(Line::from(vec![
-                    Span::styled(
-                        format!("#{:<3} {} ", event.seq, clock(event.at)),
-                        theme.muted,
-                    ),
-                    Span::styled(
-                        event.event_type.trim_start_matches("intent.").to_string(),
-                        theme.text,
-                    ),
-                    Span::styled(format!("  {}", sanitize_line(&event.actor)), theme.muted),
-                ]));
-            }
-        }
+    for event in events {
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("#{:<3} {} ", event.seq, clock(event.at)),
+                theme.muted,
+            ),
+            Span::styled(
+                event.event_type.trim_start_matches("intent.").to_string(),
+                theme.text,
+            ),
+            Span::styled(format!("  {}", sanitize_line(&event.actor)), theme.muted),
+        ]));
     }
     lines
 }
