@@ -224,7 +224,14 @@ fn percentile_ms(sorted: &[Duration], fraction: f64) -> f64 {
 }
 
 /// Creates the agent and reviewer keys the benchmark uses.
-async fn bench_clients(target: &Target) -> anyhow::Result<(Client, Client)> {
+/// An agent and a reviewer for the benchmark, and the reviewer's key.
+struct BenchActors {
+    agent: Client,
+    reviewer: Client,
+    reviewer_key: String,
+}
+
+async fn bench_actors(target: &Target) -> anyhow::Result<BenchActors> {
     let admin = Client::new(target.url(), target.admin_key())?;
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let agent_key = admin
@@ -243,17 +250,20 @@ async fn bench_clients(target: &Target) -> anyhow::Result<(Client, Client)> {
             Some("bench"),
         )
         .await?;
-    Ok((
-        Client::new(target.url(), &agent_key.key)?,
-        Client::new(target.url(), &reviewer_key.key)?,
-    ))
+    Ok(BenchActors {
+        agent: Client::new(target.url(), &agent_key.key)?,
+        reviewer: Client::new(target.url(), &reviewer_key.key)?,
+        reviewer_key: reviewer_key.key,
+    })
 }
 
 pub async fn run_round_trips(
     target: &Target,
     options: &RoundTripOptions,
 ) -> anyhow::Result<RoundTripReport> {
-    let (agent, reviewer) = bench_clients(target).await?;
+    let BenchActors {
+        agent, reviewer, ..
+    } = bench_actors(target).await?;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -392,17 +402,8 @@ pub async fn run_inbox(binary: &Path, tasks: usize) -> anyhow::Result<InboxRepor
     let home = tempfile::tempdir()?;
     let server = SpawnedServer::start(binary, home.path(), "normal")?;
     let target = Target::Spawned(server);
-    let (agent, _) = bench_clients(&target).await?;
-    fill_waiting(&agent, tasks).await?;
-    let admin = Client::new(target.url(), target.admin_key())?;
-    let reviewer = admin
-        .create_key(
-            PrincipalKind::Reviewer,
-            "bench-reviewer@example.com",
-            &[],
-            Some("bench"),
-        )
-        .await?;
+    let actors = bench_actors(&target).await?;
+    fill_waiting(&actors.agent, tasks).await?;
     let socket = home.path().join("tmux.sock");
     let session = "bench";
     let command = format!(
@@ -410,7 +411,7 @@ pub async fn run_inbox(binary: &Path, tasks: usize) -> anyhow::Result<InboxRepor
         home = home.path().display(),
         binary = binary.display(),
         url = target.url(),
-        key = reviewer.key,
+        key = actors.reviewer_key,
     );
     let ready = format!("{tasks} waiting");
     let started = Instant::now();

@@ -294,3 +294,14 @@ fn bench_rejects_bad_arguments() {
     let output = signoff(home.path(), &["bench", "roundtrip", "--agents", "many"]);
     assert_eq!(output.status.code(), Some(EXIT_USAGE));
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/config.toml");
+    let file = signoff::config::FileConfig::load(std::path::Path::new(example), true).unwrap();
+    let overrides = signoff::config::ServerOverrides::default();
+    let server = signoff::config::ServerSettings::resolve(&file, &overrides).unwrap();
+    assert_eq!(server.default_assignees, ["team:oncall"]);
+    let inbox = signoff::tui::settings::TuiSettings::resolve(&file.tui, false).unwrap();
+    assert_eq!(inbox.undo_seconds, 5);
+}

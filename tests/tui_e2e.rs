@@ -236,3 +236,50 @@ async fn the_inbox_survives_the_server_going_away() {
     .await;
     drop(tmux);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_e_writes_the_comment_in_the_editor() {
+    let home = tempfile::tempdir().unwrap();
+    let setup = setup(home.path()).await;
+    let (_, review) = ask(&setup.agent, json!({"title": "Review the runbook", "task_type": "review", "assignees": ["alice@example.com"]})).await;
+    // A stand-in for $EDITOR: replaces the file with a comment, as a person would.
+    let editor = home.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'Step 4 needs a rollback.\\nOtherwise fine.\\n' > \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let editor = editor.display().to_string();
+    let tmux = Tmux::start(
+        home.path(),
+        &[
+            "--server",
+            &setup.server.url,
+            "--key",
+            &setup.reviewer_key,
+            "--config",
+            &setup.config,
+        ],
+        &[("NO_COLOR", "1"), ("EDITOR", &editor), ("VISUAL", "")],
+        120,
+        36,
+    );
+    let tmux = drive(move || {
+        tmux.wait_for_text("Review the runbook");
+        tmux.keys(&["r"]);
+        tmux.wait_for_text("needs a comment");
+        tmux.keys(&["C-e"]);
+        tmux.wait_for_text("Step 4 needs a rollback.");
+        tmux.keys(&["k", "Enter"]);
+        tmux.wait_for_text("Sent: changes_requested");
+        tmux
+    })
+    .await;
+    let review = review.await.unwrap();
+    assert_eq!(
+        review.details["result"]["comment"],
+        "Step 4 needs a rollback.\nOtherwise fine."
+    );
+    drop(tmux);
+}

@@ -110,15 +110,7 @@ async fn embed(
 }
 
 async fn connect(cli: &Cli, file: &FileConfig) -> Result<(Client, Option<RunningServer>)> {
-    let saved = ClientConfig::load(&client_config_path()?)?;
-    let url = cli
-        .server
-        .clone()
-        .or_else(|| saved.as_ref().map(|config| config.server.clone()));
-    let key = cli
-        .key
-        .clone()
-        .or_else(|| saved.as_ref().map(|config| config.key.clone()));
+    let (url, key) = cli.server_and_key()?;
     if let (Some(url), Some(key)) = (&url, &key) {
         let client = Client::new(url, key)?.with_via("tui");
         if reachable(&client).await {

@@ -86,11 +86,10 @@ impl Cli {
         Ok(FileConfig::load(&path, must_exist)?)
     }
 
-    /// A client for the configured server: flags and environment first, then
+    /// The server URL and key to use: flags and environment first, then
     /// `client.toml` as written by `signoff serve`.
-    pub fn client(&self) -> Result<Client> {
-        let path = client_config_path()?;
-        let saved = ClientConfig::load(&path)?;
+    pub fn server_and_key(&self) -> Result<(Option<String>, Option<String>)> {
+        let saved = ClientConfig::load(&client_config_path()?)?;
         let server = self
             .server
             .clone()
@@ -99,7 +98,13 @@ impl Cli {
             .key
             .clone()
             .or_else(|| saved.as_ref().map(|config| config.key.clone()));
-        let (Some(server), Some(key)) = (server, key) else {
+        Ok((server, key))
+    }
+
+    /// A client for the configured server.
+    pub fn client(&self) -> Result<Client> {
+        let path = client_config_path()?;
+        let (Some(server), Some(key)) = self.server_and_key()? else {
             bail!(
                 "no server configured: run `signoff serve` once on this machine (it writes {}), \
                  or pass --server and --key (SIGNOFF_SERVER, SIGNOFF_KEY)",

@@ -180,9 +180,14 @@ async fn event_loop(
 /// Suspends the inbox, edits `text` in `$VISUAL`/`$EDITOR` (default `vi`), and
 /// returns the result; `None` if the editor could not run or failed.
 fn edit_in_editor(terminal: &mut DefaultTerminal, text: &str) -> Option<String> {
-    let editor = std::env::var("VISUAL")
-        .or_else(|_| std::env::var("EDITOR"))
-        .unwrap_or_else(|_| "vi".to_string());
+    let set = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
+    let editor = set("VISUAL")
+        .or_else(|| set("EDITOR"))
+        .unwrap_or_else(|| "vi".to_string());
     let file = tempfile::Builder::new()
         .prefix("signoff-comment-")
         .suffix(".md")
