@@ -136,6 +136,8 @@ pub async fn start_server(
         Arc::new(SystemClock),
         EngineSettings {
             default_assignees: settings.default_assignees.clone(),
+            sla: settings.sla.clone(),
+            notify: settings.notify.clone(),
         },
     )?;
     let url = local_url(listener.local_addr()?);

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::error::{Error, Result};
+use super::lifecycle::LifecyclePolicy;
 use super::task::HumanTask;
 use super::time::Timestamp;
 
@@ -149,28 +150,6 @@ impl WaitingReason {
     }
 }
 
-/// The lifecycle timer fields an agent may send (AXP names). They are validated and
-/// kept with the intent; the scheduler turns them into timers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TimerRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remind_after_seconds: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remind_interval_seconds: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_reminders: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub escalate_to: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lifecycle: Option<Value>,
-}
-
-impl TimerRequest {
-    pub fn is_empty(&self) -> bool {
-        *self == TimerRequest::default()
-    }
-}
-
 /// An intent as stored and as served. Serialises to the wire form of
 /// `GET /v1/intents/{id}` (see `IntentWire`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -205,8 +184,9 @@ pub struct Intent {
     pub escalation_stage: u32,
     #[serde(default)]
     pub result: Option<Value>,
+    /// Reminders, escalation and timeout, resolved when the intent was created.
     #[serde(default)]
-    pub timers: TimerRequest,
+    pub lifecycle: LifecyclePolicy,
     /// Highest event seq so far; the next event gets `last_seq + 1`.
     #[serde(default, skip)]
     pub last_seq: u64,
@@ -322,8 +302,7 @@ struct IntentWire<'a> {
     escalation_stage: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: &'a Option<Value>,
-    #[serde(skip_serializing_if = "TimerRequest::is_empty")]
-    timers: &'a TimerRequest,
+    lifecycle: &'a LifecyclePolicy,
 }
 
 impl Serialize for Intent {
@@ -349,7 +328,7 @@ impl Serialize for Intent {
             remind_count: self.remind_count,
             escalation_stage: self.escalation_stage,
             result: &self.result,
-            timers: &self.timers,
+            lifecycle: &self.lifecycle,
         }
         .serialize(serializer)
     }

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
-use super::intent::TimerRequest;
+use super::lifecycle::{LifecycleInput, Targets, TimingRequest};
 use super::principal::{Principal, PrincipalKind, validate_agent_address};
 use super::task::{HumanTask, parse_fields, validate_assignee_list};
 use super::time::Timestamp;
@@ -18,16 +18,10 @@ pub struct IntentRequest {
     pub to_agent: Option<String>,
     pub reply_to: Option<String>,
     pub payload: Value,
-    pub deadline_at: Option<Timestamp>,
     pub human_task: Option<HumanTask>,
-    pub timers: TimerRequest,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Targets {
-    One(String),
-    Many(Vec<String>),
+    /// Reminders, escalation and timeout as asked; resolved into a policy with the
+    /// server's defaults when the intent is created.
+    pub timing: TimingRequest,
 }
 
 #[derive(Deserialize)]
@@ -142,14 +136,13 @@ impl IntentRequest {
 
         let escalate_to = match input.escalate_to {
             None => vec![],
-            Some(Targets::One(target)) => validate_assignee_list("escalate_to", vec![target])?,
-            Some(Targets::Many(targets)) => validate_assignee_list("escalate_to", targets)?,
+            Some(targets) => validate_assignee_list("escalate_to", targets.into_vec())?,
         };
-        if let Some(lifecycle) = &input.lifecycle
-            && !lifecycle.is_object()
-        {
-            return Err(Error::invalid_field("lifecycle", "must be an object"));
-        }
+        let lifecycle = input
+            .lifecycle
+            .as_ref()
+            .map(LifecycleInput::parse)
+            .transpose()?;
 
         Ok(IntentRequest {
             intent_type,
@@ -158,14 +151,14 @@ impl IntentRequest {
             to_agent,
             reply_to,
             payload,
-            deadline_at,
             human_task,
-            timers: TimerRequest {
+            timing: TimingRequest {
                 remind_after_seconds: input.remind_after_seconds,
                 remind_interval_seconds: input.remind_interval_seconds,
                 max_reminders: input.max_reminders,
                 escalate_to,
-                lifecycle: input.lifecycle,
+                deadline_at,
+                lifecycle,
             },
         })
     }

@@ -71,6 +71,34 @@ impl Timestamp {
     }
 }
 
+/// Parses a duration such as `90s`, `30m`, `2h`, `1d`, `1h30m`, or a bare number
+/// of seconds, into seconds. `None` for anything else, including overflow.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    let mut total: i64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let value: i64 = rest[..digits].parse().ok()?;
+        let factor = match rest[digits..].chars().next()? {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(value.checked_mul(factor)?)?;
+        rest = &rest[digits + 1..];
+    }
+    (!text.is_empty()).then_some(total)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = self.0.format(CANONICAL).map_err(|_| fmt::Error)?;
@@ -100,6 +128,18 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_with_units_compounds_and_bare_seconds() {
+        assert_eq!(parse_duration("30m"), Some(1800));
+        assert_eq!(parse_duration("2h"), Some(7200));
+        assert_eq!(parse_duration("1h30m"), Some(5400));
+        assert_eq!(parse_duration(" 15 "), Some(15));
+        assert_eq!(parse_duration("1d2s"), Some(86_402));
+        for bad in ["1w", "m", "", "5m3", "-5m", "1.5h", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn canonical_text_round_trips_and_sorts() {

@@ -8,11 +8,13 @@
 use serde_json::{Map, Value, json};
 
 use super::Engine;
-use crate::domain::event::{ACKNOWLEDGED, DELEGATED, DELIVERED, IN_PROGRESS};
+use crate::domain::event::{ACKNOWLEDGED, DELEGATED, DELIVERED, IN_PROGRESS, VIEWED};
+use crate::domain::lifecycle::TIMEOUT_ACTOR;
 use crate::domain::principal::{validate_agent_address, validate_assignee};
-use crate::domain::task::parse_fields;
+use crate::domain::task::{ValidDecision, parse_fields};
 use crate::domain::{
-    Error, Principal, PrincipalKind, Result, Status, TaskResultInput, Verdict, WaitingReason,
+    Error, Fallback, Principal, PrincipalKind, Result, Status, TaskResultInput, Timestamp, Verdict,
+    WaitingReason,
 };
 use crate::store::{Change, ChangeFn, IdempotencyClaim, Target};
 
@@ -248,6 +250,48 @@ fn apply_decision(
         shown,
         Map::new(),
     )?;
+    Ok(())
+}
+
+/// Ends a task nobody decided in time, as its fallback says. The record names the
+/// system as the decider (`system:timeout`, via `timeout`), so no client can take
+/// it for a person's decision.
+pub(super) fn time_out(
+    change: &mut Change,
+    fallback: &Fallback,
+    deadline: Timestamp,
+) -> Result<()> {
+    let mut record = json!({
+        "decided_by": TIMEOUT_ACTOR,
+        "decided_at": change.now,
+        "via": "timeout",
+        "system": true,
+        "deadline": deadline,
+        "fallback": fallback,
+    });
+    let mut extra = Map::new();
+    extra.insert("fallback".into(), json!(fallback));
+    extra.insert("deadline".into(), json!(deadline));
+    let (status, data) = match fallback {
+        Fallback::Fail => (Status::TimedOut, None),
+        Fallback::Cancel => (Status::Canceled, None),
+        Fallback::Outcome(outcome) => {
+            let decision = ValidDecision {
+                outcome: outcome.clone(),
+                comment: None,
+                data: Map::new(),
+            };
+            record["outcome"] = json!(outcome);
+            record["comment"] = Value::Null;
+            record["data"] = json!({});
+            (Status::Completed, Some(decision.flat_data()))
+        }
+    };
+    let shown = Shown {
+        result: record.clone(),
+        data,
+    };
+    finish(change, status, TIMEOUT_ACTOR, record, shown, extra)?;
     Ok(())
 }
 
@@ -552,6 +596,29 @@ impl Engine {
                         "thread_id": reply_to.as_ref().map(|_| change.intent.intent_id.clone()),
                     },
                 }))
+            }),
+        )
+        .await
+    }
+
+    /// `POST /v1/intents/{id}/viewed` [ext]: a reviewer opened the task. Only
+    /// someone who may decide it can say so, and only while it waits, so the
+    /// audit's "who saw it before the decision" is trustworthy.
+    pub async fn mark_viewed(
+        &self,
+        viewer: &Principal,
+        intent_id: &str,
+        via: Via,
+        claim: Option<IdempotencyClaim>,
+    ) -> Result<Value> {
+        let viewer = viewer.clone();
+        self.change(
+            intent_id,
+            claim,
+            Box::new(move |change| {
+                check_decider(change, &viewer)?;
+                let event = change.record(VIEWED, &viewer.identity, json!({ "via": via.as_str() }));
+                Ok(json!({ "ok": true, "event": event }))
             }),
         )
         .await

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
+use super::scheduler::Wakeup;
 use crate::store::{AgentDelivery, CommitSink, Committed};
 
 /// How many changes a slow subscriber may fall behind before it must re-read.
@@ -21,6 +22,10 @@ pub struct Hub {
     intents: Channels<Arc<Committed>>,
     agents: Channels<AgentDelivery>,
     tasks: broadcast::Sender<Arc<Committed>>,
+    /// Wakes the scheduler when a commit adds a timer due before its next wake-up.
+    pub timers: Wakeup,
+    /// Wakes the notification sender when a commit queues notifications.
+    pub outbox: Wakeup,
 }
 
 impl Default for Hub {
@@ -29,6 +34,8 @@ impl Default for Hub {
             intents: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
             tasks: broadcast::channel(4 * CHANNEL_CAPACITY).0,
+            timers: Wakeup::default(),
+            outbox: Wakeup::default(),
         }
     }
 }
@@ -119,6 +126,12 @@ impl CommitSink for Hub {
                 .any(|stored| stored.event.task_stream_effect().is_some());
             if touches_tasks {
                 let _ = self.tasks.send(committed.clone());
+            }
+            if let Some(due) = committed.earliest_timer {
+                self.timers.work_due(due);
+            }
+            if committed.notified {
+                self.outbox.work_due(committed.intent.updated_at);
             }
         }
     }

@@ -6,6 +6,8 @@ pub mod decisions;
 pub mod hub;
 pub mod inbox;
 pub mod keys;
+pub mod notify;
+pub mod scheduler;
 pub mod streams;
 
 use std::collections::HashMap;
@@ -17,15 +19,17 @@ use serde_json::{Value, json};
 
 use crate::clock::Clock;
 use crate::domain::event::{CREATED, HUMAN_TASK_ASSIGNED, SUBMITTED};
+use crate::domain::lifecycle::PolicyContext;
 use crate::domain::{
-    Error, Intent, IntentRequest, Principal, PrincipalKind, Result, Status, TaskView, Timestamp,
-    WaitingReason,
+    Error, Intent, IntentRequest, LifecyclePolicy, Principal, PrincipalKind, Result, SlaDefaults,
+    Status, TaskView, Timestamp, WaitingReason,
 };
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Change, ChangeFn, Durability, IdempotencyClaim, KeyRecord, NewKey, Store, Target,
+    Change, ChangeFn, Durability, IdempotencyClaim, KeyRecord, NewKey, Store, Target, TimerFn,
 };
 use hub::Hub;
+use notify::{NotifyKind, NotifySettings, queue_notifications};
 
 /// Settings the engine applies to every request.
 #[derive(Debug, Clone, Default)]
@@ -33,6 +37,10 @@ pub struct EngineSettings {
     /// Who gets a human task when the agent names no assignees. Empty means only
     /// admins see such tasks.
     pub default_assignees: Vec<String>,
+    /// Reminder, escalation and timeout defaults for what requests leave out.
+    pub sla: SlaDefaults,
+    /// Where notifications go, and how they are retried.
+    pub notify: NotifySettings,
 }
 
 /// How long a successful key lookup is trusted before the database is asked again.
@@ -54,6 +62,8 @@ pub struct Engine {
     /// Bumped on every revocation: it tells open streams to re-check their key,
     /// and keeps a lookup that raced a revocation out of the cache.
     revocations: Arc<tokio::sync::watch::Sender<u64>>,
+    /// What firing a timer does, handed to the store with each batch.
+    fire_timer: TimerFn,
 }
 
 impl Engine {
@@ -63,11 +73,13 @@ impl Engine {
         clock: Arc<dyn Clock>,
         settings: EngineSettings,
     ) -> Self {
+        let settings = Arc::new(settings);
         Self {
             store,
             hub,
             clock,
-            settings: Arc::new(settings),
+            fire_timer: Engine::timer_fn(settings.clone()),
+            settings,
             key_cache: Arc::new(Mutex::new(HashMap::new())),
             revocations: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
@@ -228,6 +240,20 @@ impl Engine {
     ) -> Result<Value> {
         let request = IntentRequest::parse(body, sender)?;
         let now = self.clock.now();
+        let task_type = request.human_task.as_ref().map(|task| task.task_type);
+        let sla = task_type.map(|task_type| self.settings.sla.for_task(task_type));
+        let lifecycle = LifecyclePolicy::resolve(
+            &request.timing,
+            &PolicyContext {
+                started_at: now,
+                task_type,
+                allowed_outcomes: request
+                    .human_task
+                    .as_ref()
+                    .map_or(&[], |task| task.allowed_outcomes.as_slice()),
+                defaults: sla.as_ref(),
+            },
+        )?;
         let intent = Intent {
             intent_id: uuid::Uuid::now_v7().to_string(),
             intent_type: request.intent_type,
@@ -243,15 +269,15 @@ impl Engine {
             human_task: request.human_task,
             assignees: vec![],
             assigned_at: None,
-            due_at: request.deadline_at,
+            due_at: lifecycle.timeout.as_ref().map(|timeout| timeout.at),
             remind_count: 0,
             escalation_stage: 0,
             result: None,
-            timers: request.timers,
+            lifecycle,
             last_seq: 0,
             last_cursor: 0,
         };
-        let default_assignees = self.settings.default_assignees.clone();
+        let settings = self.settings.clone();
         let apply: ChangeFn = Box::new(move |change: &mut Change| {
             let now = change.now;
             change.intent.created_at = now;
@@ -267,7 +293,7 @@ impl Engine {
             match change.intent.human_task.clone() {
                 Some(task) => {
                     let assignees = if task.assignees.is_empty() {
-                        default_assignees
+                        settings.default_assignees.clone()
                     } else {
                         task.assignees.clone()
                     };
@@ -281,12 +307,16 @@ impl Engine {
                         &actor,
                         json!({ "human_task": task, "assignees": assignees }),
                     );
+                    queue_notifications(change, &settings.notify, &assignees, NotifyKind::Assigned);
                 }
                 None => {
                     if let Some(agent) = change.intent.to_agent.clone() {
                         change.deliver_to_agent(&agent, SUBMITTED);
                     }
                 }
+            }
+            for timer in change.intent.lifecycle.initial_timers(now) {
+                change.schedule(timer);
             }
             Ok(json!({
                 "ok": true,

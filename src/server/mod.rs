@@ -113,6 +113,8 @@ pub struct RunningServer {
     pub engine: Engine,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
+    /// The scheduler and the notification sender; they stop with the server.
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -129,6 +131,16 @@ impl RunningServer {
             // Small SSE frames and JSON replies must not wait for Nagle's algorithm.
             let _ = stream.set_nodelay(true);
         });
+        let workers = vec![
+            tokio::spawn({
+                let (engine, shutdown) = (engine.clone(), shutdown.clone());
+                async move { engine.run_scheduler(shutdown).await }
+            }),
+            tokio::spawn({
+                let (engine, shutdown) = (engine.clone(), shutdown.clone());
+                async move { engine.run_notifier(shutdown).await }
+            }),
+        ];
         let signal = shutdown.clone();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -140,6 +152,7 @@ impl RunningServer {
             engine,
             shutdown,
             task,
+            workers,
         })
     }
 
@@ -154,6 +167,12 @@ impl RunningServer {
             Ok(result) => result,
             Err(err) => Err(std::io::Error::other(err)),
         };
+        self.shutdown.cancel();
+        // The workers see the same shutdown token; a firing or a send in progress
+        // finishes (or its lease runs out) before the store closes.
+        for worker in self.workers {
+            let _ = worker.await;
+        }
         self.engine.close().await;
         result
     }

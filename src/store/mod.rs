@@ -7,12 +7,16 @@
 
 pub mod sqlite;
 
+pub use crate::domain::audit::AuditRecord;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::domain::{Event, Intent, Principal, Result, Status, StoredEvent, Timestamp};
+use crate::domain::{
+    Event, Intent, Principal, Result, Status, StoredEvent, TimerKind, TimerSpec, Timestamp,
+};
 
 /// `Idempotency-Key` bookkeeping for one write: the same principal, endpoint and key
 /// with the same request body replays the stored response; another body is a conflict.
@@ -38,7 +42,78 @@ pub struct Change {
     events: Vec<Event>,
     deliveries: Vec<PendingDelivery>,
     messages: Vec<PendingMessage>,
+    timers: Vec<TimerSpec>,
+    notifications: Vec<Notification>,
+    outbox_updates: Vec<OutboxUpdate>,
 }
+
+/// How a notification travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Email,
+    Slack,
+    Webhook,
+}
+
+impl Channel {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Slack => "slack",
+            Channel::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Channel> {
+        [Channel::Email, Channel::Slack, Channel::Webhook]
+            .into_iter()
+            .find(|channel| channel.as_str() == text)
+    }
+}
+
+/// A notification to send after the commit, through the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub channel: Channel,
+    /// Who it is for: the reviewer or team it notifies, or a `notify_email` address.
+    pub recipient: String,
+    /// Where it goes: an email address or a webhook URL.
+    pub target: String,
+    /// What happened, as JSON; each channel renders it its own way.
+    pub message: Value,
+}
+
+/// What became of one outbox row after a send attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OutboxUpdate {
+    /// Sent, or given up: the row goes.
+    Done { outbox_id: i64 },
+    /// Failed: try again at `at`.
+    Retry { outbox_id: i64, at: Timestamp },
+}
+
+/// A row of the outbox, leased to one sender.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub outbox_id: i64,
+    pub intent_id: String,
+    pub notification: Notification,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// A timer that is due, as the scheduler hands it to the firing function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueTimer {
+    pub intent_id: String,
+    pub kind: TimerKind,
+    pub due_at: Timestamp,
+    pub attempt: u32,
+}
+
+/// What firing a due timer does to its intent. It runs inside the transaction that
+/// consumes the timer, so the effect and the timer's removal commit together.
+pub type TimerFn = Arc<dyn Fn(&DueTimer, &mut Change) -> Result<()> + Send + Sync>;
 
 struct PendingDelivery {
     agent: String,
@@ -58,7 +133,26 @@ impl Change {
             events: Vec::new(),
             deliveries: Vec::new(),
             messages: Vec::new(),
+            timers: Vec::new(),
+            notifications: Vec::new(),
+            outbox_updates: Vec::new(),
         }
+    }
+
+    /// Schedules a timer, replacing any pending timer of the same kind. Timers of an
+    /// intent that ends in this change are dropped with it.
+    pub fn schedule(&mut self, timer: TimerSpec) {
+        self.timers.push(timer);
+    }
+
+    /// Queues a notification, sent after the commit.
+    pub fn notify(&mut self, notification: Notification) {
+        self.notifications.push(notification);
+    }
+
+    /// Records what became of an outbox row.
+    pub fn update_outbox(&mut self, update: OutboxUpdate) {
+        self.outbox_updates.push(update);
     }
 
     /// Appends an event carrying the intent's current status (so transition first).
@@ -130,6 +224,10 @@ pub struct Committed {
     pub events: Vec<StoredEvent>,
     pub deliveries: Vec<AgentDelivery>,
     pub messages: Vec<InboxMessage>,
+    /// The earliest timer this write scheduled, to wake the scheduler early.
+    pub earliest_timer: Option<Timestamp>,
+    /// Whether it queued notifications, to wake the outbox sender.
+    pub notified: bool,
 }
 
 /// What a write returns: the response to give the caller, and what was committed
@@ -243,6 +341,25 @@ pub trait Store: Send + Sync {
 
     /// Forgets idempotency records created before `before`; returns how many.
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64>;
+
+    /// Fires up to `limit` timers due at `now`, each with `fire`, in due order;
+    /// returns how many were due (including any whose intent had already ended).
+    async fn fire_due_timers(&self, now: Timestamp, limit: usize, fire: TimerFn) -> Result<usize>;
+
+    /// When the next timer is due, if any is pending.
+    async fn next_timer_due(&self) -> Result<Option<Timestamp>>;
+
+    /// Leases up to `limit` outbox rows whose next attempt is due at `now`, for
+    /// `lease_seconds`, so no other sender takes them meanwhile.
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>>;
+
+    /// When the next outbox row is due, if any is waiting.
+    async fn next_outbox_due(&self) -> Result<Option<Timestamp>>;
 
     /// Finishes queued writes and releases the database.
     async fn close(&self);

@@ -18,13 +18,15 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AgentDelivery, ChangeFn, CommitSink, Committed, Durability, IdempotencyClaim, InboxMessage,
-    KeyRecord, NewKey, Store, Target, TaskSnapshot, WriteResult,
+    AgentDelivery, ChangeFn, Channel, CommitSink, Committed, DueTimer, Durability,
+    IdempotencyClaim, InboxMessage, KeyRecord, NewKey, Notification, OutboxItem, OutboxUpdate,
+    Store, Target, TaskSnapshot, TimerFn, WriteResult,
 };
 use crate::clock::Clock;
+use crate::domain::audit::{GENESIS, event_hash};
 use crate::domain::{
     Error, ErrorKind, Event, Intent, Principal, PrincipalKind, Result, Status, StoredEvent,
-    Timestamp, WaitingReason,
+    TimerKind, TimerSpec, Timestamp, WaitingReason,
 };
 
 const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
@@ -36,24 +38,9 @@ const QUEUE_CAPACITY: usize = 8192;
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 4;
 
-type Maintenance = Box<dyn FnOnce(&Connection) -> rusqlite::Result<u64> + Send>;
-
-enum Job {
-    Intent {
-        target: Target,
-        claim: Option<IdempotencyClaim>,
-        apply: ChangeFn,
-        reply: oneshot::Sender<Result<WriteResult>>,
-    },
-    Maintenance {
-        run: Maintenance,
-        reply: oneshot::Sender<Result<u64>>,
-    },
-}
-
 pub struct SqliteStore {
     path: PathBuf,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -132,12 +119,14 @@ impl SqliteStore {
             Error::internal(format!("cannot migrate database {}: {err}", path.display()))
         })?;
         let next_cursor = max_cursor(&conn).map_err(storage_error)? + 1;
+        let last_hash = last_hash(&conn).map_err(storage_error)?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let writer = Writer {
             conn,
             clock,
             sink,
             next_cursor,
+            last_hash,
         };
         let handle = std::thread::Builder::new()
             .name("signoff-sqlite-writer".into())
@@ -151,7 +140,7 @@ impl SqliteStore {
         })
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Job>> {
+    fn sender(&self) -> Result<mpsc::Sender<Box<dyn Job>>> {
         self.jobs
             .lock()
             .map_err(|_| Error::internal("writer queue lock poisoned"))?
@@ -159,7 +148,12 @@ impl SqliteStore {
             .ok_or_else(|| Error::internal("the store is closed"))
     }
 
-    async fn submit<T>(&self, job: Job, reply: oneshot::Receiver<Result<T>>) -> Result<T> {
+    /// Queues `work` for the writer thread and waits for its committed result.
+    async fn submit<T: Outcome>(
+        &self,
+        work: impl FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (job, answer) = queued(work);
         match self.sender()?.try_send(job) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -173,14 +167,18 @@ impl SqliteStore {
                 return Err(Error::internal("the store is closed"));
             }
         }
-        reply
+        answer
             .await
             .map_err(|_| Error::internal("the writer stopped before answering"))?
     }
 
-    async fn maintenance(&self, run: Maintenance) -> Result<u64> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Maintenance { run, reply }, answer).await
+    /// Runs a plain statement on the writer connection.
+    async fn maintenance(
+        &self,
+        run: impl FnOnce(&Connection) -> rusqlite::Result<u64> + Send + 'static,
+    ) -> Result<u64> {
+        self.submit(move |writer| run(&writer.conn).map_err(storage_error))
+            .await
     }
 
     /// Runs a read that may touch many rows on a pooled connection, off the async
@@ -233,53 +231,126 @@ struct Writer {
     sink: Arc<dyn CommitSink>,
     /// Next global commit position; kept in memory because this thread is the only writer.
     next_cursor: u64,
+    /// The newest event's hash, which the next event's hash chains from.
+    last_hash: String,
 }
 
-enum Answer {
-    Intent(oneshot::Sender<Result<WriteResult>>, Result<WriteResult>),
-    Maintenance(oneshot::Sender<Result<u64>>, Result<u64>),
+/// Where the commit order and the hash chain stood before a job, to put them back
+/// when the job's savepoint is rolled back.
+struct Mark {
+    cursor: u64,
+    hash: String,
 }
 
-impl Job {
-    /// The answer for a job that never ran.
-    fn refuse(self, error: &Error) -> Answer {
-        match self {
-            Job::Intent { reply, .. } => Answer::Intent(reply, Err(error.clone())),
-            Job::Maintenance { reply, .. } => Answer::Maintenance(reply, Err(error.clone())),
-        }
+/// What a job hands back; it reaches the caller only once its transaction's fate
+/// is known.
+trait Outcome: Send + 'static {
+    /// The intent changes it committed, for live delivery.
+    fn committed(&self) -> Vec<Arc<Committed>> {
+        Vec::new()
     }
 }
 
-impl Answer {
+impl Outcome for u64 {}
+impl Outcome for Vec<OutboxItem> {}
+
+impl Outcome for WriteResult {
+    fn committed(&self) -> Vec<Arc<Committed>> {
+        self.committed.iter().cloned().collect()
+    }
+}
+
+/// How many timers one job found due, and what each firing committed.
+#[derive(Default)]
+struct Fired {
+    due: usize,
+    committed: Vec<Arc<Committed>>,
+}
+
+impl Outcome for Fired {
+    fn committed(&self) -> Vec<Arc<Committed>> {
+        self.committed.clone()
+    }
+}
+
+type Work<T> = Box<dyn FnOnce(&mut Writer) -> Result<T> + Send>;
+
+/// A queued write: work for the writer thread, and where its answer goes.
+trait Job: Send {
+    /// Runs the work inside the open transaction.
+    fn run(self: Box<Self>, writer: &mut Writer) -> Box<dyn Answer>;
+    /// Answers without running (the transaction could not start or was lost).
+    fn refuse(self: Box<Self>, error: &Error);
+}
+
+/// A job's result, held until the transaction commits or fails.
+trait Answer: Send {
+    fn failed(&self) -> bool;
+    fn committed(&self) -> Vec<Arc<Committed>>;
+    /// Sends the result, or `failure` when the transaction did not commit.
+    fn send(self: Box<Self>, failure: Option<&Error>);
+}
+
+struct Queued<T> {
+    work: Work<T>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+/// A job for `work`, and where its answer will arrive.
+fn queued<T: Outcome>(
+    work: impl FnOnce(&mut Writer) -> Result<T> + Send + 'static,
+) -> (Box<dyn Job>, oneshot::Receiver<Result<T>>) {
+    let (reply, answer) = oneshot::channel();
+    let job = Box::new(Queued {
+        work: Box::new(work),
+        reply,
+    });
+    (job, answer)
+}
+
+struct Reply<T> {
+    reply: oneshot::Sender<Result<T>>,
+    result: Result<T>,
+}
+
+impl<T: Outcome> Job for Queued<T> {
+    fn run(self: Box<Self>, writer: &mut Writer) -> Box<dyn Answer> {
+        let result = (self.work)(writer);
+        Box::new(Reply {
+            reply: self.reply,
+            result,
+        })
+    }
+
+    fn refuse(self: Box<Self>, error: &Error) {
+        let _ = self.reply.send(Err(error.clone()));
+    }
+}
+
+impl<T: Outcome> Answer for Reply<T> {
     fn failed(&self) -> bool {
-        matches!(
-            self,
-            Answer::Intent(_, Err(_)) | Answer::Maintenance(_, Err(_))
-        )
+        self.result.is_err()
     }
 
-    fn fail(self, error: &Error) -> Answer {
-        match self {
-            Answer::Intent(reply, _) => Answer::Intent(reply, Err(error.clone())),
-            Answer::Maintenance(reply, _) => Answer::Maintenance(reply, Err(error.clone())),
-        }
+    fn committed(&self) -> Vec<Arc<Committed>> {
+        self.result
+            .as_ref()
+            .map(Outcome::committed)
+            .unwrap_or_default()
     }
 
-    fn send(self) {
+    fn send(self: Box<Self>, failure: Option<&Error>) {
+        let result = match failure {
+            Some(error) => Err(error.clone()),
+            None => self.result,
+        };
         // A caller that went away (client disconnected) no longer needs the answer.
-        match self {
-            Answer::Intent(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Answer::Maintenance(reply, result) => {
-                let _ = reply.send(result);
-            }
-        }
+        let _ = self.reply.send(result);
     }
 }
 
 impl Writer {
-    fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+    fn run(mut self, mut receiver: mpsc::Receiver<Box<dyn Job>>) {
         while let Some(first) = receiver.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -295,48 +366,29 @@ impl Writer {
         }
     }
 
-    fn run_batch(&mut self, batch: Vec<Job>) {
+    fn run_batch(&mut self, batch: Vec<Box<dyn Job>>) {
         if let Err(err) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let error = storage_error(err);
             for job in batch {
-                job.refuse(&error).send();
+                job.refuse(&error);
             }
             return;
         }
         let mut answers = Vec::with_capacity(batch.len());
         let mut jobs = batch.into_iter();
         for job in jobs.by_ref() {
-            let job_start_cursor = self.next_cursor;
-            if let Err(err) = self.conn.execute_batch("SAVEPOINT job") {
-                answers.push(job.refuse(&storage_error(err)));
-                continue;
-            }
-            let answer = match job {
-                Job::Intent {
-                    target,
-                    claim,
-                    apply,
-                    reply,
-                } => Answer::Intent(reply, self.apply_intent(target, claim, apply)),
-                Job::Maintenance { run, reply } => {
-                    Answer::Maintenance(reply, run(&self.conn).map_err(storage_error))
+            let mark = match self.open_savepoint("job") {
+                Ok(mark) => mark,
+                Err(error) => {
+                    job.refuse(&error);
+                    continue;
                 }
             };
+            let answer = job.run(self);
             let failed = answer.failed();
             answers.push(answer);
-            if failed && self.conn.is_autocommit() {
-                // SQLite rolled the whole transaction back itself (disk full, I/O
-                // error): nothing of this batch was kept, whatever the jobs said.
+            if !self.close_savepoint("job", mark, failed) {
                 break;
-            }
-            let closing = if failed {
-                self.next_cursor = job_start_cursor;
-                "ROLLBACK TO job; RELEASE job"
-            } else {
-                "RELEASE job"
-            };
-            if let Err(err) = self.conn.execute_batch(closing) {
-                tracing::error!("savepoint handling failed: {err}");
             }
         }
         let outcome = if self.conn.is_autocommit() {
@@ -354,34 +406,67 @@ impl Writer {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
             for answer in answers {
-                answer.fail(&error).send();
+                answer.send(Some(&error));
             }
             for job in jobs {
-                job.refuse(&error).send();
+                job.refuse(&error);
             }
-            self.resync_cursor();
+            self.resync();
             return;
         }
         let committed: Vec<Arc<Committed>> = answers
             .iter()
-            .filter_map(|answer| match answer {
-                Answer::Intent(_, Ok(result)) => result.committed.clone(),
-                _ => None,
-            })
+            .flat_map(|answer| answer.committed())
             .collect();
         if !committed.is_empty() {
             self.sink.committed(&committed);
         }
         for answer in answers {
-            answer.send();
+            answer.send(None);
         }
     }
 
+    /// Opens a savepoint and remembers where the commit order and the hash chain
+    /// stood, so that one failing job can be undone without the others.
+    fn open_savepoint(&mut self, name: &str) -> Result<Mark> {
+        self.conn
+            .execute_batch(&format!("SAVEPOINT {name}"))
+            .map_err(storage_error)?;
+        Ok(Mark {
+            cursor: self.next_cursor,
+            hash: self.last_hash.clone(),
+        })
+    }
+
+    /// Releases the savepoint, first rolling it back (with the commit position and
+    /// hash chain) when its work `failed`. Returns false when SQLite dropped the
+    /// whole transaction itself (disk full, I/O error): nothing of it was kept,
+    /// whatever the jobs said.
+    fn close_savepoint(&mut self, name: &str, mark: Mark, failed: bool) -> bool {
+        if failed && self.conn.is_autocommit() {
+            return false;
+        }
+        let closing = if failed {
+            self.next_cursor = mark.cursor;
+            self.last_hash = mark.hash;
+            format!("ROLLBACK TO {name}; RELEASE {name}")
+        } else {
+            format!("RELEASE {name}")
+        };
+        if let Err(err) = self.conn.execute_batch(&closing) {
+            tracing::error!("savepoint handling failed: {err}");
+        }
+        true
+    }
+
     /// After a failed commit the database, not memory, says where the commit order
-    /// continues.
-    fn resync_cursor(&mut self) {
-        match max_cursor(&self.conn) {
-            Ok(cursor) => self.next_cursor = cursor + 1,
+    /// and the hash chain continue.
+    fn resync(&mut self) {
+        match max_cursor(&self.conn).and_then(|cursor| Ok((cursor, last_hash(&self.conn)?))) {
+            Ok((cursor, hash)) => {
+                self.next_cursor = cursor + 1;
+                self.last_hash = hash;
+            }
             Err(err) => tracing::error!("cannot re-read the commit position: {err}"),
         }
     }
@@ -406,78 +491,19 @@ impl Writer {
                 committed: None,
             });
         }
-        let (intent, is_new) = match target {
-            Target::New(intent) => (*intent, true),
-            Target::Existing(intent_id) => (
-                load_intent(&self.conn, &intent_id)
+        let (intent, original) = match target {
+            Target::New(intent) => (*intent, None),
+            Target::Existing(intent_id) => {
+                let intent = load_intent(&self.conn, &intent_id)
                     .map_err(storage_error)?
-                    .ok_or_else(|| Error::not_found("intent", &intent_id))?,
-                false,
-            ),
+                    .ok_or_else(|| Error::not_found("intent", &intent_id))?;
+                (intent.clone(), Some(intent))
+            }
         };
-        let original = (!is_new).then(|| intent.clone());
         let mut change = super::Change::new(intent, self.clock.now());
         let response = apply(&mut change)?;
-        let super::Change {
-            mut intent,
-            now,
-            events,
-            deliveries,
-            messages,
-        } = change;
-
-        let mut stored_events = Vec::with_capacity(events.len());
-        for event in events {
-            let stored = StoredEvent::new(self.take_cursor(), event, &intent);
-            insert_event(&self.conn, &stored).map_err(storage_error)?;
-            stored_events.push(stored);
-        }
-        let mut stored_messages = Vec::with_capacity(messages.len());
-        for pending in messages {
-            let message = InboxMessage {
-                cursor: self.take_cursor(),
-                thread_id: intent.intent_id.clone(),
-                author: pending.author,
-                message: pending.message,
-                at: now,
-            };
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO inbox_messages (cursor, thread_id, author, message, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut statement| {
-                    statement.execute(params![
-                        message.cursor as i64,
-                        message.thread_id,
-                        message.author,
-                        message.message,
-                        message.at.to_string()
-                    ])
-                })
-                .map_err(storage_error)?;
-            stored_messages.push(message);
-        }
-        if let Some(last) = self.next_cursor.checked_sub(1)
-            && (!stored_events.is_empty() || !stored_messages.is_empty())
-        {
-            intent.last_cursor = last;
-        }
-        if original.as_ref() != Some(&intent) {
-            save_intent(&self.conn, &intent).map_err(storage_error)?;
-        }
-        let mut stored_deliveries = Vec::with_capacity(deliveries.len());
-        for pending in deliveries {
-            let delivery = insert_delivery(
-                &self.conn,
-                &pending.agent,
-                &intent,
-                &pending.event_type,
-                now,
-            )
-            .map_err(storage_error)?;
-            stored_deliveries.push(delivery);
-        }
+        let now = change.now;
+        let committed = self.persist(change, original.as_ref())?;
         if let Some(claim) = &claim {
             self.conn
                 .prepare_cached(
@@ -498,13 +524,138 @@ impl Writer {
         }
         Ok(WriteResult {
             response,
-            committed: Some(Arc::new(Committed {
-                intent,
-                events: stored_events,
-                deliveries: stored_deliveries,
-                messages: stored_messages,
-            })),
+            committed: Some(Arc::new(committed)),
         })
+    }
+
+    /// Writes everything a change recorded. `original` is the intent as loaded
+    /// (`None` for a new one), so an unchanged row is not rewritten.
+    fn persist(&mut self, change: super::Change, original: Option<&Intent>) -> Result<Committed> {
+        let super::Change {
+            mut intent,
+            now,
+            events,
+            deliveries,
+            messages,
+            timers,
+            notifications,
+            outbox_updates,
+        } = change;
+
+        let mut stored_events = Vec::with_capacity(events.len());
+        for event in events {
+            let stored = StoredEvent::new(self.take_cursor(), event, &intent);
+            let hash = event_hash(&self.last_hash, stored.cursor, &stored.event);
+            insert_event(&self.conn, &stored, &hash).map_err(storage_error)?;
+            self.last_hash = hash;
+            stored_events.push(stored);
+        }
+        let mut stored_messages = Vec::with_capacity(messages.len());
+        for pending in messages {
+            let message = InboxMessage {
+                cursor: self.take_cursor(),
+                thread_id: intent.intent_id.clone(),
+                author: pending.author,
+                message: pending.message,
+                at: now,
+            };
+            insert_message(&self.conn, &message).map_err(storage_error)?;
+            stored_messages.push(message);
+        }
+        if let Some(last) = self.next_cursor.checked_sub(1)
+            && (!stored_events.is_empty() || !stored_messages.is_empty())
+        {
+            intent.last_cursor = last;
+        }
+        if original != Some(&intent) {
+            save_intent(&self.conn, &intent).map_err(storage_error)?;
+        }
+        let mut stored_deliveries = Vec::with_capacity(deliveries.len());
+        for pending in deliveries {
+            let delivery = insert_delivery(
+                &self.conn,
+                &pending.agent,
+                &intent,
+                &pending.event_type,
+                now,
+            )
+            .map_err(storage_error)?;
+            stored_deliveries.push(delivery);
+        }
+        let earliest_timer = if intent.status.is_terminal() {
+            // Deciding, cancelling or resolving ends the task's timers in the same
+            // transaction, so none can fire after the end.
+            delete_timers(&self.conn, &intent.intent_id).map_err(storage_error)?;
+            None
+        } else {
+            for timer in &timers {
+                upsert_timer(&self.conn, &intent.intent_id, timer).map_err(storage_error)?;
+            }
+            timers.iter().map(|timer| timer.due_at).min()
+        };
+        for notification in &notifications {
+            insert_outbox(&self.conn, &intent.intent_id, notification, now)
+                .map_err(storage_error)?;
+        }
+        for update in outbox_updates {
+            apply_outbox_update(&self.conn, update).map_err(storage_error)?;
+        }
+        Ok(Committed {
+            intent,
+            events: stored_events,
+            deliveries: stored_deliveries,
+            messages: stored_messages,
+            earliest_timer,
+            notified: !notifications.is_empty(),
+        })
+    }
+
+    /// Fires up to `limit` due timers, each in its own savepoint: the timer's
+    /// removal, its effect and its successor commit together, and a timer that
+    /// cannot fire is dropped (and logged) rather than coming due forever.
+    fn fire_due_timers(&mut self, now: Timestamp, limit: usize, fire: &TimerFn) -> Result<Fired> {
+        let due = due_timers(&self.conn, now, limit).map_err(storage_error)?;
+        let mut fired = Fired {
+            due: due.len(),
+            committed: Vec::new(),
+        };
+        for timer in due {
+            let mark = self.open_savepoint("timer")?;
+            let outcome = self.fire_one(&timer, fire);
+            if !self.close_savepoint("timer", mark, outcome.is_err()) {
+                return Err(storage_error(
+                    "the transaction was rolled back by the database",
+                ));
+            }
+            match outcome {
+                Ok(Some(committed)) => fired.committed.push(Arc::new(committed)),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(
+                        intent_id = %timer.intent_id,
+                        kind = timer.kind.as_str(),
+                        "a timer could not fire and is dropped: {error}"
+                    );
+                    delete_timer(&self.conn, &timer.intent_id, timer.kind)
+                        .map_err(storage_error)?;
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    fn fire_one(&mut self, timer: &DueTimer, fire: &TimerFn) -> Result<Option<Committed>> {
+        delete_timer(&self.conn, &timer.intent_id, timer.kind).map_err(storage_error)?;
+        let Some(intent) = load_intent(&self.conn, &timer.intent_id).map_err(storage_error)? else {
+            return Ok(None);
+        };
+        if intent.status.is_terminal() {
+            return Ok(None);
+        }
+        let original = intent.clone();
+        let mut change = super::Change::new(intent, self.clock.now());
+        fire(timer, &mut change)?;
+        self.persist(change, Some(&original)).map(Some)
     }
 }
 
@@ -563,7 +714,7 @@ fn save_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO intents (intent_id, intent_type, correlation_id, from_agent, to_agent, reply_to,
              payload, status, waiting_reason, created_at, updated_at, human_task, assignees,
-             assigned_at, due_at, remind_count, escalation_stage, result, timers, last_seq, last_cursor)
+             assigned_at, due_at, remind_count, escalation_stage, result, lifecycle, last_seq, last_cursor)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
          ON CONFLICT (intent_id) DO UPDATE SET
              status = excluded.status, waiting_reason = excluded.waiting_reason,
@@ -591,19 +742,19 @@ fn save_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
         intent.remind_count,
         intent.escalation_stage,
         optional_json(&intent.result)?,
-        to_json(&intent.timers)?,
+        to_json(&intent.lifecycle)?,
         intent.last_seq as i64,
         intent.last_cursor as i64,
     ])?;
     Ok(())
 }
 
-fn insert_event(conn: &Connection, stored: &StoredEvent) -> rusqlite::Result<()> {
+fn insert_event(conn: &Connection, stored: &StoredEvent, hash: &str) -> rusqlite::Result<()> {
     let event = &stored.event;
     conn.prepare_cached(
         "INSERT INTO events (cursor, intent_id, seq, event_type, status, waiting_reason, actor, at,
-             details, affects_tasks, task)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             details, affects_tasks, task, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         stored.cursor as i64,
@@ -617,8 +768,164 @@ fn insert_event(conn: &Connection, stored: &StoredEvent) -> rusqlite::Result<()>
         to_json(&event.details)?,
         event.task_stream_effect().is_some(),
         optional_json(&stored.task)?,
+        hash,
     ])?;
     Ok(())
+}
+
+/// The newest event's hash: where the chain continues.
+fn last_hash(conn: &Connection) -> rusqlite::Result<String> {
+    let hash: Option<String> = conn
+        .query_row(
+            "SELECT hash FROM events ORDER BY cursor DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(hash.unwrap_or_else(|| GENESIS.to_string()))
+}
+
+fn insert_message(conn: &Connection, message: &InboxMessage) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO inbox_messages (cursor, thread_id, author, message, at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        message.cursor as i64,
+        message.thread_id,
+        message.author,
+        message.message,
+        message.at.to_string()
+    ])?;
+    Ok(())
+}
+
+fn upsert_timer(conn: &Connection, intent_id: &str, timer: &TimerSpec) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO timers (intent_id, kind, due_at, attempt) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (intent_id, kind) DO UPDATE SET due_at = excluded.due_at, attempt = excluded.attempt",
+    )?
+    .execute(params![
+        intent_id,
+        timer.kind.as_str(),
+        timer.due_at.to_string(),
+        timer.attempt
+    ])?;
+    Ok(())
+}
+
+fn delete_timer(conn: &Connection, intent_id: &str, kind: TimerKind) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM timers WHERE intent_id = ?1 AND kind = ?2")?
+        .execute(params![intent_id, kind.as_str()])?;
+    Ok(())
+}
+
+fn delete_timers(conn: &Connection, intent_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM timers WHERE intent_id = ?1")?
+        .execute([intent_id])?;
+    Ok(())
+}
+
+/// Timers due at `now`, oldest first (ties in a fixed order, so firing is repeatable).
+fn due_timers(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<DueTimer>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT intent_id, kind, due_at, attempt FROM timers WHERE due_at <= ?1
+         ORDER BY due_at, intent_id, kind LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![now.to_string(), limit as i64], |row| {
+        let kind: String = row.get(1)?;
+        Ok(DueTimer {
+            intent_id: row.get(0)?,
+            kind: TimerKind::parse(&kind)
+                .ok_or_else(|| corrupt("kind", format!("unknown timer kind {kind}")))?,
+            due_at: timestamp_column(row, 2, "due_at")?,
+            attempt: row.get(3)?,
+        })
+    })?;
+    collect(rows)
+}
+
+fn insert_outbox(
+    conn: &Connection,
+    intent_id: &str,
+    notification: &Notification,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (intent_id, channel, recipient, target, message, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        intent_id,
+        notification.channel.as_str(),
+        notification.recipient,
+        notification.target,
+        to_json(&notification.message)?,
+        now.to_string()
+    ])?;
+    Ok(())
+}
+
+fn apply_outbox_update(conn: &Connection, update: OutboxUpdate) -> rusqlite::Result<()> {
+    match update {
+        OutboxUpdate::Done { outbox_id } => {
+            conn.prepare_cached("DELETE FROM outbox WHERE outbox_id = ?1")?
+                .execute([outbox_id])?;
+        }
+        OutboxUpdate::Retry { outbox_id, at } => {
+            conn.prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, lease_until = NULL
+                 WHERE outbox_id = ?1",
+            )?
+            .execute(params![outbox_id, at.to_string()])?;
+        }
+    }
+    Ok(())
+}
+
+/// Leases the outbox rows due at `now` that no other sender holds.
+fn claim_outbox(
+    conn: &Connection,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: usize,
+) -> rusqlite::Result<Vec<OutboxItem>> {
+    let items = {
+        let mut statement = conn.prepare_cached(
+            "SELECT outbox_id, intent_id, channel, recipient, target, message, attempts FROM outbox
+             WHERE next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+             ORDER BY next_attempt_at, outbox_id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![now.to_string(), limit as i64], |row| {
+            let channel: String = row.get(2)?;
+            Ok(OutboxItem {
+                outbox_id: row.get(0)?,
+                intent_id: row.get(1)?,
+                notification: Notification {
+                    channel: Channel::parse(&channel)
+                        .ok_or_else(|| corrupt("channel", format!("unknown channel {channel}")))?,
+                    recipient: row.get(3)?,
+                    target: row.get(4)?,
+                    message: json_column(row, 5, "message")?,
+                },
+                attempts: row.get(6)?,
+            })
+        })?;
+        collect(rows)?
+    };
+    let mut lease =
+        conn.prepare_cached("UPDATE outbox SET lease_until = ?2 WHERE outbox_id = ?1")?;
+    for item in &items {
+        lease.execute(params![item.outbox_id, lease_until.to_string()])?;
+    }
+    Ok(items)
+}
+
+/// The one timestamp a `SELECT MIN(...)` query returns, if any.
+fn earliest(conn: &Connection, sql: &str) -> rusqlite::Result<Option<Timestamp>> {
+    let text: Option<String> = conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?;
+    text.map(|text| Timestamp::parse(&text).map_err(|err| corrupt("due time", err)))
+        .transpose()
 }
 
 fn insert_delivery(
@@ -707,7 +1014,7 @@ fn waiting_reason_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option
 const INTENT_COLUMNS: &str =
     "intent_id, intent_type, correlation_id, from_agent, to_agent, reply_to,
     payload, status, waiting_reason, created_at, updated_at, human_task, assignees, assigned_at,
-    due_at, remind_count, escalation_stage, result, timers, last_seq, last_cursor";
+    due_at, remind_count, escalation_stage, result, lifecycle, last_seq, last_cursor";
 
 fn intent_from_row(row: &Row<'_>) -> rusqlite::Result<Intent> {
     Ok(Intent {
@@ -729,7 +1036,7 @@ fn intent_from_row(row: &Row<'_>) -> rusqlite::Result<Intent> {
         remind_count: row.get(15)?,
         escalation_stage: row.get(16)?,
         result: optional_json_column(row, 17, "result")?,
-        timers: json_column(row, 18, "timers")?,
+        lifecycle: json_column(row, 18, "lifecycle")?,
         last_seq: row.get::<_, i64>(19)? as u64,
         last_cursor: row.get::<_, i64>(20)? as u64,
     })
@@ -804,17 +1111,8 @@ impl Store for SqliteStore {
         claim: Option<IdempotencyClaim>,
         apply: ChangeFn,
     ) -> Result<WriteResult> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(
-            Job::Intent {
-                target,
-                claim,
-                apply,
-                reply,
-            },
-            answer,
-        )
-        .await
+        self.submit(move |writer| writer.apply_intent(target, claim, apply))
+            .await
     }
 
     async fn intent(&self, intent_id: &str) -> Result<Option<Intent>> {
@@ -950,7 +1248,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_key(&self, key: NewKey) -> Result<()> {
-        self.maintenance(Box::new(move |conn| {
+        self.maintenance(move |conn| {
             let record = &key.record;
             conn.execute(
                 "INSERT INTO api_keys (key_id, key_hash, key_prefix, kind, identity, teams, label, created_at)
@@ -967,7 +1265,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map(|rows| rows as u64)
-        }))
+        })
         .await
         .map(|_| ())
     }
@@ -994,26 +1292,58 @@ impl Store for SqliteStore {
 
     async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<bool> {
         let key_id = key_id.to_string();
-        self.maintenance(Box::new(move |conn| {
+        self.maintenance(move |conn| {
             conn.execute(
                 "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
                 params![key_id, at.to_string()],
             )
             .map(|rows| rows as u64)
-        }))
+        })
         .await
         .map(|rows| rows > 0)
     }
 
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64> {
-        self.maintenance(Box::new(move |conn| {
+        self.maintenance(move |conn| {
             conn.execute(
                 "DELETE FROM idempotency_keys WHERE created_at < ?1",
                 [before.to_string()],
             )
             .map(|rows| rows as u64)
-        }))
+        })
         .await
+    }
+
+    async fn fire_due_timers(&self, now: Timestamp, limit: usize, fire: TimerFn) -> Result<usize> {
+        self.submit(move |writer| writer.fire_due_timers(now, limit, &fire))
+            .await
+            .map(|fired| fired.due)
+    }
+
+    async fn next_timer_due(&self) -> Result<Option<Timestamp>> {
+        self.read_now(|conn| earliest(conn, "SELECT MIN(due_at) FROM timers"))
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        lease_seconds: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        self.submit(move |writer| {
+            claim_outbox(&writer.conn, now, now.plus_seconds(lease_seconds), limit)
+                .map_err(storage_error)
+        })
+        .await
+    }
+
+    async fn next_outbox_due(&self) -> Result<Option<Timestamp>> {
+        self.read_now(|conn| {
+            earliest(
+                conn,
+                "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, next_attempt_at))) FROM outbox",
+            )
+        })
     }
 
     async fn close(&self) {
@@ -1055,6 +1385,7 @@ mod tests {
             clock: Arc::new(SystemClock),
             sink,
             next_cursor: 1,
+            last_hash: GENESIS.to_string(),
         }
     }
 
@@ -1079,25 +1410,19 @@ mod tests {
             remind_count: 0,
             escalation_stage: 0,
             result: None,
-            timers: Default::default(),
+            lifecycle: Default::default(),
             last_seq: 0,
             last_cursor: 0,
         }
     }
 
-    fn create(id: &str) -> (Job, oneshot::Receiver<Result<WriteResult>>) {
-        let (reply, answer) = oneshot::channel();
+    fn create(id: &str) -> (Box<dyn Job>, oneshot::Receiver<Result<WriteResult>>) {
         let apply: ChangeFn = Box::new(|change: &mut Change| {
             change.record(CREATED, "agent://t/a", serde_json::json!({}));
             Ok(Value::Null)
         });
-        let job = Job::Intent {
-            target: Target::New(Box::new(new_intent(id))),
-            claim: None,
-            apply,
-            reply,
-        };
-        (job, answer)
+        let target = Target::New(Box::new(new_intent(id)));
+        queued(move |writer| writer.apply_intent(target, None, apply))
     }
 
     fn count(writer: &Writer, table: &str) -> i64 {
@@ -1116,14 +1441,13 @@ mod tests {
         let mut writer = writer(dir.path(), sink.clone());
         let (first, first_answer) = create("i1");
         // What SQLite does on SQLITE_FULL or an I/O error: the transaction is gone.
-        let (reply, lost_answer) = oneshot::channel();
-        let lost = Job::Maintenance {
-            run: Box::new(|conn| {
-                conn.execute_batch("ROLLBACK")?;
-                Err(rusqlite::Error::InvalidQuery)
-            }),
-            reply,
-        };
+        let (lost, lost_answer) = queued(|writer| -> Result<u64> {
+            writer
+                .conn
+                .execute_batch("ROLLBACK")
+                .map_err(storage_error)?;
+            Err(storage_error(rusqlite::Error::InvalidQuery))
+        });
         let (third, third_answer) = create("i3");
         writer.run_batch(vec![first, lost, third]);
         for answer in [

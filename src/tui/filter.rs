@@ -9,7 +9,7 @@
 //! - a leading `-` negates a term; `"quoted words"` are one term.
 
 use super::inbox::{MatchContext, TaskRow};
-use super::text::parse_duration;
+use crate::domain::time::parse_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {

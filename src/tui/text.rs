@@ -75,24 +75,6 @@ pub fn human_duration(seconds: i64) -> String {
     format!("{sign}{text}")
 }
 
-/// Parses `90s`, `30m`, `2h`, `1d` (or a bare number of seconds).
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((index, _)) => text.split_at(index),
-        None => (text, "s"),
-    };
-    let value: i64 = number.parse().ok()?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    value.checked_mul(factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,10 +106,5 @@ mod tests {
         assert_eq!(human_duration(125), "2m");
         assert_eq!(human_duration(-7200), "-2h");
         assert_eq!(human_duration(200_000), "2d");
-        assert_eq!(parse_duration("30m"), Some(1800));
-        assert_eq!(parse_duration("2h"), Some(7200));
-        assert_eq!(parse_duration("15"), Some(15));
-        assert_eq!(parse_duration("1w"), None);
-        assert_eq!(parse_duration("m"), None);
     }
 }

@@ -104,7 +104,7 @@ pub async fn events_stream(
     Ok(sse::response(body))
 }
 
-/// `POST /v1/intents/{id}/resume` and `POST /v1/intents/{id}/resolve`.
+/// `POST /v1/intents/{id}/resume`, `/resolve` and `/viewed` [ext].
 pub async fn act(
     State(state): State<AppState>,
     PathParams((intent_id, action)): PathParams<(String, String)>,
@@ -130,11 +130,12 @@ pub async fn act(
                 .resolve(&caller, &intent_id, &body, owner_agent, claim)
                 .await?
         }
+        "viewed" => engine.mark_viewed(&caller, &intent_id, via, claim).await?,
         other => {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 "no_such_endpoint",
-                format!("there is no intent action `{other}`; use resume or resolve"),
+                format!("there is no intent action `{other}`; use resume, resolve or viewed"),
             )
             .into());
         }

@@ -33,7 +33,7 @@ CREATE TABLE intents (
     remind_count      INTEGER NOT NULL DEFAULT 0,
     escalation_stage  INTEGER NOT NULL DEFAULT 0,
     result            TEXT,
-    timers            TEXT NOT NULL DEFAULT '{}',
+    lifecycle         TEXT NOT NULL DEFAULT '{}',   -- the resolved reminder/escalation/timeout policy
     last_seq          INTEGER NOT NULL,
     last_cursor       INTEGER NOT NULL
 );
@@ -57,6 +57,7 @@ CREATE TABLE events (
     details         TEXT NOT NULL,
     affects_tasks   INTEGER NOT NULL DEFAULT 0,
     task            TEXT,   -- the reviewer task as committed with this event, for task streams
+    hash            TEXT NOT NULL,  -- sha256(previous event's hash, this event as canonical JSON)
     UNIQUE (intent_id, seq)
 );
 
@@ -93,3 +94,31 @@ CREATE TABLE inbox_messages (
 );
 
 CREATE INDEX inbox_messages_by_thread ON inbox_messages (thread_id, cursor);
+
+-- Lifecycle timers: at most one pending timer of each kind per intent. The
+-- scheduler fires due rows inside the transaction that appends their event.
+CREATE TABLE timers (
+    intent_id  TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('remind', 'escalate', 'timeout')),
+    due_at     TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,   -- the reminder number or escalation stage it fires
+    PRIMARY KEY (intent_id, kind)
+) WITHOUT ROWID;
+
+CREATE INDEX timers_by_due ON timers (due_at);
+
+-- Notifications to send outside the database transaction, with retries. A row is
+-- leased while a sender works on it, and deleted once it is sent or given up.
+CREATE TABLE outbox (
+    outbox_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    intent_id        TEXT NOT NULL,
+    channel          TEXT NOT NULL CHECK (channel IN ('email', 'slack', 'webhook')),
+    recipient        TEXT NOT NULL,   -- the reviewer, team or address it is for
+    target           TEXT NOT NULL,
+    message          TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  TEXT NOT NULL,
+    lease_until      TEXT
+);
+
+CREATE INDEX outbox_by_next_attempt ON outbox (next_attempt_at);

@@ -8,8 +8,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod policy;
+
+use crate::domain::SlaDefaults;
 use crate::domain::task::validate_assignee_list;
+use crate::engine::notify::NotifySettings;
 use crate::store::Durability;
+use policy::{NotifySection, SlaSection};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 
@@ -35,7 +40,7 @@ pub enum ConfigError {
     NoHome { kind: &'static str },
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
         message: message.into(),
@@ -87,6 +92,11 @@ pub struct FileConfig {
     pub tasks: TasksSection,
     #[serde(default)]
     pub tui: TuiSection,
+    /// `[sla.default]` and `[sla.<task_type>]`.
+    #[serde(default)]
+    pub sla: std::collections::BTreeMap<String, SlaSection>,
+    #[serde(default)]
+    pub notify: NotifySection,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -179,6 +189,8 @@ pub struct ServerSettings {
     pub database: DatabaseLocation,
     pub durability: Durability,
     pub default_assignees: Vec<String>,
+    pub sla: SlaDefaults,
+    pub notify: NotifySettings,
 }
 
 /// Values given on the command line or in the environment (`None` when absent).
@@ -234,6 +246,8 @@ impl ServerSettings {
             database,
             durability,
             default_assignees,
+            sla: policy::sla_defaults(&file.sla)?,
+            notify: file.notify.settings()?,
         })
     }
 }
