@@ -627,7 +627,7 @@ fn help_opens_and_closes_and_quitting_sends_queued_decisions() {
 }
 
 #[test]
-fn selecting_a_task_marks_it_seen_and_loads_its_detail() {
+fn selecting_a_task_marks_it_seen_reports_it_viewed_and_loads_its_detail() {
     let mut state = state_with(every_type(), 120, 40);
     assert!(
         !state.inbox.row("t-approval").unwrap().unseen,
@@ -637,13 +637,22 @@ fn selecting_a_task_marks_it_seen_and_loads_its_detail() {
     let effects = run(&mut state, vec![key(KeyCode::Char('j'))]);
     assert_eq!(
         effects,
-        [Effect::LoadDetail {
-            intent_id: "t-review".into()
-        }]
+        [
+            Effect::MarkViewed {
+                intent_id: "t-review".into()
+            },
+            Effect::LoadDetail {
+                intent_id: "t-review".into()
+            }
+        ]
     );
     assert!(!state.inbox.row("t-review").unwrap().unseen);
     assert!(
-        run(&mut state, vec![key(KeyCode::Char('k'))]).is_empty(),
-        "history is loaded once"
+        run(
+            &mut state,
+            vec![key(KeyCode::Char('k')), key(KeyCode::Char('j'))]
+        )
+        .is_empty(),
+        "history is loaded, and the view reported, once per session"
     );
 }

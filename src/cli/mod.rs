@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch. Each subcommand group lives in its own file
 //! and talks to the engine (serve) or to a server over HTTP (everything else).
 
+pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod inbox;
@@ -69,6 +70,11 @@ pub enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Verify or export the tamper-evident audit log (reads the database file)
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Measure performance against a real server
     Bench {
         #[command(subcommand)]
@@ -133,6 +139,7 @@ pub async fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve::run(&cli, args).await,
         Some(Command::Demo(args)) => demo::run(&cli, args).await,
         Some(Command::Keys { command }) => keys::run(&cli, command).await,
+        Some(Command::Audit { command }) => audit::run(&cli, command).await,
         Some(Command::Bench { command }) => bench::run(&cli, command).await,
     };
     match result {

@@ -324,6 +324,13 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/intents/{id}/viewed` [ext]: records that this reviewer opened the task.
+    pub async fn mark_viewed(&self, intent_id: &str) -> ClientResult<Event> {
+        let path = format!("/v1/intents/{}/viewed", path_segment(intent_id));
+        self.field(self.request(Method::POST, &path).json(&json!({})), "event")
+            .await
+    }
+
     /// A reviewer's decision: `{"task_result": {outcome, comment, data}}`.
     pub async fn decide(
         &self,

@@ -182,6 +182,17 @@ impl DatabaseLocation {
     }
 }
 
+impl DatabaseLocation {
+    /// `--db` / `SIGNOFF_DATABASE_URL`, else `server.database`, else the XDG default.
+    pub fn resolve(file: &FileConfig, flag: Option<&str>) -> Result<DatabaseLocation, ConfigError> {
+        match (flag, &file.server.database) {
+            (Some(value), _) => DatabaseLocation::parse("--db / SIGNOFF_DATABASE_URL", value),
+            (None, Some(value)) => DatabaseLocation::parse("server.database", value),
+            (None, None) => Ok(DatabaseLocation::Sqlite(data_dir()?.join("signoff.db"))),
+        }
+    }
+}
+
 /// Everything `signoff serve` needs, fully validated.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -218,11 +229,7 @@ impl ServerSettings {
             )
         })?;
 
-        let database = match (&overrides.database, &file.server.database) {
-            (Some(value), _) => DatabaseLocation::parse("--db / SIGNOFF_DATABASE_URL", value)?,
-            (None, Some(value)) => DatabaseLocation::parse("server.database", value)?,
-            (None, None) => DatabaseLocation::Sqlite(data_dir()?.join("signoff.db")),
-        };
+        let database = DatabaseLocation::resolve(file, overrides.database.as_deref())?;
 
         let durability = match (&overrides.durability, &file.server.durability) {
             (Some(value), _) => {

@@ -60,30 +60,48 @@ pub struct VerifiedLog {
     pub head: Option<(u64, String)>,
 }
 
-/// Walks the log in cursor order and checks every link, and that each intent's
-/// events are numbered 1, 2, 3... without gaps.
-pub fn verify(records: impl IntoIterator<Item = AuditRecord>) -> Result<VerifiedLog, BrokenLink> {
-    let mut previous = GENESIS.to_string();
-    let mut last_seq: HashMap<String, u64> = HashMap::new();
-    let mut verified = VerifiedLog {
-        events: 0,
-        head: None,
-    };
-    for record in records {
+/// Checks the log one event at a time, in cursor order, so a log larger than
+/// memory can be verified: every hash link, and that each intent's events are
+/// numbered 1, 2, 3... without gaps.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    previous: String,
+    last_seq: HashMap<String, u64>,
+    verified: VerifiedLog,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self {
+            previous: GENESIS.to_string(),
+            last_seq: HashMap::new(),
+            verified: VerifiedLog {
+                events: 0,
+                head: None,
+            },
+        }
+    }
+}
+
+impl Verifier {
+    pub fn check(&mut self, record: &AuditRecord) -> Result<(), BrokenLink> {
         let broken = |reason: String| BrokenLink {
             cursor: record.cursor,
             intent_id: record.event.intent_id.clone(),
             seq: record.event.seq,
             reason,
         };
-        let expected = event_hash(&previous, record.cursor, &record.event);
+        let expected = event_hash(&self.previous, record.cursor, &record.event);
         if expected != record.hash {
             return Err(broken(
                 "its hash does not follow from the previous event: this event, or one before it, was edited, removed or reordered"
                     .to_string(),
             ));
         }
-        let seen = last_seq.entry(record.event.intent_id.clone()).or_insert(0);
+        let seen = self
+            .last_seq
+            .entry(record.event.intent_id.clone())
+            .or_insert(0);
         if record.event.seq != *seen + 1 {
             return Err(broken(format!(
                 "the intent's events jump from seq {} to seq {}: events were removed or reordered",
@@ -91,11 +109,124 @@ pub fn verify(records: impl IntoIterator<Item = AuditRecord>) -> Result<Verified
             )));
         }
         *seen = record.event.seq;
-        previous = record.hash.clone();
-        verified.events += 1;
-        verified.head = Some((record.cursor, record.hash));
+        self.previous = record.hash.clone();
+        self.verified.events += 1;
+        self.verified.head = Some((record.cursor, record.hash.clone()));
+        Ok(())
     }
-    Ok(verified)
+
+    pub fn finish(self) -> VerifiedLog {
+        self.verified
+    }
+}
+
+/// Verifies a whole log held in memory.
+pub fn verify(records: impl IntoIterator<Item = AuditRecord>) -> Result<VerifiedLog, BrokenLink> {
+    let mut verifier = Verifier::default();
+    for record in records {
+        verifier.check(&record)?;
+    }
+    Ok(verifier.finish())
+}
+
+/// Who acted, as far as the audit is concerned. A timeout's decision is the
+/// system's, never a person's, whatever outcome it records.
+pub fn actor_kind(actor: &str) -> &'static str {
+    if actor.starts_with("system:") {
+        "system"
+    } else if actor.starts_with("agent://") {
+        "agent"
+    } else {
+        "person"
+    }
+}
+
+fn list(details: &serde_json::Value, key: &str) -> String {
+    match details.get(key) {
+        Some(serde_json::Value::Array(items)) if items.is_empty() => "admins only".to_string(),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().unwrap_or("?"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "?".to_string(),
+    }
+}
+
+fn text<'a>(details: &'a serde_json::Value, pointer: &str) -> &'a str {
+    details
+        .pointer(pointer)
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+}
+
+/// One line saying what an event means for the audit: who was asked, notified,
+/// who viewed, who decided what and how.
+pub fn describe(event: &Event) -> String {
+    use super::event::*;
+    let details = &event.details;
+    match event.event_type.as_str() {
+        CREATED => format!("created by {}", event.actor),
+        SUBMITTED => format!("submitted by {}", event.actor),
+        HUMAN_TASK_ASSIGNED => format!("asked {}", list(details, "assignees")),
+        REMINDER => format!(
+            "reminder {} to {}",
+            details
+                .get("reminder_no")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0),
+            list(details, "to")
+        ),
+        ESCALATED => format!(
+            "escalated (stage {}) from {} to {}",
+            details.get("stage").and_then(|v| v.as_u64()).unwrap_or(0),
+            list(details, "previous_assignees"),
+            list(details, "escalated_to")
+        ),
+        DELEGATED => format!(
+            "delegated by {} to {}",
+            event.actor,
+            list(details, "delegated_to")
+        ),
+        NOTIFIED => {
+            let outcome = if details.get("ok").and_then(|v| v.as_bool()) == Some(true) {
+                "sent".to_string()
+            } else {
+                format!("failed: {}", text(details, "/error"))
+            };
+            format!(
+                "notified {} by {} (attempt {}, {outcome})",
+                text(details, "/to"),
+                text(details, "/channel"),
+                details.get("attempt").and_then(|v| v.as_u64()).unwrap_or(1),
+            )
+        }
+        VIEWED => format!("viewed by {}", event.actor),
+        _ if event.is_terminal() => {
+            let decided_by = details
+                .get("decided_by")
+                .and_then(|v| v.as_str())
+                .unwrap_or(&event.actor);
+            let outcome = details.pointer("/result/outcome").and_then(|v| v.as_str());
+            let status = event.status.as_str().to_lowercase();
+            match (actor_kind(decided_by), outcome) {
+                ("system", Some(outcome)) => {
+                    format!(
+                        "{status} by the system ({decided_by}) with fallback outcome {outcome}: no person decided"
+                    )
+                }
+                ("system", None) => {
+                    format!("{status} by the system ({decided_by}): no person decided")
+                }
+                (_, Some(outcome)) => format!(
+                    "{status}: {decided_by} decided {outcome} via {}",
+                    text(details, "/result/via")
+                ),
+                (_, None) => format!("{status} by {decided_by}"),
+            }
+        }
+        other => format!("{other} by {}", event.actor),
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +270,42 @@ mod tests {
             (3, event("b", 1, "intent.created")),
             (5, event("a", 3, "intent.completed")),
         ])
+    }
+
+    #[test]
+    fn timeouts_read_as_system_decisions_and_people_as_people() {
+        let mut timed_out = event("a", 4, "intent.completed");
+        timed_out.status = Status::Completed;
+        timed_out.actor = "system:timeout".into();
+        timed_out.details = json!({"decided_by": "system:timeout", "result": {"outcome": "rejected", "via": "timeout"}});
+        let line = describe(&timed_out);
+        assert!(
+            line.contains("by the system") && line.contains("no person decided"),
+            "{line}"
+        );
+        let mut decided = timed_out.clone();
+        decided.actor = "alice@example.com".into();
+        decided.details = json!({"decided_by": "alice@example.com", "result": {"outcome": "approved", "via": "tui"}});
+        assert_eq!(
+            describe(&decided),
+            "completed: alice@example.com decided approved via tui"
+        );
+        assert_eq!(actor_kind("system:timeout"), "system");
+        assert_eq!(actor_kind("agent://a/b"), "agent");
+        assert_eq!(actor_kind("alice@example.com"), "person");
+    }
+
+    #[test]
+    fn notifications_and_views_say_who_and_how() {
+        let mut notified = event("a", 3, "intent.notified");
+        notified.details = json!({"channel": "email", "to": "bob@example.com", "ok": false, "error": "HTTP 500", "attempt": 2});
+        assert_eq!(
+            describe(&notified),
+            "notified bob@example.com by email (attempt 2, failed: HTTP 500)"
+        );
+        let mut viewed = event("a", 4, "intent.viewed");
+        viewed.actor = "bob@example.com".into();
+        assert_eq!(describe(&viewed), "viewed by bob@example.com");
     }
 
     #[test]

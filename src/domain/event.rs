@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::intent::{Intent, Status, WaitingReason};
+use super::lifecycle::TIMEOUT_ACTOR;
 use super::time::Timestamp;
 use super::view::TaskView;
 
@@ -107,6 +108,8 @@ impl Event {
                     remove_for: self.detail_list("assignees"),
                     remind: vec![],
                     reason: match self.status {
+                        // A fallback outcome completes the task, but nobody decided it.
+                        _ if self.actor == TIMEOUT_ACTOR => "timed_out",
                         Status::Completed => "decided",
                         Status::TimedOut => "timed_out",
                         Status::Canceled => "canceled",

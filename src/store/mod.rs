@@ -7,8 +7,6 @@
 
 pub mod sqlite;
 
-pub use crate::domain::audit::AuditRecord;
-
 use std::sync::Arc;
 
 use async_trait::async_trait;

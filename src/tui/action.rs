@@ -59,6 +59,10 @@ pub enum Effect {
     LoadDetail {
         intent_id: String,
     },
+    /// Tell the server this reviewer opened the task (`intent.viewed`).
+    MarkViewed {
+        intent_id: String,
+    },
     Notify {
         title: String,
         body: String,

@@ -158,6 +158,15 @@ async fn event_loop(
                         let _ = results.send(Action::DetailLoaded { intent_id, result });
                     });
                 }
+                Effect::MarkViewed { intent_id } => {
+                    let client = client.clone();
+                    tokio::spawn(async move {
+                        // Best effort: the task may have been decided meanwhile.
+                        if let Err(err) = client.mark_viewed(&intent_id).await {
+                            tracing::debug!(%intent_id, "not recorded as viewed: {err}");
+                        }
+                    });
+                }
                 Effect::Notify { title, body } => notifier.notify(title, body),
                 Effect::Copy { text } => write_to_terminal(&clipboard_sequence(&text, tmux)),
                 Effect::OpenEditor { text } => {

@@ -1,6 +1,6 @@
 //! The inbox state. Only `update` changes it; `render` only reads it.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use serde_json::Value;
 
@@ -97,6 +97,8 @@ pub struct State {
     pub zoomed: bool,
     pub detail_scroll: u16,
     pub details: HashMap<String, Detail>,
+    /// Tasks this session has reported as viewed (`intent.viewed`), once each.
+    pub viewed: HashSet<String>,
     pub connection: Connection,
     pub last_sync: Option<Timestamp>,
     pub queued: Vec<Queued>,
@@ -125,6 +127,7 @@ impl State {
             zoomed: false,
             detail_scroll: 0,
             details: HashMap::new(),
+            viewed: HashSet::new(),
             connection: Connection::Connecting,
             last_sync: None,
             queued: Vec::new(),

@@ -151,9 +151,15 @@ fn stream_item(state: &mut State, item: TaskStreamItem, effects: &mut Vec<Effect
             state.details.remove(&removal.intent_id);
             let who = super::text::sanitize_line(&removal.by);
             let outcome = removal.outcome.as_deref().map(super::text::sanitize_line);
-            let ended = match outcome {
-                Some(outcome) => format!("{} ({outcome}) by {who}", removal.reason),
-                None => format!("{} by {who}", removal.reason),
+            let reason = removal.reason.replace('_', " ");
+            // A system ending is never worded as someone's decision.
+            let ended = match (removal.by.starts_with("system:"), outcome) {
+                (true, Some(outcome)) => format!(
+                    "{reason}: nobody decided, so the system applied the fallback «{outcome}»"
+                ),
+                (true, None) => format!("{reason} by the system: nobody decided in time"),
+                (false, Some(outcome)) => format!("{reason} ({outcome}) by {who}"),
+                (false, None) => format!("{reason} by {who}"),
             };
             // A decision of ours still in its undo window can no longer be sent.
             let before = state.queued.len();
@@ -262,6 +268,12 @@ fn settle_selection(state: &mut State, effects: &mut Vec<Effect>) {
     {
         if let Some(row) = state.inbox.row_mut(&id) {
             row.unseen = false;
+        }
+        // The audit records who saw a task before it was decided.
+        if state.viewed.insert(id.clone()) {
+            effects.push(Effect::MarkViewed {
+                intent_id: id.clone(),
+            });
         }
         if !state.details.contains_key(&id) {
             state.details.insert(id.clone(), Detail::Loading);
