@@ -244,20 +244,13 @@ fn run_export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
         writeln!(out, "{CSV_HEADER}")?;
     }
     let mut written = 0u64;
-    let mut io_error = None;
-    reader
-        .for_each(&filter, |record| {
-            if let Err(err) = writeln!(out, "{}", export_line(&record, args.format)) {
-                io_error = Some(err);
-                return Err(crate::domain::Error::internal("write failed"));
-            }
-            written += 1;
-            Ok(())
-        })
-        .or_else(|err| match io_error.take() {
-            Some(io) => Err(anyhow::Error::new(io).context("cannot write the export")),
-            None => Err(err.into()),
+    reader.for_each(&filter, |record| {
+        writeln!(out, "{}", export_line(&record, args.format)).map_err(|err| {
+            crate::domain::Error::internal(format!("cannot write the export: {err}"))
         })?;
+        written += 1;
+        Ok(())
+    })?;
     out.flush().context("cannot write the export")?;
     if written == 0
         && args.since.is_none()
