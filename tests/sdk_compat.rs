@@ -142,3 +142,8 @@ fn every_task_type_is_decided_with_its_rules_over_http() {
 fn the_documented_approval_pattern_reads_approvals_and_rejections() {
     run_compat_script("approval_pattern.py");
 }
+
+#[test]
+fn every_timeout_fallback_reaches_a_waiting_sdk_agent_as_a_system_decision() {
+    run_compat_script("timeout_fallbacks.py");
+}

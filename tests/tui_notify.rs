@@ -112,7 +112,7 @@ async fn wait_for_notification(received: &Received, needle: &str) -> (String, St
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_task_raises_a_desktop_notification_with_its_title() {
+async fn new_tasks_reminders_and_escalations_raise_desktop_notifications() {
     let bus = SessionBus::start();
     let received = Received::default();
     let _service = zbus::connection::Builder::address(bus.address.as_str())
@@ -168,14 +168,36 @@ async fn a_new_task_raises_a_desktop_notification_with_its_title() {
     .unwrap();
 
     let agent = Client::new(&server.url, &agent.key).unwrap();
-    let body = json!({
-        "intent_type": "intent.human_task.v1",
-        "correlation_id": uuid::Uuid::new_v4().to_string(),
-        "human_task": {"title": "Rotate the TLS certificates", "assignees": ["alice@example.com"]},
-    });
-    agent.create_intent(&body, None).await.unwrap();
-    let (summary, body) = wait_for_notification(&received, "Rotate the TLS certificates").await;
+    let task = |title: &str, assignee: &str, lifecycle: serde_json::Value| {
+        json!({
+            "intent_type": "intent.human_task.v1",
+            "correlation_id": uuid::Uuid::new_v4().to_string(),
+            "human_task": {"title": title, "assignees": [assignee]},
+            "lifecycle": lifecycle,
+        })
+    };
+    let reminded = task(
+        "Rotate the TLS certificates",
+        "alice@example.com",
+        json!({"remind": {"after_seconds": 2, "max": 1}}),
+    );
+    agent.create_intent(&reminded, None).await.unwrap();
+    let (summary, body) = wait_for_notification(&received, "New task: Rotate").await;
     assert_eq!(summary, "New task: Rotate the TLS certificates");
     assert_eq!(body, "from agent://acme/deployer");
+
+    let (summary, body) = wait_for_notification(&received, "Reminder: Rotate").await;
+    assert_eq!(summary, "Reminder: Rotate the TLS certificates");
+    assert!(body.contains("reminder 1"), "{body}");
+
+    // Someone else's task climbs its ladder to alice.
+    let escalated = task(
+        "Approve the DNS change",
+        "bob@example.com",
+        json!({"remind": {"max": 0}, "escalate": [{"after_seconds": 1, "to": "alice@example.com"}]}),
+    );
+    agent.create_intent(&escalated, None).await.unwrap();
+    let (summary, _) = wait_for_notification(&received, "Escalated to you").await;
+    assert_eq!(summary, "Escalated to you: Approve the DNS change");
     drop(tmux);
 }

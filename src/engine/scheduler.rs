@@ -183,6 +183,11 @@ impl Engine {
             .await
     }
 
+    /// When the next timer is due, if any is pending.
+    pub async fn next_timer_due(&self) -> Result<Option<Timestamp>> {
+        self.store.next_timer_due().await
+    }
+
     /// Runs the scheduler until `shutdown` fires.
     pub async fn run_scheduler(&self, shutdown: CancellationToken) {
         let wakeup = &self.hub.timers;
