@@ -387,16 +387,18 @@ async fn fallbacks_cancel_or_complete_as_a_system_decision() {
 
 #[tokio::test]
 async fn sla_defaults_fill_what_the_request_leaves_out_and_the_request_wins() {
-    let mut sla = SlaDefaults::default();
-    sla.all = LifecycleInput::parse(&json!({"timeout": {"after_seconds": 3600}})).unwrap();
-    sla.by_type.insert(
-        TaskType::Approval,
-        LifecycleInput::parse(&json!({
-            "remind": {"after_seconds": 120, "max": 1},
-            "timeout": {"fallback": {"outcome": "rejected"}},
-        }))
-        .unwrap(),
-    );
+    let sla = SlaDefaults {
+        all: LifecycleInput::parse(&json!({"timeout": {"after_seconds": 3600}})).unwrap(),
+        by_type: [(
+            TaskType::Approval,
+            LifecycleInput::parse(&json!({
+                "remind": {"after_seconds": 120, "max": 1},
+                "timeout": {"fallback": {"outcome": "rejected"}},
+            }))
+            .unwrap(),
+        )]
+        .into(),
+    };
     let clocked = ClockedEngine::open(EngineSettings {
         sla,
         ..EngineSettings::default()
