@@ -302,6 +302,15 @@ fn the_example_config_is_valid() {
     let overrides = signoff::config::ServerOverrides::default();
     let server = signoff::config::ServerSettings::resolve(&file, &overrides).unwrap();
     assert_eq!(server.default_assignees, ["team:oncall"]);
+    let approval = server.sla.for_task(signoff::domain::TaskType::Approval);
+    assert_eq!(approval.timeout.unwrap().after_seconds, Some(4 * 3600));
+    assert_eq!(
+        approval.escalate.unwrap().len(),
+        2,
+        "stages come from [sla.default]"
+    );
+    assert_eq!(server.notify.routes.len(), 2);
+    assert!(server.notify.smtp.is_some());
     let inbox = signoff::tui::settings::TuiSettings::resolve(&file.tui, false).unwrap();
     assert_eq!(inbox.undo_seconds, 5);
 }

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::Cli;
 use super::output::{json, table};
+use crate::bench::timers::{TimerOptions, TimerReport, run_timers};
 use crate::bench::{RoundTripOptions, RoundTripReport, SpawnedServer, Target, run_round_trips};
 
 #[derive(Debug, Subcommand)]
@@ -16,6 +17,121 @@ pub enum BenchCommand {
     Roundtrip(RoundTripArgs),
     /// Start-up time and memory of the real inbox (under tmux) with many tasks
     Inbox(InboxArgs),
+    /// The durable scheduler: lateness while many timers come due in one minute,
+    /// firing throughput, and server memory as waiting tasks grow
+    Timers(TimersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TimersArgs {
+    /// Tasks waiting with timers far in the future
+    #[arg(long, default_value_t = 100_000)]
+    pub tasks: usize,
+    /// Reminders that come due within the window
+    #[arg(long, default_value_t = 10_000)]
+    pub due: usize,
+    /// The window the reminders come due in, in seconds
+    #[arg(long, default_value_t = 60)]
+    pub window: u64,
+    /// Tasks sharing one deadline, to measure firing throughput
+    #[arg(long, default_value_t = 20_000)]
+    pub burst: usize,
+    /// Runs, each on a fresh server; the summary is the median
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Durability of the spawned server: full (fsync every commit) or normal
+    #[arg(long, default_value = "full")]
+    pub durability: String,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+async fn run_timers_bench(args: &TimersArgs) -> Result<ExitCode> {
+    if args.due == 0 || args.burst == 0 || args.runs == 0 || args.window == 0 {
+        bail!("--due, --burst, --window and --runs must be at least 1");
+    }
+    crate::store::Durability::parse(&args.durability).map_err(anyhow::Error::msg)?;
+    let options = TimerOptions {
+        waiting: args.tasks,
+        due: args.due,
+        window: Duration::from_secs(args.window),
+        burst: args.burst,
+        durability: args.durability.clone(),
+    };
+    let binary = std::env::current_exe().context("cannot find the signoff binary")?;
+    let mut reports = Vec::new();
+    for run in 1..=args.runs {
+        let report = run_timers(&binary, &options).await?;
+        if !args.json {
+            eprintln!(
+                "run {run}/{}: lateness p50 {:.1} ms p99 {:.1} ms, {:.0} firings/s, RSS {:?}",
+                args.runs,
+                report.lateness_p50_ms,
+                report.lateness_p99_ms,
+                report.firings_per_second,
+                report.rss_mib_by_waiting
+            );
+        }
+        reports.push(report);
+    }
+    let pick =
+        |field: fn(&TimerReport) -> f64| median(&mut reports.iter().map(field).collect::<Vec<_>>());
+    // The memory series has the same steps in every run; take each step's median.
+    let rss: Vec<(usize, f64)> = reports[0]
+        .rss_mib_by_waiting
+        .iter()
+        .enumerate()
+        .map(|(step, (tasks, _))| {
+            let mut values: Vec<f64> = reports
+                .iter()
+                .map(|r| r.rss_mib_by_waiting[step].1)
+                .collect();
+            (*tasks, median(&mut values))
+        })
+        .collect();
+    let (p50, p99, max, rate) = (
+        pick(|r| r.lateness_p50_ms),
+        pick(|r| r.lateness_p99_ms),
+        pick(|r| r.lateness_max_ms),
+        pick(|r| r.firings_per_second),
+    );
+    if args.json {
+        println!(
+            "{}",
+            json(&serde_json::json!({
+                "durability": args.durability,
+                "runs": reports,
+                "median": {
+                    "lateness_p50_ms": p50, "lateness_p99_ms": p99, "lateness_max_ms": max,
+                    "firings_per_second": rate, "rss_mib_by_waiting": rss,
+                },
+            }))
+        );
+    } else {
+        println!(
+            "scheduler with {} waiting tasks, {} reminders due within {} s, a burst of {} (durability {}, median of {} runs)",
+            args.tasks, args.due, args.window, args.burst, args.durability, args.runs
+        );
+        print!(
+            "{}",
+            table(
+                &["LATENESS P50 MS", "P99 MS", "MAX MS", "FIRINGS/S"],
+                &[vec![
+                    format!("{p50:.1}"),
+                    format!("{p99:.1}"),
+                    format!("{max:.1}"),
+                    format!("{rate:.0}")
+                ]]
+            )
+        );
+        let rss_rows: Vec<Vec<String>> = rss
+            .iter()
+            .map(|(tasks, mib)| vec![tasks.to_string(), format!("{mib:.1}")])
+            .collect();
+        print!("{}", table(&["WAITING TASKS", "SERVER RSS MIB"], &rss_rows));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +249,7 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
     let args = match command {
         BenchCommand::Roundtrip(args) => args,
         BenchCommand::Inbox(args) => return run_inbox_bench(args).await,
+        BenchCommand::Timers(args) => return run_timers_bench(args).await,
     };
     if args.agents == 0 || args.runs == 0 || args.seconds == 0 {
         bail!("--agents, --runs and --seconds must be at least 1");

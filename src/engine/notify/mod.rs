@@ -237,14 +237,25 @@ pub fn clip(text: &str, limit: usize) -> String {
     clipped
 }
 
-/// An HTTP failure in a few words, for the audit.
-pub fn describe_http_error(err: &reqwest::Error) -> String {
+/// An HTTP failure in a few words, for the audit. The URL is left out: for a
+/// Slack webhook its path is the credential, and the audit is widely readable.
+pub fn describe_http_error(err: reqwest::Error) -> String {
     if err.is_timeout() {
-        "timed out".to_string()
-    } else if err.is_connect() {
-        format!("cannot connect: {err}")
+        return "timed out".to_string();
+    }
+    let connect = err.is_connect();
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if connect {
+        format!("cannot connect: {text}")
     } else {
-        err.to_string()
+        text
     }
 }
 

@@ -25,7 +25,8 @@ pub fn blocks(message: &Value) -> Value {
     let field = |label: &str, value: &str| json!({"type": "mrkdwn", "text": format!("*{label}*\n{}", escape(value))});
     let intent_id = text_field(message, "intent_id");
     json!({
-        "text": headline,
+        // The notification text is mrkdwn: a title must not @-mention a channel.
+        "text": escape(&headline),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": clip(&headline, HEADER_LIMIT), "emoji": true}},
             {"type": "section", "fields": [
@@ -47,7 +48,7 @@ pub async fn send(client: &reqwest::Client, url: &str, message: &Value) -> Resul
         .json(&blocks(message))
         .send()
         .await
-        .map_err(|err| describe_http_error(&err))?;
+        .map_err(describe_http_error)?;
     check_status(response).await
 }
 
@@ -63,7 +64,7 @@ mod tests {
             "task_type": "approval", "intent_id": "0193-abc",
         });
         let payload = blocks(&message);
-        assert_eq!(payload["text"], "Reminder 2: Deploy <v2> & more");
+        assert_eq!(payload["text"], "Reminder 2: Deploy &lt;v2&gt; &amp; more");
         assert_eq!(payload["blocks"][0]["type"], "header");
         let fields = payload["blocks"][1]["fields"].to_string();
         for expected in [

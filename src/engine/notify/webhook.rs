@@ -30,7 +30,7 @@ pub async fn send(
         .body(body)
         .send()
         .await
-        .map_err(|err| super::describe_http_error(&err))?;
+        .map_err(super::describe_http_error)?;
     super::check_status(response).await
 }
 

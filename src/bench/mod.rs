@@ -1,4 +1,6 @@
-//! The approval round-trip benchmark behind `signoff bench roundtrip`.
+//! The benchmarks behind `signoff bench`. This file holds the approval
+//! round trip (`bench roundtrip`) and the inbox start-up (`bench inbox`);
+//! `timers` holds the scheduler benchmark (`bench timers`).
 //!
 //! Each simulated agent loops: create a human task, follow its event stream (as the
 //! SDK's `wait_for` does), and as soon as the stream is live a reviewer decides over
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, json};
+
+pub mod timers;
 
 use crate::client::{Bounded, Client, ClientError};
 use crate::domain::PrincipalKind;
@@ -223,7 +227,6 @@ fn percentile_ms(sorted: &[Duration], fraction: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// Creates the agent and reviewer keys the benchmark uses.
 /// An agent and a reviewer for the benchmark, and the reviewer's key.
 struct BenchActors {
     agent: Client,
@@ -336,23 +339,30 @@ pub async fn run_round_trips(
 
 /// Leaves `count` tasks waiting for a human.
 async fn fill_waiting(agent: &Client, count: usize) -> anyhow::Result<()> {
+    create_many(agent, 0..count, task_body).await
+}
+
+/// Creates one intent per number in `sequences`, 64 at a time, with the body
+/// `body` makes for it.
+async fn create_many(
+    agent: &Client,
+    sequences: std::ops::Range<usize>,
+    body: impl Fn(usize) -> serde_json::Value,
+) -> anyhow::Result<()> {
     const CONCURRENCY: usize = 64;
-    let results: Vec<Result<(), ClientError>> = futures::stream::iter(0..count)
+    let count = sequences.len();
+    let results: Vec<Result<(), ClientError>> = futures::stream::iter(sequences)
         .map(|sequence| {
             let agent = agent.clone();
-            async move {
-                agent
-                    .create_intent(&task_body(sequence), None)
-                    .await
-                    .map(|_| ())
-            }
+            let body = body(sequence);
+            async move { agent.create_intent(&body, None).await.map(|_| ()) }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
     let failed = results.iter().filter(|result| result.is_err()).count();
     if failed > 0 {
-        anyhow::bail!("{failed} of {count} waiting tasks could not be created");
+        anyhow::bail!("{failed} of {count} tasks could not be created");
     }
     Ok(())
 }
