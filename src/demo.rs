@@ -57,6 +57,9 @@ pub fn resumed_line(agent: &str, event: &Event) -> String {
         .get("decided_by")
         .and_then(Value::as_str)
         .unwrap_or("the system");
+    if by.starts_with("system:") {
+        return format!("{agent} resumed with outcome {outcome}: nobody decided in time ({by})");
+    }
     format!("{agent} resumed with outcome {outcome} (decided by {by})")
 }
 
@@ -140,7 +143,8 @@ async fn simulate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{IntentRequest, Status, TaskType};
+    use crate::domain::lifecycle::PolicyContext;
+    use crate::domain::{IntentRequest, LifecyclePolicy, Status, TaskType};
 
     #[test]
     fn the_scenario_is_valid_and_covers_every_task_type() {
@@ -152,6 +156,23 @@ mod tests {
             body["correlation_id"] = json!(uuid::Uuid::new_v4().to_string());
             let request = IntentRequest::parse(&body, &agent)
                 .unwrap_or_else(|err| panic!("{}: {err}", task.agent));
+            let task_type = request.human_task.as_ref().map(|t| t.task_type);
+            let outcomes = request
+                .human_task
+                .as_ref()
+                .unwrap()
+                .allowed_outcomes
+                .clone();
+            LifecyclePolicy::resolve(
+                &request.timing,
+                &PolicyContext {
+                    started_at: SystemClock.now(),
+                    task_type,
+                    allowed_outcomes: &outcomes,
+                    defaults: None,
+                },
+            )
+            .unwrap_or_else(|err| panic!("{}'s lifecycle: {err}", task.agent));
             types.push(request.human_task.unwrap().task_type);
             Principal::new(PrincipalKind::Agent, &task.agent, vec![]).unwrap();
         }
@@ -178,6 +199,15 @@ mod tests {
         assert_eq!(
             resumed_line("agent://demo/deployer", &event),
             "agent://demo/deployer resumed with outcome approved (decided by you@example.com)"
+        );
+        let timed_out = Event {
+            actor: "system:timeout".into(),
+            details: json!({"result": {"outcome": "rejected"}, "decided_by": "system:timeout"}),
+            ..event
+        };
+        assert_eq!(
+            resumed_line("agent://demo/cost-guard", &timed_out),
+            "agent://demo/cost-guard resumed with outcome rejected: nobody decided in time (system:timeout)"
         );
     }
 }

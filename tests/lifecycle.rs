@@ -16,10 +16,12 @@ use futures::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 use signoff::client::{Client, TaskStreamMessage};
 use signoff::clock::ManualClock;
+use signoff::domain::Verdict;
 use signoff::domain::lifecycle::LifecycleInput;
 use signoff::domain::{
     Event, Principal, PrincipalKind, SlaDefaults, Status, TaskStreamItem, TaskType, Timestamp,
 };
+use signoff::engine::decisions::{Decision, Via};
 use signoff::engine::{Engine, EngineSettings};
 use signoff::store::Durability;
 
@@ -93,6 +95,17 @@ impl ClockedEngine {
             .into_iter()
             .filter(|event| event.event_type == event_type)
             .collect()
+    }
+
+    async fn approve_as(&self, identity: &str, intent_id: &str) -> signoff::domain::Result<Value> {
+        let yes = Decision::Verdict {
+            verdict: Verdict::Approving,
+            comment: None,
+            data: Map::new(),
+        };
+        self.engine
+            .decide(&reviewer(identity), intent_id, yes, Via::Api, None)
+            .await
     }
 
     async fn next_due(&self) -> Option<i64> {
@@ -280,21 +293,7 @@ async fn a_three_stage_ladder_reassigns_the_same_task_stage_by_stage() {
     );
 
     // The old assignee can no longer decide; the new one can.
-    let refused = clocked
-        .engine
-        .decide(
-            &reviewer("a@example.com"),
-            &id,
-            signoff::engine::decisions::Decision::Verdict {
-                verdict: signoff::domain::Verdict::Approving,
-                comment: None,
-                data: Map::new(),
-            },
-            signoff::engine::decisions::Via::Api,
-            None,
-        )
-        .await
-        .unwrap_err();
+    let refused = clocked.approve_as("a@example.com", &id).await.unwrap_err();
     assert!(
         refused.message.contains("not an assignee"),
         "{}",
@@ -312,21 +311,7 @@ async fn deciding_cancels_every_timer_in_the_same_transaction() {
         )
         .await;
     assert!(clocked.next_due().await.is_some());
-    clocked
-        .engine
-        .decide(
-            &reviewer("alice@example.com"),
-            &id,
-            signoff::engine::decisions::Decision::Verdict {
-                verdict: signoff::domain::Verdict::Approving,
-                comment: None,
-                data: Map::new(),
-            },
-            signoff::engine::decisions::Via::Api,
-            None,
-        )
-        .await
-        .unwrap();
+    clocked.approve_as("alice@example.com", &id).await.unwrap();
     assert_eq!(clocked.next_due().await, None);
     let before = clocked.events(&id).await.len();
     assert_eq!(clocked.at(9 * 3600).await, 0);

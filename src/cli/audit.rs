@@ -13,7 +13,7 @@ use super::Cli;
 use crate::config::DatabaseLocation;
 use crate::domain::Timestamp;
 use crate::domain::audit::{
-    AuditRecord, BrokenLink, GENESIS, VerifiedLog, Verifier, actor_kind, describe,
+    AuditRecord, BrokenLink, GENESIS, VerifiedLog, Verifier, actor_kind, canonical, describe,
 };
 use crate::domain::time::parse_duration;
 use crate::store::sqlite::{AuditFilter, AuditReader};
@@ -187,21 +187,13 @@ fn csv_field(text: &str) -> String {
 fn export_line(record: &AuditRecord, format: Format) -> String {
     let event = &record.event;
     match format {
-        Format::Jsonl => json!({
-            "cursor": record.cursor,
-            "at": event.at,
-            "intent_id": event.intent_id,
-            "seq": event.seq,
-            "event_type": event.event_type,
-            "status": event.status,
-            "waiting_reason": event.waiting_reason,
-            "actor": event.actor,
-            "actor_kind": actor_kind(&event.actor),
-            "summary": describe(event),
-            "details": event.details,
-            "hash": record.hash,
-        })
-        .to_string(),
+        Format::Jsonl => {
+            let mut line = canonical(record.cursor, event);
+            line["actor_kind"] = json!(actor_kind(&event.actor));
+            line["summary"] = json!(describe(event));
+            line["hash"] = json!(record.hash);
+            line.to_string()
+        }
         Format::Csv => [
             record.cursor.to_string(),
             event.at.to_string(),

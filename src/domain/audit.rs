@@ -13,10 +13,10 @@ use super::event::Event;
 /// The hash before the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The hash of the event at `cursor`, following `previous`. The canonical form is
-/// compact JSON with sorted keys, so it does not depend on how the event is stored.
-pub fn event_hash(previous: &str, cursor: u64, event: &Event) -> String {
-    let canonical = json!({
+/// The event at `cursor` as the chain hashes it: compact JSON with sorted keys,
+/// so it does not depend on how the event is stored.
+pub fn canonical(cursor: u64, event: &Event) -> serde_json::Value {
+    json!({
         "cursor": cursor,
         "intent_id": event.intent_id,
         "seq": event.seq,
@@ -26,7 +26,12 @@ pub fn event_hash(previous: &str, cursor: u64, event: &Event) -> String {
         "actor": event.actor,
         "at": event.at,
         "details": event.details,
-    });
+    })
+}
+
+/// The hash of the event at `cursor`, following `previous`.
+pub fn event_hash(previous: &str, cursor: u64, event: &Event) -> String {
+    let canonical = canonical(cursor, event);
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
     hasher.update(b"\n");

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::decisions::time_out;
 use super::notify::{NotifyKind, queue_notifications};
 use super::{Engine, EngineSettings};
+use crate::clock::Clock;
 use crate::domain::event::{ESCALATED, REMINDER};
 use crate::domain::lifecycle::SCHEDULER_ACTOR;
 use crate::domain::{Result, TimerKind, Timestamp};
@@ -59,7 +60,7 @@ impl Wakeup {
 
     /// The worker is about to read what is due; anything committed from now on
     /// must wake it again.
-    pub fn awake(&self) {
+    fn awake(&self) {
         self.planned.store(i64::MAX, Ordering::Release);
     }
 
@@ -83,10 +84,46 @@ impl Wakeup {
     }
 
     /// After a store error: pause briefly rather than spin.
-    pub async fn pause(&self, shutdown: &CancellationToken) -> bool {
+    async fn pause(&self, shutdown: &CancellationToken) -> bool {
         tokio::select! {
             _ = shutdown.cancelled() => false,
             _ = tokio::time::sleep(ERROR_PAUSE) => true,
+        }
+    }
+
+    /// The loop of a background worker, until `shutdown`: `work` handles what is
+    /// due now (at most `batch` items; a full batch means more may be waiting, so
+    /// it goes again at once), then it sleeps until `next_due` says, or until a
+    /// commit wakes it. Store errors are logged and retried after a pause.
+    pub async fn drive<Work, Next>(
+        &self,
+        what: &str,
+        clock: &dyn Clock,
+        shutdown: &CancellationToken,
+        batch: usize,
+        mut work: impl FnMut() -> Work,
+        mut next_due: impl FnMut() -> Next,
+    ) where
+        Work: Future<Output = Result<usize>>,
+        Next: Future<Output = Result<Option<Timestamp>>>,
+    {
+        loop {
+            self.awake();
+            let next = match work().await {
+                Ok(done) if done >= batch => continue,
+                Ok(_) => next_due().await,
+                Err(err) => Err(err),
+            };
+            let keep_going = match next {
+                Ok(next) => self.sleep(clock.now(), next, shutdown).await,
+                Err(err) => {
+                    tracing::error!("{what} failed: {err}");
+                    self.pause(shutdown).await
+                }
+            };
+            if !keep_going {
+                return;
+            }
         }
     }
 }
@@ -190,34 +227,16 @@ impl Engine {
 
     /// Runs the scheduler until `shutdown` fires.
     pub async fn run_scheduler(&self, shutdown: CancellationToken) {
-        let wakeup = &self.hub.timers;
-        loop {
-            wakeup.awake();
-            match self.fire_due_timers().await {
-                // A full batch: more may be due right now.
-                Ok(due) if due >= FIRE_BATCH => continue,
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::error!("firing timers failed: {err}");
-                    if !wakeup.pause(&shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            }
-            let next = match self.store.next_timer_due().await {
-                Ok(next) => next,
-                Err(err) => {
-                    tracing::error!("reading the next timer failed: {err}");
-                    if !wakeup.pause(&shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            if !wakeup.sleep(self.clock.now(), next, &shutdown).await {
-                return;
-            }
-        }
+        self.hub
+            .timers
+            .drive(
+                "firing timers",
+                self.clock.as_ref(),
+                &shutdown,
+                FIRE_BATCH,
+                || self.fire_due_timers(),
+                || self.store.next_timer_due(),
+            )
+            .await;
     }
 }

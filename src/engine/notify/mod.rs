@@ -439,34 +439,17 @@ impl Engine {
     /// Runs the outbox sender until `shutdown` fires.
     pub async fn run_notifier(&self, shutdown: CancellationToken) {
         let senders = Senders::new(&self.settings.notify);
-        let wakeup = &self.hub.outbox;
-        loop {
-            wakeup.awake();
-            match self.send_due_notifications(&senders).await {
-                Ok(taken) if taken >= CLAIM_BATCH => continue,
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::error!("sending notifications failed: {err}");
-                    if !wakeup.pause(&shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            }
-            let next = match self.store.next_outbox_due().await {
-                Ok(next) => next,
-                Err(err) => {
-                    tracing::error!("reading the outbox failed: {err}");
-                    if !wakeup.pause(&shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            if !wakeup.sleep(self.clock.now(), next, &shutdown).await {
-                return;
-            }
-        }
+        self.hub
+            .outbox
+            .drive(
+                "sending notifications",
+                self.clock.as_ref(),
+                &shutdown,
+                CLAIM_BATCH,
+                || self.send_due_notifications(&senders),
+                || self.store.next_outbox_due(),
+            )
+            .await;
     }
 }
 
