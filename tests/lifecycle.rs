@@ -588,6 +588,18 @@ async fn impossible_policies_are_refused_with_a_reason_and_nothing_is_created() 
             "at least 1 second",
         ),
         (
+            json!({"lifecycle": {"timeout": {"after_seconds": 1_000_000_000_000u64}}}),
+            "lifecycle.timeout.after_seconds",
+        ),
+        (
+            json!({"lifecycle": {"timeout": {"after_seconds": u64::MAX}}}),
+            "10 years",
+        ),
+        (
+            json!({"lifecycle": {"escalate": [{"after_seconds": u64::MAX, "to": "b@example.com"}]}}),
+            "lifecycle.escalate[0].after_seconds",
+        ),
+        (
             json!({"lifecycle": {"timeout": {"after_seconds": 600}, "escalate": [{"after_seconds": 900, "to": "b@example.com"}]}}),
             "after the deadline",
         ),

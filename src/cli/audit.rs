@@ -16,7 +16,7 @@ use crate::domain::audit::{
     AuditRecord, BrokenLink, GENESIS, VerifiedLog, Verifier, actor_kind, canonical, describe,
 };
 use crate::domain::time::parse_duration;
-use crate::store::sqlite::{AuditFilter, AuditReader};
+use crate::store::sqlite::{AuditError, AuditFilter, AuditReader};
 
 /// Exit code when the chain is broken.
 pub const EXIT_BROKEN: u8 = 1;
@@ -150,19 +150,21 @@ fn run_verify(
         })
     });
     let verified = verifier.finish();
-    if broken.is_none() {
-        walked?;
-        if !seen_expected {
-            broken = Some(BrokenLink {
-                cursor: 0,
-                intent_id: String::new(),
-                seq: 0,
-                reason: format!(
-                    "the expected head {} is not in the log: the newest events were removed, or this is another log",
-                    expect_head.unwrap_or_default()
-                ),
-            });
-        }
+    match walked {
+        Err(AuditError::Damaged(link)) => broken = Some(link),
+        Err(AuditError::Failed(error)) if broken.is_none() => return Err(error.into()),
+        _ => {}
+    }
+    if broken.is_none() && !seen_expected {
+        broken = Some(BrokenLink {
+            cursor: 0,
+            intent_id: String::new(),
+            seq: 0,
+            reason: format!(
+                "the expected head {} is not in the log: the newest events were removed, or this is another log",
+                expect_head.unwrap_or_default()
+            ),
+        });
     }
     report(&verified, broken.as_ref(), as_json);
     Ok(if broken.is_some() {

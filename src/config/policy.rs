@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{ConfigError, invalid};
-use crate::domain::lifecycle::{RemindInput, StageInput, Targets, TimeoutInput};
+use crate::domain::lifecycle::{
+    MAX_DURATION_SECONDS, RemindInput, StageInput, Targets, TimeoutInput,
+};
 use crate::domain::task::{TaskType, validate_assignee_list};
 use crate::domain::time::parse_duration;
 use crate::domain::{Fallback, LifecycleInput, SlaDefaults};
@@ -27,8 +29,11 @@ impl DurationValue {
             DurationValue::Text(text) => parse_duration(text),
         };
         match seconds {
-            Some(seconds) if seconds >= 0 => Ok(seconds as u64),
-            Some(_) => Err(invalid(key, "must not be negative")),
+            Some(seconds) if seconds < 0 => Err(invalid(key, "must not be negative")),
+            Some(seconds) if seconds as u64 > MAX_DURATION_SECONDS => {
+                Err(invalid(key, "is longer than 10 years"))
+            }
+            Some(seconds) => Ok(seconds as u64),
             None => Err(invalid(
                 key,
                 "is not a duration; write e.g. \"90s\", \"30m\", \"1h30m\", \"2d\" or a number of seconds",
@@ -471,6 +476,7 @@ mod tests {
             ("[sla.approvals]\ntimeout = \"1h\"", "sla.approvals"),
             ("[sla.default]\ntimeout = \"soon\"", "sla.default.timeout"),
             ("[sla.default]\ntimeout = -5", "must not be negative"),
+            ("[sla.default]\ntimeout = \"4000d\"", "longer than 10 years"),
             (
                 "[sla.default]\nremind_every = 0",
                 "sla.default.remind_every",

@@ -18,6 +18,10 @@ pub const DEFAULT_REMIND_AFTER: u64 = 5 * 60;
 pub const DEFAULT_REMIND_EVERY: u64 = 30 * 60;
 pub const DEFAULT_ESCALATE_AFTER: u64 = 30 * 60;
 pub const DEFAULT_TIMEOUT_AFTER: u64 = 8 * 3600;
+/// The longest duration any lifecycle setting may have: ten years. Longer ones
+/// are almost certainly unit mistakes, and would overflow the calendar.
+pub const MAX_DURATION_SECONDS: u64 = 10 * 366 * 86_400;
+
 /// Who a timeout's decision is recorded as: never a person.
 pub const TIMEOUT_ACTOR: &str = "system:timeout";
 /// Who reminders and escalations are recorded as.
@@ -226,6 +230,57 @@ pub struct TimingRequest {
 }
 
 impl TimingRequest {
+    /// Refuses any duration longer than [`MAX_DURATION_SECONDS`], naming it.
+    fn check_durations(&self) -> Result<()> {
+        let mut durations = vec![
+            (
+                "remind_after_seconds".to_string(),
+                self.remind_after_seconds,
+            ),
+            (
+                "remind_interval_seconds".to_string(),
+                self.remind_interval_seconds,
+            ),
+        ];
+        if let Some(lifecycle) = &self.lifecycle {
+            if let Some(remind) = &lifecycle.remind {
+                durations.push((
+                    "lifecycle.remind.after_seconds".into(),
+                    remind.after_seconds,
+                ));
+                durations.push((
+                    "lifecycle.remind.every_seconds".into(),
+                    remind.every_seconds,
+                ));
+            }
+            for (index, stage) in lifecycle.escalate.iter().flatten().enumerate() {
+                durations.push((
+                    format!("lifecycle.escalate[{index}].after_seconds"),
+                    Some(stage.after_seconds),
+                ));
+            }
+            if let Some(timeout) = &lifecycle.timeout {
+                durations.push((
+                    "lifecycle.timeout.after_seconds".into(),
+                    timeout.after_seconds,
+                ));
+            }
+        }
+        for (field, seconds) in durations {
+            if let Some(seconds) = seconds
+                && seconds > MAX_DURATION_SECONDS
+            {
+                return Err(Error::invalid_field(
+                    &field,
+                    format!(
+                        "{seconds} seconds is more than the longest allowed, 10 years ({MAX_DURATION_SECONDS} seconds)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn mentions_reminders_or_escalation(&self) -> bool {
         self.remind_after_seconds.is_some()
             || self.remind_interval_seconds.is_some()
@@ -256,6 +311,7 @@ impl LifecyclePolicy {
     /// Resolves the policy: request first, then SLA defaults, then built-ins;
     /// refuses combinations that cannot work, saying why.
     pub fn resolve(request: &TimingRequest, context: &PolicyContext) -> Result<LifecyclePolicy> {
+        request.check_durations()?;
         let lifecycle = request.lifecycle.clone().unwrap_or_default();
         let defaults = context.defaults.cloned().unwrap_or_default();
         if context.task_type.is_none() && request.mentions_reminders_or_escalation() {

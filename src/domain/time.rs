@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
+use time::macros::{datetime, format_description};
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,12 +57,21 @@ impl Timestamp {
         self.0
     }
 
+    /// The earliest and latest instants a timestamp can hold (years 1 to 9999).
+    pub const MIN: Timestamp = Timestamp(datetime!(0001-01-01 00:00:00 UTC));
+    pub const MAX: Timestamp = Timestamp(datetime!(9999-12-31 23:59:59.999999 UTC));
+
     /// Moves by `seconds`, saturating at the ends of the supported range.
     pub fn plus_seconds(&self, seconds: i64) -> Self {
-        self.0
+        let moved = self
+            .0
             .checked_add(Duration::seconds(seconds))
-            .and_then(Self::checked)
-            .unwrap_or(*self)
+            .and_then(Self::checked);
+        match moved {
+            Some(moved) => moved,
+            None if seconds < 0 => Self::MIN,
+            None => Self::MAX,
+        }
     }
 
     /// Whole seconds from `self` until `later` (negative when `later` is earlier).
@@ -171,8 +180,20 @@ mod tests {
         assert_eq!(Timestamp::parse(&edge.to_string()).unwrap(), edge);
         assert_eq!(
             edge.plus_seconds(10),
-            edge,
+            Timestamp::MAX,
             "saturates instead of overflowing"
+        );
+        let now = Timestamp::parse("2026-11-21T12:00:00Z").unwrap();
+        assert_eq!(now.plus_seconds(i64::MAX), Timestamp::MAX);
+        assert_eq!(now.plus_seconds(-800_000 * 86_400), Timestamp::MIN);
+        assert_eq!(now.plus_seconds(i64::MIN), Timestamp::MIN);
+        assert_eq!(
+            Timestamp::parse(&Timestamp::MAX.to_string()).unwrap(),
+            Timestamp::MAX
+        );
+        assert_eq!(
+            Timestamp::parse(&Timestamp::MIN.to_string()).unwrap(),
+            Timestamp::MIN
         );
     }
 

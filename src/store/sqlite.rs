@@ -23,7 +23,7 @@ use super::{
     Store, Target, TaskSnapshot, TimerFn, WriteResult,
 };
 use crate::clock::Clock;
-use crate::domain::audit::{AuditRecord, GENESIS, event_hash};
+use crate::domain::audit::{AuditRecord, BrokenLink, GENESIS, event_hash};
 use crate::domain::{
     Error, ErrorKind, Event, Intent, Principal, PrincipalKind, Result, Status, StoredEvent,
     TimerKind, TimerSpec, Timestamp, WaitingReason,
@@ -1142,12 +1142,13 @@ impl AuditReader {
     }
 
     /// Calls `visit` with each matching event in commit order, streaming, so
-    /// logs larger than memory can be verified and exported.
+    /// logs larger than memory can be verified and exported. A row too damaged to
+    /// read stops the walk with [`AuditError::Damaged`], naming where.
     pub fn for_each(
         &self,
         filter: &AuditFilter,
         mut visit: impl FnMut(AuditRecord) -> Result<()>,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), AuditError> {
         let mut statement = self
             .conn
             .prepare(&format!(
@@ -1161,14 +1162,64 @@ impl AuditReader {
             .query(params![filter.intent_id, since])
             .map_err(storage_error)?;
         while let Some(row) = rows.next().map_err(storage_error)? {
-            let record = AuditRecord {
-                cursor: row.get::<_, i64>(0).map_err(storage_error)? as u64,
-                event: event_from_row(row).map_err(storage_error)?,
-                hash: row.get(9).map_err(storage_error)?,
-            };
-            visit(record)?;
+            let cursor = row.get::<_, i64>(0).map_err(storage_error)? as u64;
+            let record = event_from_row(row).and_then(|event| {
+                Ok(AuditRecord {
+                    cursor,
+                    event,
+                    hash: row.get(9)?,
+                })
+            });
+            match record {
+                Ok(record) => visit(record)?,
+                Err(err) => return Err(AuditError::Damaged(damaged(row, cursor, &err))),
+            }
         }
         Ok(())
+    }
+}
+
+/// Why an audit walk stopped.
+#[derive(Debug)]
+pub enum AuditError {
+    /// A row could not be read as an event: it was changed outside signoff.
+    Damaged(BrokenLink),
+    Failed(Error),
+}
+
+impl From<Error> for AuditError {
+    fn from(error: Error) -> Self {
+        AuditError::Failed(error)
+    }
+}
+
+impl std::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditError::Damaged(link) => write!(
+                f,
+                "the event at cursor {} (intent {}, seq {}) {}",
+                link.cursor, link.intent_id, link.seq, link.reason
+            ),
+            AuditError::Failed(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {}
+
+/// The broken link for a row that does not parse, with whatever of its identity
+/// can still be read.
+fn damaged(row: &Row<'_>, cursor: u64, err: &rusqlite::Error) -> BrokenLink {
+    let why = match err {
+        rusqlite::Error::FromSqlConversionFailure(_, _, inner) => inner.to_string(),
+        other => other.to_string(),
+    };
+    BrokenLink {
+        cursor,
+        intent_id: row.get::<_, String>(1).unwrap_or_else(|_| "?".into()),
+        seq: row.get::<_, i64>(2).map_or(0, |seq| seq as u64),
+        reason: format!("cannot be read ({why}): it was changed outside signoff"),
     }
 }
 

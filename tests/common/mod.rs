@@ -2,6 +2,7 @@
 //! temporary SQLite file, either in-process or as a `signoff serve` child process.
 #![allow(dead_code)]
 
+pub mod audit_support;
 pub mod fixtures;
 pub mod receivers;
 pub mod tmux;
