@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's benchmark tables. Each run starts a fresh server and
+# Reproduces the README's benchmark tables (round trip, inbox, scheduler). Each run starts a fresh server and
 # database; the summaries are medians. The inbox figures need tmux.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +9,5 @@ signoff=./target/release/signoff
 "$signoff" bench roundtrip --agents 32 --seconds 10 --runs 3 --durability normal --waiting 0
 "$signoff" bench roundtrip --agents 16 --seconds 10 --runs 3 --durability normal --waiting 0
 "$signoff" bench inbox --tasks 10000 --runs 3
+"$signoff" bench timers --tasks 100000 --due 10000 --window 60 --burst 20000 --runs 3
 cargo bench --bench tui

@@ -582,7 +582,7 @@ async fn impossible_policies_are_refused_with_a_reason_and_nothing_is_created() 
     let task = approval(&["alice@example.com"]);
     let past = Timestamp::parse("2020-01-01T00:00:00Z").unwrap();
     let cases = [
-        (json!({"remind_after_seconds": -5}), "remind_after_seconds"),
+        (json!({"remind_after_seconds": -5}), "a negative duration"),
         (
             json!({"lifecycle": {"remind": {"every_seconds": 0}}}),
             "at least 1 second",

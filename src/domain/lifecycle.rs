@@ -29,6 +29,34 @@ pub const SCHEDULER_ACTOR: &str = "system:scheduler";
 /// Who notification attempts are recorded as.
 pub const NOTIFIER_ACTOR: &str = "system:notify";
 
+/// A duration in whole seconds, refused with a message that says what is wrong
+/// (rather than serde's "expected u64") when it is negative, fractional or text.
+pub fn seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<u64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    value.as_u64().ok_or_else(|| {
+        let why = match &value {
+            Value::Number(number) if number.as_i64().is_some_and(|n| n < 0) => {
+                "a negative duration"
+            }
+            Value::Number(_) => "not a whole number of seconds",
+            _ => "not a number of seconds",
+        };
+        serde::de::Error::custom(format!("`{value}` is {why}; give whole seconds, 0 or more"))
+    })
+}
+
+/// [`seconds`], for optional fields (`null` is absent).
+pub fn optional_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => seconds(value).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 /// What a timeout does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fallback {
@@ -122,7 +150,9 @@ pub struct LifecyclePolicy {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemindInput {
+    #[serde(default, deserialize_with = "optional_seconds")]
     pub after_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "optional_seconds")]
     pub every_seconds: Option<u64>,
     pub max: Option<u32>,
 }
@@ -130,6 +160,7 @@ pub struct RemindInput {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageInput {
+    #[serde(deserialize_with = "seconds")]
     pub after_seconds: u64,
     pub to: Targets,
 }
@@ -153,6 +184,7 @@ impl Targets {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutInput {
+    #[serde(default, deserialize_with = "optional_seconds")]
     pub after_seconds: Option<u64>,
     pub fallback: Option<Fallback>,
 }

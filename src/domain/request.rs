@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
-use super::lifecycle::{LifecycleInput, Targets, TimingRequest};
+use super::lifecycle::{LifecycleInput, Targets, TimingRequest, optional_seconds};
 use super::principal::{Principal, PrincipalKind, validate_agent_address};
 use super::task::{HumanTask, parse_fields, validate_assignee_list};
 use super::time::Timestamp;
@@ -33,7 +33,9 @@ struct IntentInput {
     reply_to: Option<String>,
     payload: Option<Value>,
     deadline_at: Option<String>,
+    #[serde(default, deserialize_with = "optional_seconds")]
     remind_after_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "optional_seconds")]
     remind_interval_seconds: Option<u64>,
     max_reminders: Option<u32>,
     escalate_to: Option<Targets>,
@@ -230,6 +232,12 @@ mod tests {
             ("payload", json!([1]), "payload"),
             ("deadline_at", json!("soon"), "deadline_at"),
             ("remind_after_seconds", json!(-5), "remind_after_seconds"),
+            (
+                "remind_interval_seconds",
+                json!(1.5),
+                "remind_interval_seconds",
+            ),
+            ("remind_after_seconds", json!("5m"), "remind_after_seconds"),
             ("escalate_to", json!(["bad name"]), "escalate_to"),
             ("lifecycle", json!("fast"), "lifecycle"),
         ] {
@@ -238,6 +246,32 @@ mod tests {
             let err = IntentRequest::parse(&body, &agent()).unwrap_err();
             assert_eq!(err.details["field"], named, "{field}: {err:?}");
         }
+    }
+
+    #[test]
+    fn bad_durations_say_what_is_wrong_with_them() {
+        for (value, why) in [
+            (json!(-5), "a negative duration"),
+            (json!(1.5), "not a whole number of seconds"),
+            (json!("5m"), "not a number of seconds"),
+        ] {
+            let mut body = base();
+            body["lifecycle"] =
+                json!({"escalate": [{"after_seconds": value.clone(), "to": "b@example.com"}]});
+            let err = IntentRequest::parse(&body, &agent()).unwrap_err();
+            assert_eq!(err.details["field"], "lifecycle.escalate[0].after_seconds");
+            assert!(err.message.contains(why), "{value}: {}", err.message);
+            body = base();
+            body["remind_after_seconds"] = value.clone();
+            let err = IntentRequest::parse(&body, &agent()).unwrap_err();
+            assert!(err.message.contains(why), "{value}: {}", err.message);
+        }
+        let mut body = base();
+        body["remind_after_seconds"] = Value::Null;
+        assert!(
+            IntentRequest::parse(&body, &agent()).is_ok(),
+            "null means absent"
+        );
     }
 
     #[test]

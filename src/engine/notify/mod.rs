@@ -346,6 +346,8 @@ pub struct Senders {
 
 impl Senders {
     pub fn new(settings: &NotifySettings) -> Senders {
+        // TLS for https webhooks and SMTP needs the process-wide crypto provider.
+        crate::client::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(SEND_TIMEOUT)
             .user_agent(concat!("signoff/", env!("CARGO_PKG_VERSION")))

@@ -96,7 +96,10 @@ CREATE TABLE inbox_messages (
 CREATE INDEX inbox_messages_by_thread ON inbox_messages (thread_id, cursor);
 
 -- Lifecycle timers: at most one pending timer of each kind per intent. The
--- scheduler fires due rows inside the transaction that appends their event.
+-- scheduler claims and fires due rows inside the one transaction that appends
+-- their event and schedules the next, on the only writer, so a timer needs no
+-- lease: it is either still here or fired, never half-way. (The outbox below,
+-- whose sends happen outside any transaction, is leased.)
 CREATE TABLE timers (
     intent_id  TEXT NOT NULL,
     kind       TEXT NOT NULL CHECK (kind IN ('remind', 'escalate', 'timeout')),
