@@ -57,7 +57,7 @@ pub fn resumed_line(agent: &str, event: &Event) -> String {
         .get("decided_by")
         .and_then(Value::as_str)
         .unwrap_or("the system");
-    if by.starts_with("system:") {
+    if crate::domain::lifecycle::is_system_actor(by) {
         return format!("{agent} resumed with outcome {outcome}: nobody decided in time ({by})");
     }
     format!("{agent} resumed with outcome {outcome} (decided by {by})")

@@ -449,7 +449,21 @@ async fn webhooks_carry_the_task_essentials_signed_with_the_route_secret() {
 
     let requests = wait_for_requests(&hook, 1).await;
     assert_eq!(requests[0].path, "/hooks/signoff");
-    let body = verified_webhook_body(&requests[0]);
+    let mut body = verified_webhook_body(&requests[0]);
+    let delivery = body
+        .as_object_mut()
+        .and_then(|fields| fields.remove("delivery"))
+        .expect("a signed delivery object");
+    assert_eq!(
+        requests[0]
+            .headers
+            .get("x-signoff-delivery")
+            .map(String::as_str),
+        Some(delivery["id"].to_string().as_str()),
+        "the delivery id is in the header too, for dropping repeats"
+    );
+    assert_eq!(delivery["attempt"], 1);
+    assert!(delivery["sent_at"].is_string());
     assert_eq!(
         body,
         json!({
@@ -690,11 +704,22 @@ async fn a_failing_receiver_is_retried_with_doubling_backoff_and_every_attempt_i
 
     let requests = hook.requests();
     assert_eq!(requests.len(), 3, "two failures and one success");
-    let bodies: Vec<Value> = requests.iter().map(verified_webhook_body).collect();
+    let mut bodies: Vec<Value> = requests.iter().map(verified_webhook_body).collect();
+    let deliveries: Vec<Value> = bodies
+        .iter_mut()
+        .filter_map(|body| body.as_object_mut()?.remove("delivery"))
+        .collect();
     assert!(
         bodies.iter().all(|body| body == &bodies[0]),
         "each retry sends the same notification: {bodies:#?}"
     );
+    let ids: Vec<&Value> = deliveries.iter().map(|d| &d["id"]).collect();
+    let numbers: Vec<&Value> = deliveries.iter().map(|d| &d["attempt"]).collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one delivery id across retries: {deliveries:?}"
+    );
+    assert_eq!(numbers, [&json!(1), &json!(2), &json!(3)]);
     // Lower bounds only: the retries must not come sooner than the backoff says.
     // A little slack for the sender's clock and this process's differing.
     let tolerance = Duration::from_millis(100);

@@ -302,6 +302,45 @@ async fn a_three_stage_ladder_reassigns_the_same_task_stage_by_stage() {
 }
 
 #[tokio::test]
+async fn after_downtime_every_overdue_stage_fires_once_in_due_order_before_the_timeout() {
+    let clocked = ClockedEngine::open(EngineSettings::default());
+    let id = clocked
+        .create(
+            approval(&["a@example.com"]),
+            json!({"lifecycle": {
+                "remind": {"max": 0},
+                "escalate": [
+                    {"after_seconds": 1800, "to": "b@example.com"},
+                    {"after_seconds": 3600, "to": "c@example.com"},
+                ],
+                "timeout": {"after_seconds": 7200, "fallback": "fail"},
+            }}),
+        )
+        .await;
+    // Down from before the first stage until long after the timeout.
+    assert_eq!(
+        clocked.at(10_000).await,
+        3,
+        "both stages and the timeout, one firing each"
+    );
+    let fired: Vec<(String, Value)> = clocked
+        .events(&id)
+        .await
+        .into_iter()
+        .filter(|event| event.actor.starts_with("system:"))
+        .map(|event| (event.event_type, event.details["stage"].clone()))
+        .collect();
+    assert_eq!(
+        fired,
+        [
+            ("intent.escalated".to_string(), json!(1)),
+            ("intent.escalated".to_string(), json!(2)),
+            ("intent.timed_out".to_string(), Value::Null),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn deciding_cancels_every_timer_in_the_same_transaction() {
     let clocked = ClockedEngine::open(EngineSettings::default());
     let id = clocked
@@ -363,6 +402,24 @@ async fn fallbacks_cancel_or_complete_as_a_system_decision() {
     assert_eq!(ended.event_type, "intent.completed");
     assert_eq!(ended.actor, "system:timeout", "never a person");
     assert_eq!(ended.details["data"]["approved"], false);
+    assert_eq!(
+        (
+            ended.details["data"]["decided_by"].clone(),
+            ended.details["data"]["timed_out"].clone()
+        ),
+        (json!("system:timeout"), json!(true)),
+        "even the flat data says no person decided"
+    );
+    let late = clocked
+        .approve_as("alice@example.com", &reject)
+        .await
+        .unwrap_err();
+    assert_eq!(late.code, "timed_out");
+    assert!(
+        late.message.contains("nobody decided") && late.message.contains("rejected"),
+        "{}",
+        late.message
+    );
     assert_eq!(
         ended.task_stream_effect().unwrap().reason,
         "timed_out",

@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::{ConfigError, invalid};
-use crate::domain::lifecycle::{
-    MAX_DURATION_SECONDS, RemindInput, StageInput, Targets, TimeoutInput,
-};
-use crate::domain::task::{TaskType, validate_assignee_list};
+use crate::domain::lifecycle::{MAX_DURATION_SECONDS, RemindInput, StageInput, TimeoutInput};
+use crate::domain::task::{OneOrMany, TaskType, validate_assignee_list};
 use crate::domain::time::parse_duration;
 use crate::domain::{Fallback, LifecycleInput, SlaDefaults};
 use crate::engine::notify::{NotifyRoute, NotifySettings, SmtpSecurity, SmtpSettings};
@@ -66,7 +64,7 @@ impl FallbackValue {
 #[serde(deny_unknown_fields)]
 pub struct StageSection {
     pub after: DurationValue,
-    pub to: Targets,
+    pub to: OneOrMany,
 }
 
 /// `[sla.default]` or `[sla.<task_type>]`.
@@ -130,7 +128,7 @@ impl SlaSection {
                     .map_err(|err| invalid(&format!("{stage_key}.to"), err.message))?;
                     parsed.push(StageInput {
                         after_seconds,
-                        to: Targets::Many(to),
+                        to: OneOrMany::Many(to),
                     });
                 }
                 Some(parsed)

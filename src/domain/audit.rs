@@ -125,19 +125,10 @@ impl Verifier {
     }
 }
 
-/// Verifies a whole log held in memory.
-pub fn verify(records: impl IntoIterator<Item = AuditRecord>) -> Result<VerifiedLog, BrokenLink> {
-    let mut verifier = Verifier::default();
-    for record in records {
-        verifier.check(&record)?;
-    }
-    Ok(verifier.finish())
-}
-
 /// Who acted, as far as the audit is concerned. A timeout's decision is the
 /// system's, never a person's, whatever outcome it records.
 pub fn actor_kind(actor: &str) -> &'static str {
-    if actor.starts_with("system:") {
+    if super::lifecycle::is_system_actor(actor) {
         "system"
     } else if actor.starts_with("agent://") {
         "agent"
@@ -237,6 +228,15 @@ pub fn describe(event: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Verifies a whole log held in memory.
+    fn verify(records: Vec<AuditRecord>) -> Result<VerifiedLog, BrokenLink> {
+        let mut verifier = Verifier::default();
+        for record in records {
+            verifier.check(&record)?;
+        }
+        Ok(verifier.finish())
+    }
     use crate::domain::{Status, Timestamp};
 
     fn event(intent: &str, seq: u64, event_type: &str) -> Event {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 use super::error::{Error, Result};
-use super::lifecycle::LifecyclePolicy;
+use super::lifecycle::{LifecyclePolicy, TIMEOUT_ACTOR};
 use super::task::HumanTask;
 use super::time::Timestamp;
 
@@ -253,7 +253,17 @@ impl Intent {
             .unwrap_or(Value::Null);
         let who = decided_by.as_str().unwrap_or("the system");
         let when = decided_at.as_str().unwrap_or_default();
-        let message = if self.status == Status::Completed && self.human_task.is_some() {
+        let timed_out = who == TIMEOUT_ACTOR;
+        let message = if timed_out {
+            let fallback = match outcome.as_str() {
+                Some(outcome) => format!("the fallback outcome {outcome}"),
+                None => format!("status {}", self.status),
+            };
+            format!(
+                "intent {} timed out at {when}: nobody decided in time, and the system applied {fallback}",
+                self.intent_id
+            )
+        } else if self.status == Status::Completed && self.human_task.is_some() {
             format!(
                 "intent {} was already decided by {who} at {when}",
                 self.intent_id
@@ -264,7 +274,9 @@ impl Intent {
                 self.intent_id, self.status
             )
         };
-        let code = if self.human_task.is_some() {
+        let code = if timed_out {
+            "timed_out"
+        } else if self.human_task.is_some() {
             "already_decided"
         } else {
             "intent_terminal"

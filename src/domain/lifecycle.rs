@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{Error, Result};
-use super::task::{TaskType, parse_fields, validate_assignee_list};
+use super::task::{OneOrMany, TaskType, parse_fields, validate_assignee_list};
 use super::time::Timestamp;
 
 /// Built-in defaults: first reminder after 5 minutes, then every 30 minutes;
@@ -28,6 +28,12 @@ pub const TIMEOUT_ACTOR: &str = "system:timeout";
 pub const SCHEDULER_ACTOR: &str = "system:scheduler";
 /// Who notification attempts are recorded as.
 pub const NOTIFIER_ACTOR: &str = "system:notify";
+
+/// Whether an actor is the system (a timeout, the scheduler, the notifier):
+/// never a person, whatever it recorded.
+pub fn is_system_actor(actor: &str) -> bool {
+    actor.starts_with("system:")
+}
 
 /// A duration in whole seconds, refused with a message that says what is wrong
 /// (rather than serde's "expected u64") when it is negative, fractional or text.
@@ -162,23 +168,7 @@ pub struct RemindInput {
 pub struct StageInput {
     #[serde(deserialize_with = "seconds")]
     pub after_seconds: u64,
-    pub to: Targets,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum Targets {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Targets {
-    pub fn into_vec(self) -> Vec<String> {
-        match self {
-            Targets::One(target) => vec![target],
-            Targets::Many(targets) => targets,
-        }
-    }
+    pub to: OneOrMany,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -365,7 +355,13 @@ impl LifecyclePolicy {
         let timeout_input = lifecycle.timeout.clone().unwrap_or_default();
         let default_timeout = defaults.timeout.clone().unwrap_or_default();
         let timeout_at = match (timeout_input.after_seconds, request.deadline_at) {
-            (Some(after), _) => Some(context.started_at.plus_seconds(after as i64)),
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid_field(
+                    "lifecycle.timeout.after_seconds",
+                    "give either deadline_at or lifecycle.timeout.after_seconds, not both: they would disagree about when the task ends",
+                ));
+            }
+            (Some(after), None) => Some(context.started_at.plus_seconds(after as i64)),
             (None, Some(deadline)) => Some(deadline),
             (None, None) if context.task_type.is_some() => Some(
                 context.started_at.plus_seconds(
@@ -444,7 +440,7 @@ impl LifecyclePolicy {
             (Some(stages), _) => stages,
             // AXP: after the last reminder's interval has passed, reassign.
             (None, false) => {
-                let after = match request.max_reminders.or(remind.max) {
+                let after = match remind.max {
                     Some(max) if max > 0 => {
                         remind.after_seconds + u64::from(max) * remind.every_seconds
                     }
@@ -452,7 +448,7 @@ impl LifecyclePolicy {
                 };
                 vec![StageInput {
                     after_seconds: after,
-                    to: Targets::Many(request.escalate_to.clone()),
+                    to: OneOrMany::Many(request.escalate_to.clone()),
                 }]
             }
             // Default stages the deadline leaves no room for are dropped, not refused.
@@ -672,6 +668,28 @@ mod tests {
                 .map(|t| (t.kind, start().seconds_until(&t.due_at)))
                 .collect::<Vec<_>>(),
             [(TimerKind::Remind, 300), (TimerKind::Timeout, 28_800)]
+        );
+    }
+
+    #[test]
+    fn the_lifecycle_objects_max_also_times_the_axp_escalation() {
+        let policy = resolve(
+            TimingRequest {
+                remind_after_seconds: Some(60),
+                remind_interval_seconds: Some(120),
+                max_reminders: Some(5),
+                escalate_to: vec!["backup@example.com".into()],
+                lifecycle: lifecycle(json!({"remind": {"max": 1}})),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(policy.remind.as_ref().unwrap().max, Some(1));
+        assert_eq!(
+            policy.escalate[0].after_seconds,
+            60 + 120,
+            "after the one reminder's interval"
         );
     }
 

@@ -4,9 +4,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::{Error, Result};
-use super::lifecycle::{LifecycleInput, Targets, TimingRequest, optional_seconds};
+use super::lifecycle::{LifecycleInput, TimingRequest, optional_seconds};
 use super::principal::{Principal, PrincipalKind, validate_agent_address};
-use super::task::{HumanTask, parse_fields, validate_assignee_list};
+use super::task::{HumanTask, OneOrMany, parse_fields, validate_assignee_list};
 use super::time::Timestamp;
 
 /// A validated request to create an intent.
@@ -38,7 +38,7 @@ struct IntentInput {
     #[serde(default, deserialize_with = "optional_seconds")]
     remind_interval_seconds: Option<u64>,
     max_reminders: Option<u32>,
-    escalate_to: Option<Targets>,
+    escalate_to: Option<OneOrMany>,
     lifecycle: Option<Value>,
     human_task: Option<Value>,
 }

@@ -136,11 +136,21 @@ pub struct HumanTask {
     pub notify_email: Vec<String>,
 }
 
-#[derive(Deserialize)]
+/// A field that takes one string or a list of them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
-enum OneOrMany {
+pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(item) => vec![item],
+            OneOrMany::Many(items) => items,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -249,8 +259,7 @@ impl HumanTask {
 
         let notify_email = match input.notify_email {
             None => vec![],
-            Some(OneOrMany::One(address)) => vec![address],
-            Some(OneOrMany::Many(addresses)) => addresses,
+            Some(addresses) => addresses.into_vec(),
         };
         for address in &notify_email {
             if !looks_like_email(address) {

@@ -36,10 +36,16 @@ impl Timestamp {
         Some(Self(utc.replace_nanosecond(micros * 1_000).unwrap_or(utc)))
     }
 
+    /// Clamped to the supported range, like [`Timestamp::plus_seconds`].
     pub fn from_unix_micros(micros: i64) -> Self {
         let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        Self(at)
+            .ok()
+            .and_then(Self::checked);
+        match at {
+            Some(at) => at,
+            None if micros < 0 => Self::MIN,
+            None => Self::MAX,
+        }
     }
 
     pub fn unix_micros(&self) -> i64 {
@@ -191,6 +197,8 @@ mod tests {
             Timestamp::parse(&Timestamp::MAX.to_string()).unwrap(),
             Timestamp::MAX
         );
+        assert_eq!(Timestamp::from_unix_micros(i64::MAX), Timestamp::MAX);
+        assert_eq!(Timestamp::from_unix_micros(i64::MIN), Timestamp::MIN);
         assert_eq!(
             Timestamp::parse(&Timestamp::MIN.to_string()).unwrap(),
             Timestamp::MIN

@@ -284,7 +284,11 @@ pub(super) fn time_out(
             record["outcome"] = json!(outcome);
             record["comment"] = Value::Null;
             record["data"] = json!({});
-            (Status::Completed, Some(decision.flat_data()))
+            // An agent reading only `data` still learns that no person decided.
+            let mut flat = decision.flat_data();
+            flat["decided_by"] = json!(TIMEOUT_ACTOR);
+            flat["timed_out"] = json!(true);
+            (Status::Completed, Some(flat))
         }
     };
     let shown = Shown {

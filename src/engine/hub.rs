@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
 
-use super::scheduler::Wakeup;
+use super::worker::Wakeup;
 use crate::store::{AgentDelivery, CommitSink, Committed};
 
 /// How many changes a slow subscriber may fall behind before it must re-read.
@@ -130,8 +130,8 @@ impl CommitSink for Hub {
             if let Some(due) = committed.earliest_timer {
                 self.timers.work_due(due);
             }
-            if committed.notified {
-                self.outbox.work_due(committed.intent.updated_at);
+            if let Some(due) = committed.outbox_due {
+                self.outbox.work_due(due);
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod notify;
 pub mod scheduler;
 pub mod streams;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -186,10 +186,6 @@ impl Change {
             message: message.to_string(),
         });
     }
-
-    pub fn events(&self) -> &[Event] {
-        &self.events
-    }
 }
 
 pub type ChangeFn = Box<dyn FnOnce(&mut Change) -> Result<Value> + Send>;
@@ -224,8 +220,8 @@ pub struct Committed {
     pub messages: Vec<InboxMessage>,
     /// The earliest timer this write scheduled, to wake the scheduler early.
     pub earliest_timer: Option<Timestamp>,
-    /// Whether it queued notifications, to wake the outbox sender.
-    pub notified: bool,
+    /// The earliest outbox send it queued or rescheduled, to wake the sender.
+    pub outbox_due: Option<Timestamp>,
 }
 
 /// What a write returns: the response to give the caller, and what was committed

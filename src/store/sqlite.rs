@@ -443,7 +443,9 @@ impl Writer {
     /// whole transaction itself (disk full, I/O error): nothing of it was kept,
     /// whatever the jobs said.
     fn close_savepoint(&mut self, name: &str, mark: Mark, failed: bool) -> bool {
-        if failed && self.conn.is_autocommit() {
+        // However the job ended, a connection back in autocommit means the
+        // transaction is gone; going on would start a new one silently.
+        if self.conn.is_autocommit() {
             return false;
         }
         let closing = if failed {
@@ -582,9 +584,11 @@ impl Writer {
             .map_err(storage_error)?;
             stored_deliveries.push(delivery);
         }
-        let earliest_timer = if intent.status.is_terminal() {
-            // Deciding, cancelling or resolving ends the task's timers in the same
-            // transaction, so none can fire after the end.
+        let ended = intent.status.is_terminal();
+        let earliest_timer = if ended {
+            // Deciding, cancelling or resolving ends the task's timers and unsent
+            // notifications in the same transaction, so nothing fires or is sent
+            // about it after the end.
             delete_timers(&self.conn, &intent.intent_id).map_err(storage_error)?;
             None
         } else {
@@ -593,12 +597,19 @@ impl Writer {
             }
             timers.iter().map(|timer| timer.due_at).min()
         };
-        for notification in &notifications {
+        for notification in notifications.iter().filter(|_| !ended) {
             insert_outbox(&self.conn, &intent.intent_id, notification, now)
                 .map_err(storage_error)?;
         }
+        let mut outbox_due = (!notifications.is_empty() && !ended).then_some(now);
         for update in outbox_updates {
+            if let OutboxUpdate::Retry { at, .. } = update {
+                outbox_due = Some(outbox_due.map_or(at, |due| due.min(at)));
+            }
             apply_outbox_update(&self.conn, update).map_err(storage_error)?;
+        }
+        if ended {
+            delete_outbox(&self.conn, &intent.intent_id).map_err(storage_error)?;
         }
         Ok(Committed {
             intent,
@@ -606,7 +617,7 @@ impl Writer {
             deliveries: stored_deliveries,
             messages: stored_messages,
             earliest_timer,
-            notified: !notifications.is_empty(),
+            outbox_due,
         })
     }
 
@@ -614,12 +625,15 @@ impl Writer {
     /// removal, its effect and its successor commit together, and a timer that
     /// cannot fire is dropped (and logged) rather than coming due forever.
     fn fire_due_timers(&mut self, now: Timestamp, limit: usize, fire: &TimerFn) -> Result<Fired> {
-        let due = due_timers(&self.conn, now, limit).map_err(storage_error)?;
-        let mut fired = Fired {
-            due: due.len(),
-            committed: Vec::new(),
-        };
-        for timer in due {
+        let mut fired = Fired::default();
+        // One at a time, earliest first, so a timer that a firing schedules
+        // already overdue (the next stage of a ladder after downtime) fires in
+        // its place in due order, not after the ones read before it.
+        while fired.due < limit {
+            let Some(timer) = next_due_timer(&self.conn, now).map_err(storage_error)? else {
+                break;
+            };
+            fired.due += 1;
             let mark = self.open_savepoint("timer")?;
             let outcome = self.fire_one(&timer, fire);
             if !self.close_savepoint("timer", mark, outcome.is_err()) {
@@ -820,29 +834,53 @@ fn delete_timer(conn: &Connection, intent_id: &str, kind: TimerKind) -> rusqlite
     Ok(())
 }
 
+fn delete_outbox(conn: &Connection, intent_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM outbox WHERE intent_id = ?1")?
+        .execute([intent_id])?;
+    Ok(())
+}
+
 fn delete_timers(conn: &Connection, intent_id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM timers WHERE intent_id = ?1")?
         .execute([intent_id])?;
     Ok(())
 }
 
-/// Timers due at `now`, oldest first (ties in a fixed order, so firing is repeatable).
-fn due_timers(conn: &Connection, now: Timestamp, limit: usize) -> rusqlite::Result<Vec<DueTimer>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT intent_id, kind, due_at, attempt FROM timers WHERE due_at <= ?1
-         ORDER BY due_at, intent_id, kind LIMIT ?2",
-    )?;
-    let rows = statement.query_map(params![now.to_string(), limit as i64], |row| {
-        let kind: String = row.get(1)?;
-        Ok(DueTimer {
-            intent_id: row.get(0)?,
-            kind: TimerKind::parse(&kind)
-                .ok_or_else(|| corrupt("kind", format!("unknown timer kind {kind}")))?,
-            due_at: timestamp_column(row, 2, "due_at")?,
-            attempt: row.get(3)?,
-        })
-    })?;
-    collect(rows)
+/// The earliest timer due at `now`, if any (ties in a fixed order, so firing is
+/// repeatable). A row too damaged to read (edited outside signoff) is logged and
+/// deleted, so it cannot stall the scheduler.
+fn next_due_timer(conn: &Connection, now: Timestamp) -> rusqlite::Result<Option<DueTimer>> {
+    loop {
+        let found = conn
+            .prepare_cached(
+                "SELECT intent_id, kind, due_at, attempt FROM timers WHERE due_at <= ?1
+                 ORDER BY due_at, intent_id, kind LIMIT 1",
+            )?
+            .query_row([now.to_string()], |row| {
+                let key: (String, String) = (row.get(0)?, row.get(1)?);
+                let timer = TimerKind::parse(&key.1)
+                    .ok_or_else(|| corrupt("kind", format!("unknown timer kind {}", key.1)))
+                    .and_then(|kind| {
+                        Ok(DueTimer {
+                            intent_id: key.0.clone(),
+                            kind,
+                            due_at: timestamp_column(row, 2, "due_at")?,
+                            attempt: row.get(3)?,
+                        })
+                    });
+                Ok((key, timer))
+            })
+            .optional()?;
+        match found {
+            None => return Ok(None),
+            Some((_, Ok(timer))) => return Ok(Some(timer)),
+            Some(((intent_id, kind), Err(err))) => {
+                tracing::error!(%intent_id, %kind, "dropping a timer row that cannot be read: {err}");
+                conn.prepare_cached("DELETE FROM timers WHERE intent_id = ?1 AND kind = ?2")?
+                    .execute(params![intent_id, kind])?;
+            }
+        }
+    }
 }
 
 fn insert_outbox(
@@ -897,21 +935,41 @@ fn claim_outbox(
              ORDER BY next_attempt_at, outbox_id LIMIT ?2",
         )?;
         let rows = statement.query_map(params![now.to_string(), limit as i64], |row| {
-            let channel: String = row.get(2)?;
-            Ok(OutboxItem {
-                outbox_id: row.get(0)?,
-                intent_id: row.get(1)?,
-                notification: Notification {
-                    channel: Channel::parse(&channel)
-                        .ok_or_else(|| corrupt("channel", format!("unknown channel {channel}")))?,
-                    recipient: row.get(3)?,
-                    target: row.get(4)?,
-                    message: json_column(row, 5, "message")?,
-                },
-                attempts: row.get(6)?,
-            })
+            let outbox_id: i64 = row.get(0)?;
+            let item = (|| -> rusqlite::Result<OutboxItem> {
+                let channel: String = row.get(2)?;
+                Ok(OutboxItem {
+                    outbox_id,
+                    intent_id: row.get(1)?,
+                    notification: Notification {
+                        channel: Channel::parse(&channel).ok_or_else(|| {
+                            corrupt("channel", format!("unknown channel {channel}"))
+                        })?,
+                        recipient: row.get(3)?,
+                        target: row.get(4)?,
+                        message: json_column(row, 5, "message")?,
+                    },
+                    attempts: row.get(6)?,
+                })
+            })();
+            Ok((outbox_id, item))
         })?;
-        collect(rows)?
+        let mut items = Vec::new();
+        for row in rows {
+            match row? {
+                (_, Ok(item)) => items.push(item),
+                // Edited outside signoff: logged and dropped rather than failing
+                // every claim after it.
+                (outbox_id, Err(err)) => {
+                    tracing::error!(
+                        outbox_id,
+                        "dropping an outbox row that cannot be read: {err}"
+                    );
+                    apply_outbox_update(conn, OutboxUpdate::Done { outbox_id })?;
+                }
+            }
+        }
+        items
     };
     let mut lease =
         conn.prepare_cached("UPDATE outbox SET lease_until = ?2 WHERE outbox_id = ?1")?;

@@ -153,7 +153,10 @@ fn stream_item(state: &mut State, item: TaskStreamItem, effects: &mut Vec<Effect
             let outcome = removal.outcome.as_deref().map(super::text::sanitize_line);
             let reason = removal.reason.replace('_', " ");
             // A system ending is never worded as someone's decision.
-            let ended = match (removal.by.starts_with("system:"), outcome) {
+            let ended = match (
+                crate::domain::lifecycle::is_system_actor(&removal.by),
+                outcome,
+            ) {
                 (true, Some(outcome)) => format!(
                     "{reason}: nobody decided, so the system applied the fallback «{outcome}»"
                 ),

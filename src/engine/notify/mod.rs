@@ -13,10 +13,13 @@ pub mod smtp;
 pub mod webhook;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Engine;
 use crate::domain::event::NOTIFIED;
@@ -360,8 +363,9 @@ impl Senders {
         }
     }
 
-    /// Sends one notification; the error says what went wrong, for the audit.
-    pub async fn send(&self, notification: &Notification) -> std::result::Result<(), String> {
+    /// Sends one outbox row; the error says what went wrong, for the audit.
+    pub async fn send(&self, item: &OutboxItem, now: Timestamp) -> std::result::Result<(), String> {
+        let notification = &item.notification;
         let message = &notification.message;
         match notification.channel {
             Channel::Email => match &self.mailer {
@@ -380,47 +384,115 @@ impl Senders {
                     .find(|route| route.webhook.as_deref() == Some(notification.target.as_str()))
                     .and_then(|route| route.webhook_secret.as_deref())
                     .ok_or("no webhook_secret is configured for this webhook any more")?;
-                webhook::send(&self.http, &notification.target, secret, message).await
+                let delivery = webhook::Delivery {
+                    id: item.outbox_id,
+                    attempt: item.attempts + 1,
+                    sent_at: now,
+                };
+                webhook::send(&self.http, &notification.target, secret, message, &delivery).await
             }
         }
     }
 }
 
+/// How many sends may be in flight at once. Each runs on its own, so one slow
+/// channel (a blackholed SMTP host) holds up only its own notifications.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// The sender's running state: the channels and the sends in flight.
+pub struct Notifier {
+    senders: Arc<Senders>,
+    in_flight: Arc<Semaphore>,
+    tracker: TaskTracker,
+}
+
+impl Notifier {
+    pub fn new(settings: &NotifySettings) -> Notifier {
+        Notifier {
+            senders: Arc::new(Senders::new(settings)),
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Waits for the sends in flight (each bounded by [`SEND_TIMEOUT`]).
+    pub async fn finish(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
 impl Engine {
-    /// Sends what is due in the outbox, one batch; returns how many rows it took.
-    pub async fn send_due_notifications(&self, senders: &Senders) -> Result<usize> {
+    /// Claims what is due in the outbox and starts sending it, as many as may be
+    /// in flight. Returns [`CLAIM_BATCH`] when more may be waiting.
+    pub async fn send_due_notifications(&self, notifier: &Notifier) -> Result<usize> {
+        let free = notifier.in_flight.available_permits().min(CLAIM_BATCH);
+        if free == 0 {
+            // Everything is in flight: wait until a send finishes, then look again.
+            drop(notifier.in_flight.acquire().await);
+            return Ok(CLAIM_BATCH);
+        }
         let items = self
             .store
-            .claim_outbox(self.clock.now(), LEASE_SECONDS, CLAIM_BATCH)
+            .claim_outbox(self.clock.now(), LEASE_SECONDS, free)
             .await?;
-        let count = items.len();
-        futures::future::join_all(items.into_iter().map(|item| self.deliver(senders, item))).await;
-        Ok(count)
+        let claimed = items.len();
+        for item in items {
+            let Ok(permit) = notifier.in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let (engine, senders) = (self.clone(), notifier.senders.clone());
+            notifier.tracker.spawn(async move {
+                engine.deliver(&senders, item).await;
+                drop(permit);
+            });
+        }
+        Ok(if claimed == free {
+            CLAIM_BATCH
+        } else {
+            claimed
+        })
     }
 
     async fn deliver(&self, senders: &Senders, item: OutboxItem) {
+        let intent_id = item.intent_id.clone();
+        let intent = match self.store.intent(&intent_id).await {
+            Ok(intent) => intent,
+            Err(err) => {
+                // Left leased: it is tried again when the lease runs out.
+                tracing::warn!(%intent_id, "cannot look at the task before notifying: {err}");
+                return;
+            }
+        };
         // Nothing is sent about a task that has ended since it was queued.
-        let ended = !matches!(
-            self.store.intent(&item.intent_id).await,
-            Ok(Some(intent)) if !intent.status.is_terminal()
-        );
-        let result = if ended {
-            None
-        } else {
-            Some(senders.send(&item.notification).await)
+        let result = match intent {
+            Some(intent) if !intent.status.is_terminal() => {
+                Some(senders.send(&item, self.clock.now()).await)
+            }
+            _ => None,
         };
         let settings = self.settings.clone();
-        let intent_id = item.intent_id.clone();
         let written = self
             .store
             .write_intent(
                 Target::Existing(intent_id.clone()),
                 None,
                 Box::new(move |change| {
+                    let done = OutboxUpdate::Done {
+                        outbox_id: item.outbox_id,
+                    };
                     match result {
-                        None => change.update_outbox(OutboxUpdate::Done {
-                            outbox_id: item.outbox_id,
-                        }),
+                        None => change.update_outbox(done),
+                        // An ended intent never changes again, so a send that raced
+                        // the end is only logged.
+                        Some(result) if change.intent.status.is_terminal() => {
+                            tracing::info!(
+                                intent_id = %change.intent.intent_id,
+                                ok = result.is_ok(),
+                                "a notification went out as its task ended; not recorded on the ended intent"
+                            );
+                            change.update_outbox(done);
+                        }
                         Some(result) => {
                             let (update, details) =
                                 attempt_record(&settings.notify, &item, &result, change.now);
@@ -433,14 +505,16 @@ impl Engine {
             )
             .await;
         if let Err(err) = written {
-            // The lease runs out and the row is tried again.
+            // The lease runs out and the row is sent again: delivery is at least
+            // once, and receivers can tell repeats by X-Signoff-Delivery.
             tracing::error!(%intent_id, "cannot record a notification attempt: {err}");
         }
     }
 
-    /// Runs the outbox sender until `shutdown` fires.
+    /// Runs the outbox sender until `shutdown` fires, then lets the sends in
+    /// flight finish.
     pub async fn run_notifier(&self, shutdown: CancellationToken) {
-        let senders = Senders::new(&self.settings.notify);
+        let notifier = Notifier::new(&self.settings.notify);
         self.hub
             .outbox
             .drive(
@@ -448,10 +522,11 @@ impl Engine {
                 self.clock.as_ref(),
                 &shutdown,
                 CLAIM_BATCH,
-                || self.send_due_notifications(&senders),
+                || self.send_due_notifications(&notifier),
                 || self.store.next_outbox_due(),
             )
             .await;
+        notifier.finish().await;
     }
 }
 
