@@ -1,13 +1,18 @@
 //! Command-line parsing and dispatch. Each subcommand group lives in its own file
 //! and talks to the engine (serve) or to a server over HTTP (everything else).
 
+pub mod ask;
 pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod docs;
 pub mod inbox;
+pub mod intents;
 pub mod keys;
 pub mod output;
+pub mod scenarios;
 pub mod serve;
+pub mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +70,23 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Try everything: a throwaway server, simulated agents, and the inbox
     Demo(demo::DemoArgs),
+    /// Ask a person (a human task); with --wait, exit 0 only on their yes
+    Ask(Box<ask::AskArgs>),
+    /// Any intent: get, events, watch live, cancel
+    Intents {
+        #[command(subcommand)]
+        command: intents::IntentsCommand,
+    },
+    /// List, inspect and decide your tasks (approve, reject, submit...)
+    Tasks {
+        #[command(subcommand)]
+        command: tasks::TasksCommand,
+    },
+    /// Approval chains and other workflows: validate or apply a ScenarioBundle
+    Scenarios {
+        #[command(subcommand)]
+        command: scenarios::ScenariosCommand,
+    },
     /// Create, list and revoke API keys (admin)
     Keys {
         #[command(subcommand)]
@@ -75,12 +97,56 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Print a shell completion script: `signoff completions bash > /etc/bash_completion.d/signoff`
+    Completions {
+        #[arg(value_enum)]
+        shell: docs::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory
+    Man {
+        /// Write signoff.1, signoff-tasks.1, ... here instead
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Measure performance against a real server
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
 }
+
+impl Command {
+    /// Commands whose output is meant for pipes (`| head`, `| jq`): when the
+    /// reader goes away they should end quietly, as Unix tools do, rather than
+    /// fail on the write. Long-running commands (serve, inbox, demo, bench)
+    /// keep Rust's default of ignoring SIGPIPE, so a dropped client socket is an
+    /// error to handle, not the end of the server.
+    fn prints_for_pipes(&self) -> bool {
+        matches!(
+            self,
+            Command::Tasks { .. }
+                | Command::Intents { .. }
+                | Command::Scenarios { .. }
+                | Command::Ask(_)
+                | Command::Keys { .. }
+                | Command::Audit { .. }
+                | Command::Completions { .. }
+                | Command::Man { .. }
+        )
+    }
+}
+
+#[cfg(unix)]
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default is async-signal-safe
+    // and happens before any thread of ours writes to a pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}
 
 impl Cli {
     /// The server config file: `--config` (which must exist) or the XDG default.
@@ -134,12 +200,21 @@ pub async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if cli.command.as_ref().is_some_and(Command::prints_for_pipes) {
+        restore_default_sigpipe();
+    }
     let result = match &cli.command {
         None | Some(Command::Inbox) => inbox::run(&cli).await,
         Some(Command::Serve(args)) => serve::run(&cli, args).await,
         Some(Command::Demo(args)) => demo::run(&cli, args).await,
         Some(Command::Keys { command }) => keys::run(&cli, command).await,
+        Some(Command::Tasks { command }) => tasks::run(&cli, command).await,
+        Some(Command::Intents { command }) => intents::run(&cli, command).await,
+        Some(Command::Scenarios { command }) => scenarios::run(&cli, command).await,
+        Some(Command::Ask(args)) => ask::run(&cli, args).await,
         Some(Command::Audit { command }) => audit::run(&cli, command).await,
+        Some(Command::Completions { shell }) => docs::completions(*shell),
+        Some(Command::Man { out }) => docs::man(out.as_ref()),
         Some(Command::Bench { command }) => bench::run(&cli, command).await,
     };
     match result {

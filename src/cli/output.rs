@@ -20,6 +20,16 @@ pub fn use_colour() -> bool {
         && std::io::stdout().is_terminal()
 }
 
+/// `text` in an ANSI style (`1` bold, `32` green, `31` red...) on a colour
+/// terminal; plain otherwise.
+pub fn paint(text: &str, style: &str) -> String {
+    if use_colour() {
+        format!("\x1b[{style}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
 /// Left-aligned columns separated by two spaces; the header is bold on a colour terminal.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let columns = header.len();
@@ -42,12 +52,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     };
     let mut out = String::new();
     let head = render(header.iter().map(|h| h.to_string()).collect());
-    if use_colour() {
-        out.push_str(&format!("\x1b[1m{head}\x1b[0m\n"));
-    } else {
-        out.push_str(&head);
-        out.push('\n');
-    }
+    out.push_str(&paint(&head, "1"));
+    out.push('\n');
     for row in rows {
         out.push_str(&render(row.clone()));
         out.push('\n');

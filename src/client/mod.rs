@@ -69,7 +69,7 @@ pub struct Health {
     pub storage: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct CreatedIntent {
     pub intent_id: String,
     pub status: Status,
@@ -297,6 +297,29 @@ impl Client {
         let request = self.request(Method::POST, "/v1/intents").json(body);
         self.send(Self::with_idempotency(request, idempotency_key))
             .await
+    }
+
+    /// `POST /v1/scenarios/apply`: starts a scenario. The answer names the
+    /// scenario's own intent (`intent_id`), which ends when its workflow does.
+    pub async fn apply_scenario(
+        &self,
+        bundle: &Value,
+        idempotency_key: Option<&str>,
+    ) -> ClientResult<Value> {
+        let request = self
+            .request(Method::POST, "/v1/scenarios/apply")
+            .json(bundle);
+        self.send(Self::with_idempotency(request, idempotency_key))
+            .await
+    }
+
+    /// `POST /v1/scenarios/validate`: `{valid, errors: [{path, message}]}`.
+    pub async fn validate_scenario(&self, bundle: &Value) -> ClientResult<Value> {
+        self.send(
+            self.request(Method::POST, "/v1/scenarios/validate")
+                .json(bundle),
+        )
+        .await
     }
 
     pub async fn intent(&self, intent_id: &str) -> ClientResult<Intent> {
@@ -527,58 +550,145 @@ impl Client {
             .map(|frame| frame.and_then(Self::bounded_item::<Delivery>)))
     }
 
-    /// Blocks until the intent ends and returns its terminal event. Reconnects
-    /// across stream timeouts, dropped connections and server restarts, resuming
-    /// after the last event seen, so no event is missed.
+    /// Every event of an intent after `since`, as it happens, ending with its
+    /// terminal event. Reconnects across stream timeouts, dropped connections and
+    /// server restarts, resuming after the last event seen, so nothing is missed
+    /// or repeated. A non-transient error (or `options.timeout`) ends it.
+    pub fn watch(
+        &self,
+        intent_id: &str,
+        since: u64,
+        options: WaitOptions,
+    ) -> impl Stream<Item = ClientResult<Event>> + Send + use<> {
+        let watch = Watch {
+            client: self.clone(),
+            intent_id: intent_id.to_string(),
+            since,
+            options,
+            deadline: options
+                .timeout
+                .map(|limit| tokio::time::Instant::now() + limit),
+            backoff: INITIAL_BACKOFF,
+            connection: None,
+            done: false,
+        };
+        futures::stream::unfold(watch, |mut watch| async move {
+            let item = watch.next().await?;
+            Some((item, watch))
+        })
+    }
+
+    /// Blocks until the intent ends and returns its terminal event (see [`Client::watch`]).
     pub async fn wait_for(&self, intent_id: &str, options: WaitOptions) -> ClientResult<Event> {
-        let deadline = options
-            .timeout
-            .map(|limit| tokio::time::Instant::now() + limit);
-        let mut since = 0;
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
-                return Err(ClientError::Protocol(format!(
-                    "timed out waiting for intent {intent_id}"
-                )));
-            }
-            let attempt = async {
-                let stream = self
-                    .intent_stream(intent_id, since, options.wait_seconds)
-                    .await?;
-                futures::pin_mut!(stream);
-                while let Some(item) = stream.next().await {
-                    match item? {
-                        Bounded::Item(event) => {
-                            since = since.max(event.seq);
-                            if event.is_terminal() {
-                                return Ok(Some(event));
-                            }
-                        }
-                        Bounded::Timeout { .. } => return Ok(None),
-                    }
-                }
-                // Closed without its timeout frame (the server is shutting down):
-                // treat it like a dropped connection, so the retry waits a little.
-                Err(self.unreachable("the stream ended without a timeout frame"))
-            };
-            let outcome: ClientResult<Option<Event>> = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => continue,
-                },
-                None => attempt.await,
-            };
-            match outcome {
-                Ok(Some(event)) => return Ok(event),
-                Ok(None) => backoff = Duration::from_millis(100),
-                Err(err) if err.is_transient() => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                Err(err) => return Err(err),
+        let events = self.watch(intent_id, 0, options);
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if event.is_terminal() {
+                return Ok(event);
             }
         }
+        Err(ClientError::Protocol(format!(
+            "the events of intent {intent_id} ended without a terminal event"
+        )))
+    }
+}
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+
+type EventConnection = futures::stream::BoxStream<'static, ClientResult<Bounded<Event>>>;
+
+/// One connection to an intent's event stream, after `since`.
+async fn connect(
+    client: &Client,
+    intent_id: &str,
+    since: u64,
+    options: WaitOptions,
+) -> ClientResult<EventConnection> {
+    let stream = client
+        .intent_stream(intent_id, since, options.wait_seconds)
+        .await?;
+    Ok(stream.boxed())
+}
+
+/// The state behind [`Client::watch`].
+struct Watch {
+    client: Client,
+    intent_id: String,
+    since: u64,
+    options: WaitOptions,
+    deadline: Option<tokio::time::Instant>,
+    backoff: Duration,
+    connection: Option<EventConnection>,
+    done: bool,
+}
+
+impl Watch {
+    async fn next(&mut self) -> Option<ClientResult<Event>> {
+        while !self.done {
+            if self
+                .deadline
+                .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+            {
+                return self.fail(ClientError::Protocol(format!(
+                    "timed out waiting for intent {}",
+                    self.intent_id
+                )));
+            }
+            let connection = match self.connection.as_mut() {
+                Some(connection) => connection,
+                None => {
+                    match connect(&self.client, &self.intent_id, self.since, self.options).await {
+                        Ok(connection) => self.connection.insert(connection),
+                        Err(err) if err.is_transient() => {
+                            self.pause().await;
+                            continue;
+                        }
+                        Err(err) => return self.fail(err),
+                    }
+                }
+            };
+            let next = match self.deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, connection.next()).await {
+                        Ok(next) => next,
+                        Err(_) => continue,
+                    }
+                }
+                None => connection.next().await,
+            };
+            match next {
+                Some(Ok(Bounded::Item(event))) => {
+                    self.backoff = INITIAL_BACKOFF;
+                    if event.seq <= self.since {
+                        continue;
+                    }
+                    self.since = event.seq;
+                    self.done = event.is_terminal();
+                    return Some(Ok(event));
+                }
+                // The server's idle window closed the stream: reconnect at once.
+                Some(Ok(Bounded::Timeout { .. })) => self.connection = None,
+                Some(Err(err)) if !err.is_transient() => return self.fail(err),
+                // Dropped, or closed without its timeout frame (the server is
+                // shutting down): reconnect after a pause.
+                Some(Err(_)) | None => {
+                    self.connection = None;
+                    self.pause().await;
+                }
+            }
+        }
+        None
+    }
+
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn fail(&mut self, err: ClientError) -> Option<ClientResult<Event>> {
+        self.done = true;
+        Some(Err(err))
     }
 }
 

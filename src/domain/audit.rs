@@ -198,6 +198,49 @@ pub fn describe(event: &Event) -> String {
             )
         }
         VIEWED => format!("viewed by {}", event.actor),
+        VOTED => format!(
+            "{} voted {} ({} of {} approvals needed)",
+            event.actor,
+            text(details, "/outcome"),
+            details
+                .get("approvals")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0),
+            details.get("needed").and_then(|v| v.as_u64()).unwrap_or(0),
+        ),
+        STEP_STARTED => format!(
+            "step {} started as {}",
+            text(details, "/step_id"),
+            text(details, "/step_intent_id")
+        ),
+        STEP_ENDED => {
+            let next = match details.get("next") {
+                Some(serde_json::Value::String(word)) => word.clone(),
+                Some(next) => format!("step {}", text(next, "/step")),
+                None => "?".to_string(),
+            };
+            let how = match details.get("outcome").and_then(|v| v.as_str()) {
+                Some(outcome) => format!("{outcome} by {}", text(details, "/decided_by")),
+                None => text(details, "/status").to_lowercase(),
+            };
+            format!(
+                "step {} ended: {how}; next: {next}",
+                text(details, "/step_id")
+            )
+        }
+        _ if event.is_terminal() && event.actor == super::workflow::WORKFLOW_ACTOR => {
+            let status = event.status.as_str().to_lowercase();
+            match details
+                .pointer("/result/last_step")
+                .and_then(|v| v.as_str())
+            {
+                Some(step) => format!(
+                    "{status}: the workflow ended after step {step} ({})",
+                    text(details, "/result/last_step_status").to_lowercase()
+                ),
+                None => format!("{status} by the workflow: {}", text(details, "/reason")),
+            }
+        }
         _ if event.is_terminal() => {
             let decided_by = details
                 .get("decided_by")
@@ -250,6 +293,37 @@ mod tests {
             at: Timestamp::parse("2026-11-21T12:00:00Z").unwrap(),
             details: json!({"n": seq}),
         }
+    }
+
+    #[test]
+    fn votes_and_workflow_steps_read_as_what_happened() {
+        let mut voted = event("a", 1, "intent.voted");
+        voted.actor = "ann@example.com".into();
+        voted.details = json!({"outcome": "approved", "approvals": 1, "needed": 2});
+        assert_eq!(
+            describe(&voted),
+            "ann@example.com voted approved (1 of 2 approvals needed)"
+        );
+        let mut ended = event("w", 5, "intent.step_ended");
+        ended.details = json!({"step_id": "manager", "outcome": "approved", "decided_by": "mia@x.io", "next": {"step": "finance"}});
+        assert_eq!(
+            describe(&ended),
+            "step manager ended: approved by mia@x.io; next: step finance"
+        );
+        ended.details = json!({"step_id": "finance", "status": "TIMED_OUT", "next": "fail"});
+        assert_eq!(
+            describe(&ended),
+            "step finance ended: timed_out; next: fail"
+        );
+        let mut finished = event("w", 6, "intent.failed");
+        finished.status = Status::Failed;
+        finished.actor = "system:workflow".into();
+        finished.details =
+            json!({"result": {"last_step": "finance", "last_step_status": "TIMED_OUT"}});
+        assert_eq!(
+            describe(&finished),
+            "failed: the workflow ended after step finance (timed_out)"
+        );
     }
 
     fn chain(events: Vec<(u64, Event)>) -> Vec<AuditRecord> {

@@ -21,6 +21,12 @@ pub const ESCALATED: &str = "intent.escalated";
 pub const DELEGATED: &str = "intent.delegated";
 pub const NOTIFIED: &str = "intent.notified";
 pub const VIEWED: &str = "intent.viewed";
+/// [ext] An assignee of a quorum task voted; the task waits for the others.
+pub const VOTED: &str = "intent.voted";
+/// [ext] On a scenario's intent: a step began, as its own intent.
+pub const STEP_STARTED: &str = "intent.step_started";
+/// [ext] On a scenario's intent: a step's intent ended, and where that leads.
+pub const STEP_ENDED: &str = "intent.step_ended";
 pub const COMPLETED: &str = "intent.completed";
 pub const FAILED: &str = "intent.failed";
 pub const CANCELED: &str = "intent.canceled";
@@ -102,6 +108,13 @@ impl Event {
                     },
                 })
             }
+            // A voter is done with the task; the others still hold it.
+            VOTED => Some(TaskStreamEffect {
+                upsert_for: vec![],
+                remove_for: vec![self.actor.clone()],
+                remind: vec![],
+                reason: "voted",
+            }),
             _ if self.is_terminal() && self.details.get("assignees").is_some() => {
                 Some(TaskStreamEffect {
                     upsert_for: vec![],

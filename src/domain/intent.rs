@@ -7,8 +7,9 @@ use serde_json::Value;
 
 use super::error::{Error, Result};
 use super::lifecycle::{LifecyclePolicy, TIMEOUT_ACTOR};
-use super::task::HumanTask;
+use super::task::{HumanTask, Vote};
 use super::time::Timestamp;
+use super::workflow::{StepLink, Workflow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -187,6 +188,15 @@ pub struct Intent {
     /// Reminders, escalation and timeout, resolved when the intent was created.
     #[serde(default)]
     pub lifecycle: LifecyclePolicy,
+    /// On a scenario's own intent: its steps, and how each went so far.
+    #[serde(default)]
+    pub workflow: Option<Workflow>,
+    /// On the intent of one step of a scenario: the workflow it belongs to.
+    #[serde(default)]
+    pub step_of: Option<StepLink>,
+    /// The votes cast so far on a quorum task, in order.
+    #[serde(default)]
+    pub votes: Vec<Vote>,
     /// Highest event seq so far; the next event gets `last_seq + 1`.
     #[serde(default, skip)]
     pub last_seq: u64,
@@ -315,6 +325,12 @@ struct IntentWire<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     result: &'a Option<Value>,
     lifecycle: &'a LifecyclePolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workflow: &'a Option<Workflow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_of: &'a Option<StepLink>,
+    #[serde(skip_serializing_if = "<[Vote]>::is_empty")]
+    votes: &'a [Vote],
 }
 
 impl Serialize for Intent {
@@ -341,6 +357,9 @@ impl Serialize for Intent {
             escalation_stage: self.escalation_stage,
             result: &self.result,
             lifecycle: &self.lifecycle,
+            workflow: &self.workflow,
+            step_of: &self.step_of,
+            votes: &self.votes,
         }
         .serialize(serializer)
     }

@@ -11,6 +11,7 @@ pub mod request;
 pub mod task;
 pub mod time;
 pub mod view;
+pub mod workflow;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, StoredEvent, TaskStreamEffect};

@@ -62,6 +62,21 @@ pub fn is_valid_intent_type(text: &str) -> bool {
 }
 
 impl IntentRequest {
+    /// The request behind a scenario's own intent: no recipient of its own, as
+    /// its steps do the work; a fresh correlation id that every step shares.
+    pub fn for_workflow(intent_type: String, payload: Value, from_agent: String) -> IntentRequest {
+        IntentRequest {
+            intent_type,
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+            from_agent,
+            to_agent: None,
+            reply_to: None,
+            payload,
+            human_task: None,
+            timing: TimingRequest::default(),
+        }
+    }
+
     pub fn parse(body: &Value, sender: &Principal) -> Result<IntentRequest> {
         if sender.kind == PrincipalKind::Reviewer {
             return Err(Error::forbidden(

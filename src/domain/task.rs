@@ -1,6 +1,7 @@
 //! Human tasks: the eight task types, their default outcomes, and the rules that a
 //! reviewer's decision (`task_result`) must satisfy.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::{Error, Result};
 use super::principal::validate_assignee;
+use super::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +136,10 @@ pub struct HumanTask {
     pub form_schema: Option<Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify_email: Vec<String>,
+    /// [ext] n-of-m: the task completes when this many assignees approve, and
+    /// is rejected as soon as that many approvals are no longer possible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
 }
 
 /// A field that takes one string or a list of them.
@@ -164,6 +170,7 @@ struct HumanTaskInput {
     evidence_required: Option<bool>,
     form_schema: Option<Value>,
     notify_email: Option<OneOrMany>,
+    quorum: Option<u32>,
 }
 
 const MAX_TITLE_CHARS: usize = 255;
@@ -270,6 +277,10 @@ impl HumanTask {
             }
         }
 
+        if let Some(quorum) = input.quorum {
+            validate_quorum(quorum, &assignees, &allowed_outcomes)?;
+        }
+
         Ok(HumanTask {
             title,
             description,
@@ -282,6 +293,7 @@ impl HumanTask {
             evidence_required: input.evidence_required.unwrap_or(false),
             form_schema,
             notify_email,
+            quorum: input.quorum,
         })
     }
 
@@ -292,6 +304,45 @@ impl HumanTask {
             .iter()
             .map(String::as_str)
             .find(|outcome| verdict_of(outcome) == verdict)
+    }
+
+    /// What a decision with `outcome` must carry, so clients can ask for it up
+    /// front; [`HumanTask::validate_result`] enforces the same.
+    pub fn needs(&self, outcome: &str) -> OutcomeNeeds {
+        let saying_no = verdict_of(outcome) == Verdict::Rejecting;
+        OutcomeNeeds {
+            comment: self.required_comment || self.task_type.outcome_needs_comment(outcome),
+            evidence: self.evidence_required && !saying_no,
+            assignee: outcome == "assigned",
+            form: self.form_schema.is_some() && !saying_no,
+        }
+    }
+
+    /// The outcome a command-line verb means for this task (wire-contract §7):
+    /// `approve` and `reject` take the task's own yes or no (`override_approved`,
+    /// `denied`...); the others name one outcome, which the task must allow.
+    pub fn outcome_for(&self, verb: DecisionVerb) -> Result<String> {
+        let named = verb.outcome();
+        if self.allowed_outcomes.iter().any(|outcome| outcome == named) {
+            return Ok(named.to_string());
+        }
+        let by_verdict = match verb {
+            DecisionVerb::Approve => self.outcome_with_verdict(Verdict::Approving),
+            DecisionVerb::Reject => self.outcome_with_verdict(Verdict::Rejecting),
+            _ => None,
+        };
+        by_verdict.map(str::to_string).ok_or_else(|| {
+            Error::invalid(
+                "outcome_not_allowed",
+                format!(
+                    "`{}` means outcome `{named}`, which this {} task does not allow (allowed: {}); use `submit --outcome`",
+                    verb.as_str(),
+                    self.task_type,
+                    self.allowed_outcomes.join(", ")
+                ),
+            )
+            .with_details(json!({ "allowed_outcomes": self.allowed_outcomes }))
+        })
     }
 
     /// Checks a reviewer's decision against every rule of this task and returns it
@@ -313,10 +364,9 @@ impl HumanTask {
             )
             .with_details(json!({ "field": "task_result.outcome", "allowed_outcomes": self.allowed_outcomes })));
         }
+        let needs = self.needs(&outcome);
         let comment = comment.filter(|c| !c.trim().is_empty());
-        if comment.is_none()
-            && (self.required_comment || self.task_type.outcome_needs_comment(&outcome))
-        {
+        if comment.is_none() && needs.comment {
             let why = if self.task_type == TaskType::Override {
                 "an override needs a written justification".to_string()
             } else {
@@ -328,15 +378,14 @@ impl HumanTask {
             return Err(Error::invalid("comment_required", why)
                 .with_details(json!({ "field": "task_result.comment" })));
         }
-        let saying_no = verdict_of(&outcome) == Verdict::Rejecting;
-        if self.evidence_required && !saying_no && !data.get("evidence").is_some_and(is_present) {
+        if needs.evidence && !data.get("evidence").is_some_and(is_present) {
             return Err(Error::invalid(
                 "evidence_required",
                 format!("outcome `{outcome}` needs evidence in data.evidence"),
             )
             .with_details(json!({ "field": "task_result.data.evidence" })));
         }
-        if outcome == "assigned" {
+        if needs.assignee {
             let assignee = data
                 .get("assignee")
                 .and_then(Value::as_str)
@@ -351,7 +400,7 @@ impl HumanTask {
             }
             validate_assignee("task_result.data.assignee", assignee)?;
         }
-        if let Some(schema) = self.form_schema.as_ref().filter(|_| !saying_no) {
+        if let Some(schema) = self.form_schema.as_ref().filter(|_| needs.form) {
             coerce_to_schema(&mut data, schema);
             check_form(schema, &data)?;
         }
@@ -361,6 +410,50 @@ impl HumanTask {
             data,
         })
     }
+}
+
+/// A quorum counts people: it needs named reviewers (not teams, whose size the
+/// server does not know), at least as many as the quorum, and an outcome that
+/// approves, or it could never be reached.
+fn validate_quorum(quorum: u32, assignees: &[String], allowed_outcomes: &[String]) -> Result<()> {
+    if !allowed_outcomes
+        .iter()
+        .any(|outcome| verdict_of(outcome) == Verdict::Approving)
+    {
+        return Err(Error::invalid_field(
+            "human_task.quorum",
+            format!(
+                "a quorum counts approvals, and none of the outcomes ({}) approves",
+                allowed_outcomes.join(", ")
+            ),
+        ));
+    }
+    let distinct: HashSet<String> = assignees.iter().map(|a| a.to_lowercase()).collect();
+    if distinct.len() != assignees.len() {
+        return Err(Error::invalid_field(
+            "human_task.quorum",
+            "a quorum counts people: each assignee must be listed once",
+        ));
+    }
+    if let Some(team) = assignees
+        .iter()
+        .find(|a| a.starts_with(super::principal::TEAM_PREFIX))
+    {
+        return Err(Error::invalid_field(
+            "human_task.quorum",
+            format!("a quorum counts people: list reviewers by name, not `{team}`"),
+        ));
+    }
+    if quorum == 0 || quorum as usize > assignees.len() {
+        return Err(Error::invalid_field(
+            "human_task.quorum",
+            format!(
+                "must be between 1 and the number of assignees ({}), not {quorum}",
+                assignees.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_outcomes(outcomes: Vec<String>) -> Result<Vec<String>> {
@@ -598,6 +691,108 @@ impl TaskResultInput {
     }
 }
 
+/// What a decision with one outcome must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeNeeds {
+    pub comment: bool,
+    /// `data.evidence`.
+    pub evidence: bool,
+    /// `data.assignee`.
+    pub assignee: bool,
+    /// The form's fields, checked against `form_schema`.
+    pub form: bool,
+}
+
+/// The verbs of `signoff tasks` (and the Go CLI's `tasks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionVerb {
+    Approve,
+    Reject,
+    Confirm,
+    Complete,
+    Assign,
+}
+
+impl DecisionVerb {
+    pub const ALL: [DecisionVerb; 5] = [
+        DecisionVerb::Approve,
+        DecisionVerb::Reject,
+        DecisionVerb::Confirm,
+        DecisionVerb::Complete,
+        DecisionVerb::Assign,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DecisionVerb::Approve => "approve",
+            DecisionVerb::Reject => "reject",
+            DecisionVerb::Confirm => "confirm",
+            DecisionVerb::Complete => "complete",
+            DecisionVerb::Assign => "assign",
+        }
+    }
+
+    /// The outcome the verb names.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            DecisionVerb::Approve => "approved",
+            DecisionVerb::Reject => "rejected",
+            DecisionVerb::Confirm => "confirmed",
+            DecisionVerb::Complete => "completed",
+            DecisionVerb::Assign => "assigned",
+        }
+    }
+}
+
+/// One assignee's vote on a quorum task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vote {
+    pub voter: String,
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub at: Timestamp,
+}
+
+/// Where the votes of a quorum task stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub approvals: u32,
+    /// Votes for any outcome that does not approve.
+    pub others: u32,
+    pub needed: u32,
+    /// Everyone who may vote: those who did and those who still may.
+    pub voters: u32,
+}
+
+impl Tally {
+    pub fn of(needed: u32, voters: usize, votes: &[Vote]) -> Tally {
+        let approvals = votes
+            .iter()
+            .filter(|vote| verdict_of(&vote.outcome) == Verdict::Approving)
+            .count() as u32;
+        Tally {
+            approvals,
+            others: votes.len() as u32 - approvals,
+            needed,
+            voters: voters as u32,
+        }
+    }
+
+    /// The verdict once it is settled: enough approvals, or so many other votes
+    /// that the voters left could no longer reach the quorum.
+    pub fn settled(&self) -> Option<Verdict> {
+        let still_open = self.voters.saturating_sub(self.approvals + self.others);
+        if self.approvals >= self.needed {
+            Some(Verdict::Approving)
+        } else if self.approvals + still_open < self.needed {
+            Some(Verdict::Rejecting)
+        } else {
+            None
+        }
+    }
+}
+
 /// A decision that passed every rule of its task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidDecision {
@@ -634,6 +829,92 @@ impl ValidDecision {
 
 #[cfg(test)]
 mod tests {
+
+    fn votes(outcomes: &[&str]) -> Vec<Vote> {
+        let at = Timestamp::parse("2026-11-21T12:00:00Z").unwrap();
+        outcomes
+            .iter()
+            .enumerate()
+            .map(|(index, outcome)| Vote {
+                voter: format!("r{index}@example.com"),
+                outcome: outcome.to_string(),
+                comment: None,
+                at,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_quorum_settles_once_approval_is_reached_or_out_of_reach() {
+        let two_of_three = |cast: &[&str]| Tally::of(2, 3, &votes(cast)).settled();
+        assert_eq!(two_of_three(&[]), None);
+        assert_eq!(two_of_three(&["approved"]), None);
+        assert_eq!(
+            two_of_three(&["approved", "approved"]),
+            Some(Verdict::Approving)
+        );
+        assert_eq!(two_of_three(&["rejected"]), None);
+        assert_eq!(two_of_three(&["approved", "rejected"]), None);
+        assert_eq!(
+            two_of_three(&["rejected", "rejected"]),
+            Some(Verdict::Rejecting)
+        );
+        // Votes that neither approve nor reject still use up a voter.
+        assert_eq!(
+            two_of_three(&["needs_changes", "commented"]),
+            Some(Verdict::Rejecting)
+        );
+        assert_eq!(
+            Tally::of(3, 3, &votes(&["rejected"])).settled(),
+            Some(Verdict::Rejecting)
+        );
+        assert_eq!(
+            Tally::of(1, 3, &votes(&["approved"])).settled(),
+            Some(Verdict::Approving)
+        );
+    }
+
+    #[test]
+    fn quorums_need_named_distinct_reviewers_and_an_approving_outcome() {
+        let task = |extra: Value| {
+            let mut spec = json!({
+                "title": "Ship it?",
+                "task_type": "approval",
+                "assignees": ["a@x.io", "b@x.io", "c@x.io"],
+            });
+            spec.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            HumanTask::from_request(&spec)
+        };
+        assert_eq!(task(json!({"quorum": 2})).unwrap().quorum, Some(2));
+        for (extra, says) in [
+            (
+                json!({"quorum": 0}),
+                "between 1 and the number of assignees (3)",
+            ),
+            (
+                json!({"quorum": 4}),
+                "between 1 and the number of assignees (3)",
+            ),
+            (
+                json!({"quorum": 2, "assignees": ["a@x.io", "team:ops"]}),
+                "not `team:ops`",
+            ),
+            (
+                json!({"quorum": 2, "assignees": ["a@x.io", "A@x.io"]}),
+                "listed once",
+            ),
+            (
+                json!({"quorum": 1, "allowed_outcomes": ["noted"]}),
+                "none of the outcomes (noted) approves",
+            ),
+        ] {
+            let err = task(extra.clone()).unwrap_err();
+            assert!(err.message.contains(says), "{extra}: {}", err.message);
+            assert_eq!(err.details["field"], "human_task.quorum");
+        }
+    }
     use super::*;
     use proptest::prelude::*;
 
@@ -643,6 +924,61 @@ mod tests {
 
     fn decide(task: &HumanTask, result: Value) -> Result<ValidDecision> {
         task.validate_result(TaskResultInput::parse(&result)?)
+    }
+
+    #[test]
+    fn verbs_take_the_tasks_own_yes_and_no_and_name_the_rest() {
+        let outcome = |task_type: &str, verb| {
+            task(json!({"title": "t", "task_type": task_type})).outcome_for(verb)
+        };
+        assert_eq!(
+            outcome("approval", DecisionVerb::Approve).unwrap(),
+            "approved"
+        );
+        assert_eq!(
+            outcome("override", DecisionVerb::Approve).unwrap(),
+            "override_approved"
+        );
+        assert_eq!(
+            outcome("confirmation", DecisionVerb::Approve).unwrap(),
+            "confirmed"
+        );
+        assert_eq!(
+            outcome("confirmation", DecisionVerb::Reject).unwrap(),
+            "denied"
+        );
+        assert_eq!(outcome("review", DecisionVerb::Reject).unwrap(), "rejected");
+        assert_eq!(
+            outcome("manual_action", DecisionVerb::Complete).unwrap(),
+            "completed"
+        );
+        assert_eq!(
+            outcome("assignment", DecisionVerb::Assign).unwrap(),
+            "assigned"
+        );
+        let refused = outcome("approval", DecisionVerb::Confirm).unwrap_err();
+        assert!(
+            refused.message.contains("approved, rejected"),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn needs_say_what_each_outcome_must_carry() {
+        let review = task(json!({"title": "t", "task_type": "review"}));
+        assert!(!review.needs("approved").comment);
+        assert!(review.needs("changes_requested").comment);
+        let evidence =
+            task(json!({"title": "t", "task_type": "manual_action", "evidence_required": true}));
+        assert!(evidence.needs("completed").evidence && !evidence.needs("failed").evidence);
+        let form = task(json!({"title": "t", "form_schema": {"type": "object"}}));
+        assert!(form.needs("submitted").form && !form.needs("declined").form);
+        assert!(
+            task(json!({"title": "t", "task_type": "assignment"}))
+                .needs("assigned")
+                .assignee
+        );
     }
 
     #[test]

@@ -114,6 +114,19 @@ pub fn parse_duration(text: &str) -> Option<i64> {
     (!text.is_empty()).then_some(total)
 }
 
+/// A compact span of time: `45s`, `12m`, `3h`, `2d`; negative values get a `-`.
+pub fn human_duration(seconds: i64) -> String {
+    let sign = if seconds < 0 { "-" } else { "" };
+    let s = seconds.unsigned_abs();
+    let text = match s {
+        0..=59 => format!("{s}s"),
+        60..=3_599 => format!("{}m", s / 60),
+        3_600..=86_399 => format!("{}h", s / 3_600),
+        _ => format!("{}d", s / 86_400),
+    };
+    format!("{sign}{text}")
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = self.0.format(CANONICAL).map_err(|_| fmt::Error)?;
@@ -143,6 +156,14 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_round_trip_roughly() {
+        assert_eq!(human_duration(45), "45s");
+        assert_eq!(human_duration(125), "2m");
+        assert_eq!(human_duration(-7200), "-2h");
+        assert_eq!(human_duration(200_000), "2d");
+    }
 
     #[test]
     fn durations_parse_with_units_compounds_and_bare_seconds() {

@@ -7,14 +7,17 @@
 
 use serde_json::{Map, Value, json};
 
-use super::Engine;
-use crate::domain::event::{ACKNOWLEDGED, DELEGATED, DELIVERED, IN_PROGRESS, VIEWED};
+use std::sync::Arc;
+
+use super::workflow::after_end;
+use super::{Engine, EngineSettings};
+use crate::domain::event::{ACKNOWLEDGED, DELEGATED, DELIVERED, IN_PROGRESS, VIEWED, VOTED};
 use crate::domain::lifecycle::TIMEOUT_ACTOR;
 use crate::domain::principal::{validate_agent_address, validate_assignee};
-use crate::domain::task::{ValidDecision, parse_fields};
+use crate::domain::task::{Tally, ValidDecision, Vote, parse_fields};
 use crate::domain::{
     Error, Fallback, Principal, PrincipalKind, Result, Status, TaskResultInput, Timestamp, Verdict,
-    WaitingReason,
+    WaitingReason, verdict_of,
 };
 use crate::store::{Change, ChangeFn, IdempotencyClaim, Target};
 
@@ -97,16 +100,18 @@ fn deliver_end(change: &mut Change) {
 }
 
 /// What the terminal event shows as `result` (and lifts to `event["result"]`).
-struct Shown {
-    result: Value,
+pub(super) struct Shown {
+    pub(super) result: Value,
     /// The flat object agents read as `event["data"]`.
-    data: Option<Value>,
+    pub(super) data: Option<Value>,
 }
 
 /// Ends the intent in `status`, storing the decision `record`, and appends the
-/// terminal event showing `shown`.
-fn finish(
+/// terminal event showing `shown`. Every ending passes here, so a scenario
+/// learns of its steps' endings (and they of its) in the same transaction.
+pub(super) fn finish(
     change: &mut Change,
+    settings: &Arc<EngineSettings>,
     status: Status,
     actor: &str,
     record: Value,
@@ -128,6 +133,7 @@ fn finish(
     }
     let event = change.record(status.event_type(), actor, Value::Object(details));
     deliver_end(change);
+    after_end(change, settings);
     Ok(serde_json::to_value(event).unwrap_or(Value::Null))
 }
 
@@ -193,11 +199,31 @@ fn check_decider(change: &Change, decider: &Principal) -> Result<()> {
 /// and control resumes.
 fn apply_decision(
     change: &mut Change,
+    settings: &Arc<EngineSettings>,
     decider: &Principal,
     decision: Decision,
     via: Via,
     on_behalf_of: Option<String>,
 ) -> Result<()> {
+    if !change.intent.status.is_terminal()
+        && let Some(vote) = change
+            .intent
+            .votes
+            .iter()
+            .find(|vote| vote.voter.eq_ignore_ascii_case(&decider.identity))
+    {
+        return Err(Error::conflict(
+            "already_voted",
+            format!(
+                "{} already voted {} at {}; the task waits for the other assignees ({})",
+                vote.voter,
+                vote.outcome,
+                vote.at,
+                change.intent.assignees.join(", ")
+            ),
+        )
+        .with_details(json!({ "vote": vote, "assignees": change.intent.assignees })));
+    }
     check_decider(change, decider)?;
     let Some(task) = change.intent.human_task.clone() else {
         return Err(Error::internal("checked human task vanished"));
@@ -226,7 +252,30 @@ fn apply_decision(
             }
         }
     };
-    let decision = task.validate_result(input)?;
+    let mut decision = task.validate_result(input)?;
+    // A quorum counts the votes of its named assignees until the task escalates
+    // (then the escalation's target decides alone); an admin who is not an
+    // assignee decides outright.
+    let mut quorum = None;
+    if let Some(needed) = task.quorum.filter(|_| change.intent.escalation_stage == 0)
+        && let Some(seat) = change
+            .intent
+            .assignees
+            .iter()
+            .position(|assignee| assignee.eq_ignore_ascii_case(&decider.identity))
+    {
+        let Some(verdict) = cast_vote(change, &decision, via, needed, seat) else {
+            return Ok(());
+        };
+        // Votes that neither approve nor reject can settle a quorum as failed;
+        // the task then ends with its own rejecting outcome.
+        if verdict_of(&decision.outcome) != verdict
+            && let Some(outcome) = task.outcome_with_verdict(verdict)
+        {
+            decision.outcome = outcome.to_string();
+        }
+        quorum = Some(json!({ "needed": needed, "votes": change.intent.votes }));
+    }
     let mut record = json!({
         "outcome": decision.outcome,
         "comment": decision.comment,
@@ -238,12 +287,18 @@ fn apply_decision(
     if let Some(actor) = on_behalf_of {
         record["on_behalf_of"] = json!(actor);
     }
+    let mut flat = decision.flat_data();
+    if let Some(quorum) = quorum {
+        record["quorum"] = quorum.clone();
+        flat["quorum"] = quorum;
+    }
     let shown = Shown {
         result: record.clone(),
-        data: Some(decision.flat_data()),
+        data: Some(flat),
     };
     finish(
         change,
+        settings,
         Status::Completed,
         &decider.identity,
         record,
@@ -253,11 +308,48 @@ fn apply_decision(
     Ok(())
 }
 
+/// Records the vote of the assignee in `seat` on a quorum task, who leaves the
+/// assignees (their inbox drops the task; reminders go to those yet to vote).
+/// Returns the verdict once the votes settle it.
+fn cast_vote(
+    change: &mut Change,
+    decision: &ValidDecision,
+    via: Via,
+    needed: u32,
+    seat: usize,
+) -> Option<Verdict> {
+    let voter = change.intent.assignees.remove(seat);
+    change.intent.votes.push(Vote {
+        voter: voter.clone(),
+        outcome: decision.outcome.clone(),
+        comment: decision.comment.clone(),
+        at: change.now,
+    });
+    let voters = change.intent.votes.len() + change.intent.assignees.len();
+    let tally = Tally::of(needed, voters, &change.intent.votes);
+    change.record(
+        VOTED,
+        &voter,
+        json!({
+            "outcome": decision.outcome,
+            "comment": decision.comment,
+            "data": decision.data,
+            "via": via.as_str(),
+            "approvals": tally.approvals,
+            "others": tally.others,
+            "needed": needed,
+            "remaining": change.intent.assignees,
+        }),
+    );
+    tally.settled()
+}
+
 /// Ends a task nobody decided in time, as its fallback says. The record names the
 /// system as the decider (`system:timeout`, via `timeout`), so no client can take
 /// it for a person's decision.
 pub(super) fn time_out(
     change: &mut Change,
+    settings: &Arc<EngineSettings>,
     fallback: &Fallback,
     deadline: Timestamp,
 ) -> Result<()> {
@@ -295,7 +387,15 @@ pub(super) fn time_out(
         result: record.clone(),
         data,
     };
-    finish(change, status, TIMEOUT_ACTOR, record, shown, extra)?;
+    finish(
+        change,
+        settings,
+        status,
+        TIMEOUT_ACTOR,
+        record,
+        shown,
+        extra,
+    )?;
     Ok(())
 }
 
@@ -327,11 +427,12 @@ impl Engine {
         claim: Option<IdempotencyClaim>,
     ) -> Result<Value> {
         let decider = decider.clone();
+        let settings = self.settings.clone();
         self.change(
             intent_id,
             claim,
             Box::new(move |change| {
-                apply_decision(change, &decider, decision, via, None)?;
+                apply_decision(change, &settings, &decider, decision, via, None)?;
                 Ok(resumed(change))
             }),
         )
@@ -408,6 +509,7 @@ impl Engine {
             }
         };
         let is_admin = caller.is_admin();
+        let settings = self.settings.clone();
         self.change(
             intent_id,
             claim,
@@ -458,7 +560,7 @@ impl Engine {
                     data: (next == Status::Completed && given.is_object()).then(|| given.clone()),
                     result: given,
                 };
-                finish(change, next, &agent, record, shown, extra)?;
+                finish(change, &settings, next, &agent, record, shown, extra)?;
                 Ok(resumed(change))
             }),
         )
@@ -486,6 +588,7 @@ impl Engine {
         };
         let on_behalf_of = named_actor.filter(|_| caller.is_admin());
         let caller = caller.clone();
+        let settings = self.settings.clone();
         self.change(
             intent_id,
             claim,
@@ -495,7 +598,14 @@ impl Engine {
                     comment: reason,
                     data: Map::new(),
                 };
-                apply_decision(change, &caller, decision, Via::Control, on_behalf_of)?;
+                apply_decision(
+                    change,
+                    &settings,
+                    &caller,
+                    decision,
+                    Via::Control,
+                    on_behalf_of,
+                )?;
                 Ok(resumed(change))
             }),
         )
@@ -545,6 +655,7 @@ impl Engine {
             _ => acting_agent(caller, owner_agent)?,
         };
         let is_admin = caller.is_admin();
+        let settings = self.settings.clone();
         self.change(
             intent_id,
             claim,
@@ -588,7 +699,7 @@ impl Engine {
                 if let Some(reason) = input.reason {
                     extra.insert("reason".into(), json!(reason));
                 }
-                let event = finish(change, status, &actor, record, shown, extra)?;
+                let event = finish(change, &settings, status, &actor, record, shown, extra)?;
                 let reply_to = change.intent.reply_to.clone();
                 Ok(json!({
                     "ok": true,
@@ -677,6 +788,17 @@ impl Engine {
                     return Err(Error::conflict(
                         "not_waiting_for_human",
                         format!("intent {} is not waiting for a human", intent.intent_id),
+                    ));
+                }
+                if intent.human_task.as_ref().is_some_and(|task| task.quorum.is_some())
+                    && intent.escalation_stage == 0
+                {
+                    return Err(Error::conflict(
+                        "quorum_task",
+                        format!(
+                            "intent {} needs votes from several assignees and cannot be handed to one; vote instead",
+                            intent.intent_id
+                        ),
                     ));
                 }
                 let previous = std::mem::replace(&mut change.intent.assignees, vec![to.clone()]);

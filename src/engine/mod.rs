@@ -10,6 +10,7 @@ pub mod notify;
 pub mod scheduler;
 pub mod streams;
 pub mod worker;
+pub mod workflow;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -240,85 +241,10 @@ impl Engine {
         claim: Option<IdempotencyClaim>,
     ) -> Result<Value> {
         let request = IntentRequest::parse(body, sender)?;
-        let now = self.clock.now();
-        let task_type = request.human_task.as_ref().map(|task| task.task_type);
-        let sla = task_type.map(|task_type| self.settings.sla.for_task(task_type));
-        let lifecycle = LifecyclePolicy::resolve(
-            &request.timing,
-            &PolicyContext {
-                started_at: now,
-                task_type,
-                allowed_outcomes: request
-                    .human_task
-                    .as_ref()
-                    .map_or(&[], |task| task.allowed_outcomes.as_slice()),
-                defaults: sla.as_ref(),
-            },
-        )?;
-        let intent = Intent {
-            intent_id: uuid::Uuid::now_v7().to_string(),
-            intent_type: request.intent_type,
-            correlation_id: request.correlation_id,
-            from_agent: request.from_agent,
-            to_agent: request.to_agent,
-            reply_to: request.reply_to,
-            payload: request.payload,
-            status: Status::Created,
-            waiting_reason: None,
-            created_at: now,
-            updated_at: now,
-            human_task: request.human_task,
-            assignees: vec![],
-            assigned_at: None,
-            due_at: lifecycle.timeout.as_ref().map(|timeout| timeout.at),
-            remind_count: 0,
-            escalation_stage: 0,
-            result: None,
-            lifecycle,
-            last_seq: 0,
-            last_cursor: 0,
-        };
+        let intent = new_intent(&self.settings, request, self.clock.now())?;
         let settings = self.settings.clone();
         let apply: ChangeFn = Box::new(move |change: &mut Change| {
-            let now = change.now;
-            change.intent.created_at = now;
-            let actor = change.intent.from_agent.clone();
-            let created_details = json!({
-                "intent_type": change.intent.intent_type,
-                "correlation_id": change.intent.correlation_id,
-                "to_agent": change.intent.to_agent,
-            });
-            change.record(CREATED, &actor, created_details);
-            change.intent.transition(Status::Submitted, None)?;
-            change.record(SUBMITTED, &actor, json!({}));
-            match change.intent.human_task.clone() {
-                Some(task) => {
-                    let assignees = if task.assignees.is_empty() {
-                        settings.default_assignees.clone()
-                    } else {
-                        task.assignees.clone()
-                    };
-                    change
-                        .intent
-                        .transition(Status::Waiting, Some(WaitingReason::WaitingForHuman))?;
-                    change.intent.assignees = assignees.clone();
-                    change.intent.assigned_at = Some(now);
-                    change.record(
-                        HUMAN_TASK_ASSIGNED,
-                        &actor,
-                        json!({ "human_task": task, "assignees": assignees }),
-                    );
-                    queue_notifications(change, &settings.notify, &assignees, NotifyKind::Assigned);
-                }
-                None => {
-                    if let Some(agent) = change.intent.to_agent.clone() {
-                        change.deliver_to_agent(&agent, SUBMITTED);
-                    }
-                }
-            }
-            for timer in change.intent.lifecycle.initial_timers(now) {
-                change.schedule(timer);
-            }
+            open_intent(change, &settings)?;
             Ok(json!({
                 "ok": true,
                 "intent_id": change.intent.intent_id,
@@ -388,6 +314,104 @@ impl Engine {
     }
 }
 
+/// A new intent for `request`, with its lifecycle policy resolved against the
+/// server's defaults; nothing is stored until [`open_intent`] runs on it.
+pub(crate) fn new_intent(
+    settings: &EngineSettings,
+    request: IntentRequest,
+    now: Timestamp,
+) -> Result<Intent> {
+    let task_type = request.human_task.as_ref().map(|task| task.task_type);
+    let sla = task_type.map(|task_type| settings.sla.for_task(task_type));
+    let lifecycle = LifecyclePolicy::resolve(
+        &request.timing,
+        &PolicyContext {
+            started_at: now,
+            task_type,
+            allowed_outcomes: request
+                .human_task
+                .as_ref()
+                .map_or(&[], |task| task.allowed_outcomes.as_slice()),
+            defaults: sla.as_ref(),
+        },
+    )?;
+    Ok(Intent {
+        intent_id: uuid::Uuid::now_v7().to_string(),
+        intent_type: request.intent_type,
+        correlation_id: request.correlation_id,
+        from_agent: request.from_agent,
+        to_agent: request.to_agent,
+        reply_to: request.reply_to,
+        payload: request.payload,
+        status: Status::Created,
+        waiting_reason: None,
+        created_at: now,
+        updated_at: now,
+        human_task: request.human_task,
+        assignees: vec![],
+        assigned_at: None,
+        due_at: lifecycle.timeout.as_ref().map(|timeout| timeout.at),
+        remind_count: 0,
+        escalation_stage: 0,
+        result: None,
+        lifecycle,
+        workflow: None,
+        step_of: None,
+        votes: vec![],
+        last_seq: 0,
+        last_cursor: 0,
+    })
+}
+
+/// Submits a new intent inside its creating transaction: a human task goes to
+/// its assignees (or the default ones) with notifications, agent work onto its
+/// agent's stream, and the lifecycle timers start.
+pub(crate) fn open_intent(change: &mut Change, settings: &EngineSettings) -> Result<()> {
+    let now = change.now;
+    change.intent.created_at = now;
+    let actor = change.intent.from_agent.clone();
+    let mut created_details = json!({
+        "intent_type": change.intent.intent_type,
+        "correlation_id": change.intent.correlation_id,
+        "to_agent": change.intent.to_agent,
+    });
+    if let Some(link) = &change.intent.step_of {
+        created_details["step_of"] = json!(link);
+    }
+    change.record(CREATED, &actor, created_details);
+    change.intent.transition(Status::Submitted, None)?;
+    change.record(SUBMITTED, &actor, json!({}));
+    match change.intent.human_task.clone() {
+        Some(task) => {
+            let assignees = if task.assignees.is_empty() {
+                settings.default_assignees.clone()
+            } else {
+                task.assignees.clone()
+            };
+            change
+                .intent
+                .transition(Status::Waiting, Some(WaitingReason::WaitingForHuman))?;
+            change.intent.assignees = assignees.clone();
+            change.intent.assigned_at = Some(now);
+            change.record(
+                HUMAN_TASK_ASSIGNED,
+                &actor,
+                json!({ "human_task": task, "assignees": assignees }),
+            );
+            queue_notifications(change, &settings.notify, &assignees, NotifyKind::Assigned);
+        }
+        None => {
+            if let Some(agent) = change.intent.to_agent.clone() {
+                change.deliver_to_agent(&agent, SUBMITTED);
+            }
+        }
+    }
+    for timer in change.intent.lifecycle.initial_timers(now) {
+        change.schedule(timer);
+    }
+    Ok(())
+}
+
 pub fn require_admin(caller: &Principal, action: &str) -> Result<()> {
     if caller.is_admin() {
         Ok(())
@@ -427,6 +451,10 @@ pub fn may_read(reader: &Principal, intent: &Intent) -> bool {
         || intent.to_agent.as_deref() == Some(identity)
         || intent.reply_to.as_deref() == Some(identity)
         || decided_by == Some(identity)
+        || intent
+            .votes
+            .iter()
+            .any(|vote| vote.voter.eq_ignore_ascii_case(identity))
         || (intent.human_task.is_some()
             && intent.assignees.iter().any(|a| reader.holds_assignee(a)))
 }

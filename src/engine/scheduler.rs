@@ -25,7 +25,11 @@ use crate::store::{Change, DueTimer, TimerFn};
 pub const FIRE_BATCH: usize = 500;
 
 /// What firing `timer` does to its intent, inside the transaction that consumes it.
-pub fn apply_timer(settings: &EngineSettings, timer: &DueTimer, change: &mut Change) -> Result<()> {
+pub fn apply_timer(
+    settings: &Arc<EngineSettings>,
+    timer: &DueTimer,
+    change: &mut Change,
+) -> Result<()> {
     match timer.kind {
         TimerKind::Remind => remind(settings, timer, change),
         TimerKind::Escalate => escalate(settings, timer, change),
@@ -33,7 +37,7 @@ pub fn apply_timer(settings: &EngineSettings, timer: &DueTimer, change: &mut Cha
             let Some(timeout) = change.intent.lifecycle.timeout.clone() else {
                 return Ok(());
             };
-            time_out(change, &timeout.fallback, timer.due_at)
+            time_out(change, settings, &timeout.fallback, timer.due_at)
         }
     }
 }

@@ -23,7 +23,7 @@ use tower_http::trace::TraceLayer;
 use crate::domain::{Error, ErrorKind};
 use crate::engine::Engine;
 use error::ApiError;
-use routes::{agents, inbox, intents, keys, meta, tasks};
+use routes::{agents, inbox, intents, keys, meta, scenarios, tasks};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/approvals/{intent_id}/decision",
             post(inbox::approval_decision),
         )
+        .route("/v1/scenarios/apply", post(scenarios::apply))
+        .route("/v1/scenarios/validate", post(scenarios::validate))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{key_id}/revoke", post(keys::revoke))
         .fallback(no_such_endpoint)

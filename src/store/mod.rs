@@ -43,6 +43,7 @@ pub struct Change {
     timers: Vec<TimerSpec>,
     notifications: Vec<Notification>,
     outbox_updates: Vec<OutboxUpdate>,
+    follow_ups: Vec<(Target, ChangeFn)>,
 }
 
 /// How a notification travels.
@@ -134,7 +135,14 @@ impl Change {
             timers: Vec::new(),
             notifications: Vec::new(),
             outbox_updates: Vec::new(),
+            follow_ups: Vec::new(),
         }
+    }
+
+    /// Asks for a change to another intent (or a new one) in the same
+    /// transaction, applied after this one; its response is not kept.
+    pub fn also(&mut self, target: Target, apply: ChangeFn) {
+        self.follow_ups.push((target, apply));
     }
 
     /// Schedules a timer, replacing any pending timer of the same kind. Timers of an
@@ -224,12 +232,13 @@ pub struct Committed {
     pub outbox_due: Option<Timestamp>,
 }
 
-/// What a write returns: the response to give the caller, and what was committed
-/// (`None` when an idempotency record replayed an earlier response).
+/// What a write returns: the response to give the caller, and what was committed,
+/// the target intent first, then any follow-ups (empty when an idempotency
+/// record replayed an earlier response).
 #[derive(Debug, Clone)]
 pub struct WriteResult {
     pub response: Value,
-    pub committed: Option<Arc<Committed>>,
+    pub committed: Vec<Arc<Committed>>,
 }
 
 /// Receives each committed batch, in commit order, before callers hear back.

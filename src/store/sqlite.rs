@@ -29,12 +29,18 @@ use crate::domain::{
     TimerKind, TimerSpec, Timestamp, WaitingReason,
 };
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_init.sql"),
+    include_str!("migrations/sqlite/0002_workflows.sql"),
+];
 
 /// Upper bound on jobs per transaction, so one commit never holds callers for long.
 const MAX_BATCH: usize = 512;
 /// Writes waiting beyond this are refused with 429 rather than queued without limit.
 const QUEUE_CAPACITY: usize = 8192;
+/// How deeply changes may ask for further changes in one write (a step ending,
+/// its workflow advancing, the next step starting, a cancel cascading...).
+const MAX_FOLLOW_UP_DEPTH: usize = 8;
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 4;
 
@@ -256,7 +262,7 @@ impl Outcome for Vec<OutboxItem> {}
 
 impl Outcome for WriteResult {
     fn committed(&self) -> Vec<Arc<Committed>> {
-        self.committed.iter().cloned().collect()
+        self.committed.clone()
     }
 }
 
@@ -490,22 +496,15 @@ impl Writer {
         {
             return Ok(WriteResult {
                 response,
-                committed: None,
+                committed: Vec::new(),
             });
         }
-        let (intent, original) = match target {
-            Target::New(intent) => (*intent, None),
-            Target::Existing(intent_id) => {
-                let intent = load_intent(&self.conn, &intent_id)
-                    .map_err(storage_error)?
-                    .ok_or_else(|| Error::not_found("intent", &intent_id))?;
-                (intent.clone(), Some(intent))
-            }
-        };
+        let (intent, original) = self.load_target(target)?;
         let mut change = super::Change::new(intent, self.clock.now());
         let response = apply(&mut change)?;
         let now = change.now;
-        let committed = self.persist(change, original.as_ref())?;
+        let mut committed = Vec::new();
+        self.persist_all(change, original.as_ref(), 0, &mut committed)?;
         if let Some(claim) = &claim {
             self.conn
                 .prepare_cached(
@@ -526,8 +525,48 @@ impl Writer {
         }
         Ok(WriteResult {
             response,
-            committed: Some(Arc::new(committed)),
+            committed,
         })
+    }
+
+    /// The intent a write works on, and the row as loaded (`None` for a new one).
+    fn load_target(&self, target: Target) -> Result<(Intent, Option<Intent>)> {
+        match target {
+            Target::New(intent) => Ok((*intent, None)),
+            Target::Existing(intent_id) => {
+                let intent = load_intent(&self.conn, &intent_id)
+                    .map_err(storage_error)?
+                    .ok_or_else(|| Error::not_found("intent", &intent_id))?;
+                Ok((intent.clone(), Some(intent)))
+            }
+        }
+    }
+
+    /// Persists a change and then, in the same transaction, the changes it asked
+    /// for on other intents (a workflow step ending advances its workflow, which
+    /// starts the next step), depth first, in the order they were asked for.
+    fn persist_all(
+        &mut self,
+        mut change: super::Change,
+        original: Option<&Intent>,
+        depth: usize,
+        committed: &mut Vec<Arc<Committed>>,
+    ) -> Result<()> {
+        if depth > MAX_FOLLOW_UP_DEPTH {
+            return Err(Error::internal(
+                "a change asked for changes nested too deeply; refusing to go on",
+            ));
+        }
+        let follow_ups = std::mem::take(&mut change.follow_ups);
+        let now = change.now;
+        committed.push(Arc::new(self.persist(change, original)?));
+        for (target, apply) in follow_ups {
+            let (intent, original) = self.load_target(target)?;
+            let mut follow_up = super::Change::new(intent, now);
+            apply(&mut follow_up)?;
+            self.persist_all(follow_up, original.as_ref(), depth + 1, committed)?;
+        }
+        Ok(())
     }
 
     /// Writes everything a change recorded. `original` is the intent as loaded
@@ -542,6 +581,7 @@ impl Writer {
             timers,
             notifications,
             outbox_updates,
+            follow_ups: _,
         } = change;
 
         let mut stored_events = Vec::with_capacity(events.len());
@@ -642,8 +682,7 @@ impl Writer {
                 ));
             }
             match outcome {
-                Ok(Some(committed)) => fired.committed.push(Arc::new(committed)),
-                Ok(None) => {}
+                Ok(committed) => fired.committed.extend(committed),
                 Err(error) => {
                     tracing::error!(
                         intent_id = %timer.intent_id,
@@ -658,18 +697,22 @@ impl Writer {
         Ok(fired)
     }
 
-    fn fire_one(&mut self, timer: &DueTimer, fire: &TimerFn) -> Result<Option<Committed>> {
+    /// Fires one timer; returns what it committed (nothing when its intent is
+    /// gone or ended).
+    fn fire_one(&mut self, timer: &DueTimer, fire: &TimerFn) -> Result<Vec<Arc<Committed>>> {
         delete_timer(&self.conn, &timer.intent_id, timer.kind).map_err(storage_error)?;
+        let mut committed = Vec::new();
         let Some(intent) = load_intent(&self.conn, &timer.intent_id).map_err(storage_error)? else {
-            return Ok(None);
+            return Ok(committed);
         };
         if intent.status.is_terminal() {
-            return Ok(None);
+            return Ok(committed);
         }
         let original = intent.clone();
         let mut change = super::Change::new(intent, self.clock.now());
         fire(timer, &mut change)?;
-        self.persist(change, Some(&original)).map(Some)
+        self.persist_all(change, Some(&original), 0, &mut committed)?;
+        Ok(committed)
     }
 }
 
@@ -728,14 +771,17 @@ fn save_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO intents (intent_id, intent_type, correlation_id, from_agent, to_agent, reply_to,
              payload, status, waiting_reason, created_at, updated_at, human_task, assignees,
-             assigned_at, due_at, remind_count, escalation_stage, result, lifecycle, last_seq, last_cursor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+             assigned_at, due_at, remind_count, escalation_stage, result, lifecycle, last_seq, last_cursor,
+             workflow, step_of, votes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+             ?22, ?23, ?24)
          ON CONFLICT (intent_id) DO UPDATE SET
              status = excluded.status, waiting_reason = excluded.waiting_reason,
              updated_at = excluded.updated_at, assignees = excluded.assignees,
              assigned_at = excluded.assigned_at, due_at = excluded.due_at,
              remind_count = excluded.remind_count, escalation_stage = excluded.escalation_stage,
-             result = excluded.result, last_seq = excluded.last_seq, last_cursor = excluded.last_cursor",
+             result = excluded.result, last_seq = excluded.last_seq, last_cursor = excluded.last_cursor,
+             workflow = excluded.workflow, votes = excluded.votes",
     )?
     .execute(params![
         intent.intent_id,
@@ -759,6 +805,9 @@ fn save_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
         to_json(&intent.lifecycle)?,
         intent.last_seq as i64,
         intent.last_cursor as i64,
+        optional_json(&intent.workflow)?,
+        optional_json(&intent.step_of)?,
+        to_json(&intent.votes)?,
     ])?;
     Ok(())
 }
@@ -1072,7 +1121,8 @@ fn waiting_reason_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option
 const INTENT_COLUMNS: &str =
     "intent_id, intent_type, correlation_id, from_agent, to_agent, reply_to,
     payload, status, waiting_reason, created_at, updated_at, human_task, assignees, assigned_at,
-    due_at, remind_count, escalation_stage, result, lifecycle, last_seq, last_cursor";
+    due_at, remind_count, escalation_stage, result, lifecycle, last_seq, last_cursor,
+    workflow, step_of, votes";
 
 fn intent_from_row(row: &Row<'_>) -> rusqlite::Result<Intent> {
     Ok(Intent {
@@ -1097,6 +1147,9 @@ fn intent_from_row(row: &Row<'_>) -> rusqlite::Result<Intent> {
         lifecycle: json_column(row, 18, "lifecycle")?,
         last_seq: row.get::<_, i64>(19)? as u64,
         last_cursor: row.get::<_, i64>(20)? as u64,
+        workflow: optional_json_column(row, 21, "workflow")?,
+        step_of: optional_json_column(row, 22, "step_of")?,
+        votes: json_column(row, 23, "votes")?,
     })
 }
 
@@ -1593,6 +1646,9 @@ mod tests {
             escalation_stage: 0,
             result: None,
             lifecycle: Default::default(),
+            workflow: None,
+            step_of: None,
+            votes: vec![],
             last_seq: 0,
             last_cursor: 0,
         }

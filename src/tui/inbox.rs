@@ -382,6 +382,7 @@ pub mod tests {
                 evidence_required: false,
                 form_schema: None,
                 notify_email: vec![],
+                quorum: None,
             },
             reminders_sent: 0,
             escalation_stage: 0,

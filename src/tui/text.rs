@@ -62,19 +62,6 @@ pub fn fit(text: &str, columns: usize) -> String {
     format!("{cut}{}", " ".repeat(pad))
 }
 
-/// A compact span of time: `45s`, `12m`, `3h`, `2d`; negative values get a `-`.
-pub fn human_duration(seconds: i64) -> String {
-    let sign = if seconds < 0 { "-" } else { "" };
-    let s = seconds.unsigned_abs();
-    let text = match s {
-        0..=59 => format!("{s}s"),
-        60..=3_599 => format!("{}m", s / 60),
-        3_600..=86_399 => format!("{}h", s / 3_600),
-        _ => format!("{}d", s / 86_400),
-    };
-    format!("{sign}{text}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,13 +85,5 @@ mod tests {
         assert_eq!(truncate("abc", 0), "");
         assert_eq!(fit("ab", 4), "ab  ");
         assert_eq!(width(&fit("🚀🚀🚀", 4)), 4);
-    }
-
-    #[test]
-    fn durations_round_trip_roughly() {
-        assert_eq!(human_duration(45), "45s");
-        assert_eq!(human_duration(125), "2m");
-        assert_eq!(human_duration(-7200), "-2h");
-        assert_eq!(human_duration(200_000), "2d");
     }
 }

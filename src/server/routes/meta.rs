@@ -32,7 +32,9 @@ pub async fn capabilities(Caller(_): Caller) -> Json<Value> {
             "approvals",
             "agent_intents_stream",
             "me_tasks",
-            "me_tasks_stream"
+            "me_tasks_stream",
+            "scenarios",
+            "quorum"
         ],
         "human_task_types": crate::domain::TaskType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
         "supported_intent_types": ["intent.human_task.v1", "intent.*.v*"],

@@ -5,4 +5,5 @@ pub mod inbox;
 pub mod intents;
 pub mod keys;
 pub mod meta;
+pub mod scenarios;
 pub mod tasks;

@@ -8,8 +8,9 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use super::list::due_label;
 use super::markdown;
 use super::theme::Theme;
+use crate::domain::time::human_duration;
 use crate::tui::state::{Detail, State};
-use crate::tui::text::{human_duration, sanitize_line};
+use crate::tui::text::sanitize_line;
 
 /// `12:03:04`, in UTC (the inbox shows UTC throughout).
 pub fn clock(at: crate::domain::Timestamp) -> String {

@@ -7,10 +7,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::theme::Theme;
+use crate::domain::time::human_duration;
 use crate::domain::{TaskType, Timestamp};
 use crate::tui::inbox::TaskRow;
 use crate::tui::state::State;
-use crate::tui::text::{fit, human_duration};
+use crate::tui::text::fit;
 
 pub fn short_type(task_type: TaskType) -> &'static str {
     match task_type {

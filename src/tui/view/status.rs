@@ -8,10 +8,10 @@ use ratatui::widgets::Paragraph;
 
 use super::detail::clock;
 use super::theme::Theme;
+use crate::domain::time::human_duration;
 use crate::tui::inbox::View;
 use crate::tui::keymap::Command;
 use crate::tui::state::{Connection, Mode, State, Tone};
-use crate::tui::text::human_duration;
 
 pub fn render_tabs(state: &State, theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut spans = Vec::new();
