@@ -9,12 +9,10 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{TestServer, task_intent};
-use futures::{Stream, StreamExt};
+use common::{TestServer, next_matching, task_intent};
 use serde_json::{Map, Value, json};
-use signoff::client::{Client, TaskStreamMessage};
+use signoff::client::Client;
 use signoff::clock::ManualClock;
 use signoff::domain::Verdict;
 use signoff::domain::lifecycle::LifecycleInput;
@@ -506,27 +504,6 @@ fn with(task: Value, extra: Value) -> Value {
         body.extend(extra.clone());
     }
     body
-}
-
-/// Reads items off a task stream until one matches, or fails after `seconds`.
-async fn next_matching(
-    stream: &mut (impl Stream<Item = TaskStreamMessage> + Unpin),
-    seconds: u64,
-    what: &str,
-    matches: impl Fn(&TaskStreamItem) -> bool,
-) -> TaskStreamItem {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        let message = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {what} within {seconds} s"))
-            .expect("the stream does not end");
-        if let TaskStreamMessage::Item(item) = message
-            && matches(&item)
-        {
-            return item;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, task_intent};
+use common::{TestServer, next_matching, task_intent};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use signoff::client::{Bounded, Client};
-use signoff::domain::{Intent, Status};
+use signoff::domain::{Intent, Status, TaskStreamItem};
 
 const MANAGER: &str = "mia@example.com";
 const FINANCE: &str = "fred@example.com";
@@ -62,6 +62,14 @@ async fn until(
         "{intent_id} never became {what}: {:#?}",
         client.intent(intent_id).await
     );
+}
+
+/// The intent once it has ended.
+async fn ended(client: &Client, intent_id: &str) -> Intent {
+    until(client, intent_id, "ended", |intent| {
+        intent.status.is_terminal()
+    })
+    .await
 }
 
 /// The intent of the step running now.
@@ -141,10 +149,7 @@ async fn a_two_step_chain_runs_each_step_in_turn_and_completes() {
         .decide(&second.intent_id, "approved", None, Map::new())
         .await
         .unwrap();
-    let done = until(&agent, &workflow_id, "COMPLETED", |intent| {
-        intent.status.is_terminal()
-    })
-    .await;
+    let done = ended(&agent, &workflow_id).await;
     assert_eq!(done.status, Status::Completed);
     let result = done.result.unwrap();
     assert_eq!(result["outcome"], "approved");
@@ -196,10 +201,7 @@ async fn a_rejection_at_the_first_step_stops_the_chain() {
         )
         .await
         .unwrap();
-    let done = until(&agent, &workflow_id, "ended", |intent| {
-        intent.status.is_terminal()
-    })
-    .await;
+    let done = ended(&agent, &workflow_id).await;
     assert_eq!(done.status, Status::Failed);
     let result = done.result.unwrap();
     assert_eq!(result["outcome"], "rejected");
@@ -276,10 +278,7 @@ async fn on_failure_can_lead_to_another_step_and_agent_steps_go_to_the_agent() {
         )
         .await
         .unwrap();
-    let done = until(&buyer, &workflow_id, "ended", |intent| {
-        intent.status.is_terminal()
-    })
-    .await;
+    let done = ended(&buyer, &workflow_id).await;
     assert_eq!(
         done.status,
         Status::Failed,
@@ -311,10 +310,7 @@ async fn canceling_a_scenario_cancels_its_running_step() {
         )
         .await
         .unwrap();
-    let step = until(&agent, &first.intent_id, "canceled", |intent| {
-        intent.status.is_terminal()
-    })
-    .await;
+    let step = ended(&agent, &first.intent_id).await;
     assert_eq!(step.status, Status::Canceled);
     assert_eq!(
         step.result.as_ref().unwrap()["decided_by"],
@@ -344,10 +340,7 @@ async fn a_step_that_times_out_fails_the_chain_as_a_system_ending() {
         first.due_at.is_some(),
         "the step deadline is the step's timeout"
     );
-    let done = until(&agent, &workflow_id, "ended", |intent| {
-        intent.status.is_terminal()
-    })
-    .await;
+    let done = ended(&agent, &workflow_id).await;
     assert_eq!(done.status, Status::Failed);
     let result = done.result.unwrap();
     assert_eq!(result["last_step_status"], "TIMED_OUT");
@@ -433,18 +426,21 @@ fn quorum_task(needed: u32) -> Value {
     }))
 }
 
-#[tokio::test]
-async fn two_of_three_completes_on_the_second_approval() {
+/// A server and an agent that has asked ann, bob and cat for a quorum.
+async fn quorum_started(needed: u32) -> (TestServer, Client, String) {
     let server = TestServer::start().await;
     let agent = server.agent("agent://acme/deployer").await;
+    let created = agent.create_intent(&quorum_task(needed), None).await;
+    let id = created.unwrap().intent_id;
+    (server, agent, id)
+}
+
+#[tokio::test]
+async fn two_of_three_completes_on_the_second_approval() {
+    let (server, agent, id) = quorum_started(2).await;
     let ann = server.reviewer("ann@example.com", &[]).await;
     let bob = server.reviewer("bob@example.com", &[]).await;
     let cat = server.reviewer("cat@example.com", &[]).await;
-    let id = agent
-        .create_intent(&quorum_task(2), None)
-        .await
-        .unwrap()
-        .intent_id;
 
     let after_ann = ann
         .decide(&id, "approved", Some("lgtm"), Map::new())
@@ -500,15 +496,9 @@ async fn two_of_three_completes_on_the_second_approval() {
 
 #[tokio::test]
 async fn two_of_three_fails_once_approval_is_out_of_reach() {
-    let server = TestServer::start().await;
-    let agent = server.agent("agent://acme/deployer").await;
+    let (server, agent, id) = quorum_started(2).await;
     let ann = server.reviewer("ann@example.com", &[]).await;
     let bob = server.reviewer("bob@example.com", &[]).await;
-    let id = agent
-        .create_intent(&quorum_task(2), None)
-        .await
-        .unwrap()
-        .intent_id;
     let waiting = ann
         .decide(&id, "rejected", Some("breaks replicas"), Map::new())
         .await
@@ -560,14 +550,71 @@ async fn a_scenario_step_can_need_a_quorum() {
             .await
             .unwrap();
     }
-    let done = until(&agent, &workflow_id, "ended", |intent| {
-        intent.status.is_terminal()
-    })
-    .await;
+    let done = ended(&agent, &workflow_id).await;
     assert_eq!(done.status, Status::Completed);
     assert_eq!(
         done.result.unwrap()["steps"][0]["decided_by"],
         "cat@example.com"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_inboxes_drop_a_vote_and_receive_the_next_step() {
+    let server = TestServer::start().await;
+    let agent = server.agent("agent://acme/buyer").await;
+    let manager = server.reviewer(MANAGER, &[]).await;
+    let finance = server.reviewer(FINANCE, &[]).await;
+    let mut finance_inbox = Box::pin(finance.task_stream(None).unwrap());
+    next_matching(&mut finance_inbox, 10, "snapshot", |item| {
+        matches!(item, TaskStreamItem::Snapshot(_))
+    })
+    .await;
+
+    let workflow_id = apply(&agent, &approval_chain()).await;
+    let first = running_step(&agent, &workflow_id, "manager_approval").await;
+    manager
+        .decide(&first.intent_id, "approved", None, Map::new())
+        .await
+        .unwrap();
+    let arrived = next_matching(&mut finance_inbox, 10, "the finance step", |item| {
+        matches!(item, TaskStreamItem::Upserted(upsert) if upsert.task.human_task.title == "Release the budget?")
+    })
+    .await;
+    let TaskStreamItem::Upserted(upsert) = arrived else {
+        unreachable!()
+    };
+    assert_eq!(upsert.reason, "assigned");
+
+    // A quorum voter's live inbox drops the task as they vote.
+    let ann = server.reviewer("ann@example.com", &[]).await;
+    let mut ann_inbox = Box::pin(ann.task_stream(None).unwrap());
+    let id = agent
+        .create_intent(&quorum_task(2), None)
+        .await
+        .unwrap()
+        .intent_id;
+    next_matching(&mut ann_inbox, 10, "the quorum task", |item| {
+        matches!(item, TaskStreamItem::Upserted(upsert) if upsert.task.intent_id == id)
+            || matches!(item, TaskStreamItem::Snapshot(snapshot) if snapshot.tasks.iter().any(|t| t.intent_id == id))
+    })
+    .await;
+    ann.decide(&id, "approved", None, Map::new()).await.unwrap();
+    let removed = next_matching(
+        &mut ann_inbox,
+        10,
+        "the removal",
+        |item| matches!(item, TaskStreamItem::Removed(removal) if removal.intent_id == id),
+    )
+    .await;
+    let TaskStreamItem::Removed(removal) = removed else {
+        unreachable!()
+    };
+    assert_eq!(removal.reason, "voted");
+    assert_eq!(
+        removal.status,
+        Status::Waiting,
+        "the task still waits for the others"
     );
     server.stop().await;
 }

@@ -144,6 +144,11 @@ fn the_documented_approval_pattern_reads_approvals_and_rejections() {
 }
 
 #[test]
+fn an_approval_chain_runs_through_the_sdks_scenario_calls() {
+    run_compat_script("scenario_chain.py");
+}
+
+#[test]
 fn every_timeout_fallback_reaches_a_waiting_sdk_agent_as_a_system_decision() {
     run_compat_script("timeout_fallbacks.py");
 }

@@ -226,6 +226,22 @@ fn print_task(intent: &Intent, now: Timestamp) -> Result<()> {
         "outcomes".to_string(),
         task.allowed_outcomes.join(", "),
     ]);
+    if let Some(needed) = task.quorum {
+        let cast: Vec<String> = intent
+            .votes
+            .iter()
+            .map(|vote| format!("{} {}", vote.voter, vote.outcome))
+            .collect();
+        let cast = if cast.is_empty() {
+            "no votes yet".to_string()
+        } else {
+            cast.join(", ")
+        };
+        rows.push(vec![
+            "quorum".to_string(),
+            format!("{needed} approvals needed; {cast}"),
+        ]);
+    }
     for row in rows {
         println!("  {:<10} {}", row[0], row[1]);
     }
@@ -263,12 +279,19 @@ async fn decide(
     let decided = client.resume(&args.id, &body, None, None).await?;
     if args.json {
         println!("{}", json(&decided));
-    } else {
+    } else if decided.status.is_terminal() {
         println!(
-            "{} {} ({})",
+            "{} {} ({outcome})",
             paint("decided", "32"),
+            decided.intent_id
+        );
+    } else {
+        // A vote on a quorum task that has not settled yet.
+        println!(
+            "{} {} ({outcome}); still waiting for {}",
+            paint("voted", "32"),
             decided.intent_id,
-            outcome
+            decided.assignees.join(", ")
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -621,23 +621,20 @@ pub fn compile(bundle: &Value) -> Result<Scenario, Vec<ScenarioError>> {
         payload: payload.clone(),
         title_prefix: title.clone().unwrap_or_else(|| scenario_id.clone()),
     };
-    let known_step = [
+    let known_step: Vec<&str> = [
         "step_id",
         "assigned_to",
         "human_task",
         "quorum",
         "step_deadline_seconds",
-        "remind_after_seconds",
-        "remind_interval_seconds",
-        "max_reminders",
-        "escalate_to",
-        "deadline_at",
-        "lifecycle",
         "on_success",
         "on_failure",
         "description",
         "runtime_type",
-    ];
+    ]
+    .into_iter()
+    .chain(STEP_TIMING_FIELDS.iter().copied())
+    .collect();
     let mut plans = Vec::new();
     for (index, step) in steps.iter().enumerate() {
         let path = format!("{steps_path}[{index}]");

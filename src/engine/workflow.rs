@@ -144,6 +144,18 @@ fn end_workflow(
         record["error"] = json!(error);
         extra.insert("error".into(), json!(error));
     }
+    end_as_workflow(change, settings, status, record, extra)
+}
+
+/// Ends the intent on `change` in the workflow's name, showing `record` (also
+/// as the flat data agents read, when it completed).
+fn end_as_workflow(
+    change: &mut Change,
+    settings: &Arc<EngineSettings>,
+    status: Status,
+    record: Value,
+    extra: Map<String, Value>,
+) -> Result<()> {
     let shown = Shown {
         data: (status == Status::Completed).then(|| record.clone()),
         result: record.clone(),
@@ -216,22 +228,9 @@ fn stop_step(
         "system": true,
         "reason": reason,
     });
-    let shown = Shown {
-        result: record.clone(),
-        data: None,
-    };
     let mut extra = Map::new();
     extra.insert("reason".into(), json!(reason));
-    finish(
-        change,
-        settings,
-        Status::Canceled,
-        WORKFLOW_ACTOR,
-        record,
-        shown,
-        extra,
-    )?;
-    Ok(())
+    end_as_workflow(change, settings, Status::Canceled, record, extra)
 }
 
 /// Called as any intent ends, inside that transaction: a step reports to its

@@ -12,9 +12,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
-use signoff::client::Client;
+use signoff::client::{Client, TaskStreamMessage};
 use signoff::clock::SystemClock;
+use signoff::domain::TaskStreamItem;
 use signoff::domain::{Principal, PrincipalKind};
 use signoff::engine::{Engine, EngineSettings};
 use signoff::server::RunningServer;
@@ -297,4 +299,25 @@ pub fn sdk_python() -> PathBuf {
 /// The directory holding the Python compatibility scripts.
 pub fn compat_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
+}
+
+/// Reads items off a task stream until one matches, or fails after `seconds`.
+pub async fn next_matching(
+    stream: &mut (impl Stream<Item = TaskStreamMessage> + Unpin),
+    seconds: u64,
+    what: &str,
+    matches: impl Fn(&TaskStreamItem) -> bool,
+) -> TaskStreamItem {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let message = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {seconds} s"))
+            .expect("the stream does not end");
+        if let TaskStreamMessage::Item(item) = message
+            && matches(&item)
+        {
+            return item;
+        }
+    }
 }
