@@ -616,5 +616,39 @@ async fn live_inboxes_drop_a_vote_and_receive_the_next_step() {
         Status::Waiting,
         "the task still waits for the others"
     );
+    // The others see the vote on their copy of the task.
+    let cat = server.reviewer("cat@example.com", &[]).await;
+    let mut cat_inbox = Box::pin(cat.task_stream(None).unwrap());
+    let seen = next_matching(&mut cat_inbox, 10, "the quorum task", |item| {
+        matches!(item, TaskStreamItem::Snapshot(snapshot) if snapshot.tasks.iter().any(|t| t.intent_id == id))
+    })
+    .await;
+    let TaskStreamItem::Snapshot(snapshot) = seen else {
+        unreachable!()
+    };
+    let task = snapshot.tasks.iter().find(|t| t.intent_id == id).unwrap();
+    assert_eq!(task.votes.len(), 1);
+    assert_eq!(task.assignees, ["bob@example.com", "cat@example.com"]);
+    let bob = server.reviewer("bob@example.com", &[]).await;
+    bob.decide(&id, "rejected", Some("not yet"), Map::new())
+        .await
+        .unwrap();
+    let updated = next_matching(
+        &mut cat_inbox,
+        10,
+        "the second vote",
+        |item| matches!(item, TaskStreamItem::Upserted(upsert) if upsert.task.intent_id == id),
+    )
+    .await;
+    let TaskStreamItem::Upserted(upsert) = updated else {
+        unreachable!()
+    };
+    assert_eq!(upsert.reason, "voted");
+    assert_eq!(upsert.task.votes.len(), 2);
+    assert_eq!(
+        upsert.task.assignees,
+        ["cat@example.com"],
+        "cat's vote decides it now"
+    );
     server.stop().await;
 }

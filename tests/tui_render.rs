@@ -218,3 +218,28 @@ fn escape_sequences_from_agents_are_rendered_harmlessly() {
     assert!(text.contains("Approve]0;pwned me"), "{text}");
     insta::assert_snapshot!("escape_payload_80x24", text);
 }
+
+#[test]
+fn a_quorum_task_shows_its_votes_in_the_detail_pane() {
+    let mut quorum = task(
+        "t-quorum",
+        TaskType::Approval,
+        "Merge the schema change?",
+        5,
+    );
+    quorum.human_task.quorum = Some(2);
+    quorum.assignees = vec!["alice@example.com".into(), "cat@example.com".into()];
+    quorum.votes = vec![signoff::domain::task::Vote {
+        voter: "ann@example.com".into(),
+        outcome: "approved".into(),
+        comment: None,
+        at: now(),
+    }];
+    let mut state = state_with(vec![quorum], 120, 40);
+    run(&mut state, vec![detail("t-quorum")]);
+    let screen = draw(&mut state, 120, 40);
+    assert!(
+        screen.contains("quorum    1 of 2 approvals · ann@example.com"),
+        "{screen}"
+    );
+}

@@ -108,9 +108,10 @@ impl Event {
                     },
                 })
             }
-            // A voter is done with the task; the others still hold it.
+            // A voter is done with the task; the others still hold it, and
+            // see the vote.
             VOTED => Some(TaskStreamEffect {
-                upsert_for: vec![],
+                upsert_for: self.detail_list("remaining"),
                 remove_for: vec![self.actor.clone()],
                 remind: vec![],
                 reason: "voted",

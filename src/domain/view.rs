@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::intent::{Intent, Status};
-use super::task::HumanTask;
+use super::task::{HumanTask, Vote};
 use super::time::Timestamp;
 
 /// One entry of `GET /v1/me/tasks` and of the task stream. The intent's payload
@@ -30,6 +30,10 @@ pub struct TaskView {
     pub escalation_stage: u32,
     #[serde(default)]
     pub assignees: Vec<String>,
+    /// [ext] On a quorum task: the votes cast so far (the voters have left
+    /// `assignees`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Vote>,
 }
 
 impl TaskView {
@@ -48,6 +52,7 @@ impl TaskView {
             reminders_sent: intent.remind_count,
             escalation_stage: intent.escalation_stage,
             assignees: intent.assignees.clone(),
+            votes: intent.votes.clone(),
         })
     }
 }

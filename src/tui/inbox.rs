@@ -387,6 +387,7 @@ pub mod tests {
             reminders_sent: 0,
             escalation_stage: 0,
             assignees: vec!["alice@example.com".into()],
+            votes: vec![],
         }
     }
 

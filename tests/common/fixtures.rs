@@ -40,6 +40,7 @@ pub fn task(id: &str, task_type: TaskType, title: &str, minutes_ago: i64) -> Tas
         reminders_sent: 0,
         escalation_stage: 0,
         assignees: vec!["alice@example.com".into()],
+        votes: vec![],
     }
 }
 

@@ -47,6 +47,20 @@ pub fn lines(state: &State, theme: &Theme) -> Vec<Line<'static>> {
         task.assignees.join(", ")
     };
     lines.push(field("assignees", assignees, theme));
+    if let Some(needed) = human.quorum {
+        let approvals = task
+            .votes
+            .iter()
+            .filter(|vote| {
+                crate::domain::verdict_of(&vote.outcome) == crate::domain::Verdict::Approving
+            })
+            .count();
+        let mut quorum = format!("{approvals} of {needed} approvals");
+        for vote in &task.votes {
+            quorum.push_str(&format!(" · {} {}", vote.voter, vote.outcome));
+        }
+        lines.push(field("quorum", quorum, theme));
+    }
     lines.push(field(
         "age",
         human_duration(task.created_at.seconds_until(&state.now)),
