@@ -325,6 +325,43 @@ async fn canceling_a_scenario_cancels_its_running_step() {
         .await
         .unwrap_err();
     assert_eq!(late.status(), Some(409));
+    // The scenario's record closes the stopped step instead of showing it running.
+    let workflow = agent.intent(&workflow_id).await.unwrap().workflow.unwrap();
+    assert!(workflow.running().is_none(), "{workflow:?}");
+    assert_eq!(workflow.runs[0].status, Some(Status::Canceled));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_persons_decision_moves_a_chain_on() {
+    let server = TestServer::start().await;
+    let agent = server.agent("agent://acme/buyer").await;
+
+    // The sender resolving its own human step, claiming approval, is a withdrawal.
+    let workflow_id = apply(&agent, &approval_chain()).await;
+    let first = running_step(&agent, &workflow_id, "manager_approval").await;
+    let claim = json!({"status": "COMPLETED", "result": {"outcome": "approved"}});
+    agent
+        .resolve(&first.intent_id, &claim, None, None)
+        .await
+        .unwrap();
+    let done = ended(&agent, &workflow_id).await;
+    assert_eq!(done.status, Status::Failed, "the finance step never starts");
+    let run = &done.result.unwrap()["steps"][0];
+    assert_eq!(run["succeeded"], false);
+    assert!(run.get("outcome").is_none(), "{run}");
+
+    // A timeout whose fallback outcome approves is still nobody's approval.
+    let mut bundle = approval_chain();
+    bundle["workflow"]["steps"][0]["lifecycle"] =
+        json!({"timeout": {"after_seconds": 1, "fallback": {"outcome": "approved"}}});
+    let workflow_id = apply(&agent, &bundle).await;
+    let done = ended(&agent, &workflow_id).await;
+    assert_eq!(done.status, Status::Failed);
+    let result = done.result.unwrap();
+    assert_eq!(result["steps"][0]["outcome"], "approved");
+    assert_eq!(result["steps"][0]["decided_by"], "system:timeout");
+    assert_eq!(result["steps"][0]["succeeded"], false);
     server.stop().await;
 }
 
@@ -556,6 +593,28 @@ async fn a_scenario_step_can_need_a_quorum() {
         done.result.unwrap()["steps"][0]["decided_by"],
         "cat@example.com"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_voter_who_becomes_the_escalation_target_decides_alone() {
+    let server = TestServer::start().await;
+    let agent = server.agent("agent://acme/deployer").await;
+    let ann = server.reviewer("ann@example.com", &[]).await;
+    let mut body = quorum_task(2);
+    body["lifecycle"] = json!({"escalate": [{"after_seconds": 1, "to": "ann@example.com"}]});
+    let id = agent.create_intent(&body, None).await.unwrap().intent_id;
+    ann.decide(&id, "approved", None, Map::new()).await.unwrap();
+    until(&agent, &id, "escalated", |intent| {
+        intent.escalation_stage == 1
+    })
+    .await;
+    let done = ann
+        .decide(&id, "approved", Some("taking it"), Map::new())
+        .await
+        .unwrap();
+    assert_eq!(done.status, Status::Completed);
+    assert_eq!(done.result.unwrap()["decided_by"], "ann@example.com");
     server.stop().await;
 }
 

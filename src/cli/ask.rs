@@ -219,19 +219,30 @@ pub fn ask_body(args: &AskArgs, sender_is_admin: bool) -> Result<Value> {
     Ok(body)
 }
 
-/// The exit code for how a task (or a scenario) ended: only a yes is 0.
+/// The exit code for how an intent ended: 0 for a person's yes (or completed
+/// agent work, or a completed scenario), 1 for any other decision, 2 when
+/// nobody decided: a timeout (whatever its fallback), a cancel, or a task its
+/// sender resolved instead of a person.
 pub fn exit_code_for(event: &Event) -> u8 {
+    let result = event.details.get("result").unwrap_or(&Value::Null);
+    let result_text = |key: &str| result.get(key).and_then(Value::as_str);
     if event.actor == WORKFLOW_ACTOR {
-        // A scenario: it completed, a step said no, or it ended without a decision.
-        let last_step = event
-            .details
-            .pointer("/result/last_step_status")
-            .and_then(Value::as_str);
-        let broke = event.details.pointer("/result/error").is_some();
-        return match (event.status, last_step) {
-            _ if broke => EXIT_NO_DECISION,
-            (Status::Completed, _) => EXIT_APPROVED,
-            (Status::Failed, Some("COMPLETED" | "FAILED")) => EXIT_NOT_APPROVED,
+        // A scenario: it completed, a step's decider said no, or it ended
+        // without a decision (a step timed out, was withdrawn, could not start).
+        let said_no = result
+            .get("steps")
+            .and_then(Value::as_array)
+            .and_then(|runs| runs.last())
+            .is_some_and(|run| {
+                let by_someone = run["decided_by"]
+                    .as_str()
+                    .is_some_and(|by| !is_system_actor(by));
+                by_someone && (run["outcome"].is_string() || run["status"] == "FAILED")
+            });
+        return match event.status {
+            _ if result_text("error").is_some() => EXIT_NO_DECISION,
+            Status::Completed => EXIT_APPROVED,
+            Status::Failed if said_no => EXIT_NOT_APPROVED,
             _ => EXIT_NO_DECISION,
         };
     }
@@ -240,12 +251,21 @@ pub fn exit_code_for(event: &Event) -> u8 {
         .get("decided_by")
         .and_then(Value::as_str)
         .unwrap_or(&event.actor);
-    let outcome = event
-        .details
-        .pointer("/result/outcome")
-        .and_then(Value::as_str);
-    match (event.status, outcome) {
-        _ if is_system_actor(decided_by) => EXIT_NO_DECISION,
+    if is_system_actor(decided_by) {
+        return EXIT_NO_DECISION;
+    }
+    // The terminal event of a human task lists the assignees who lose it.
+    let human_task = event.details.get("assignees").is_some();
+    if !human_task {
+        return match event.status {
+            Status::Completed => EXIT_APPROVED,
+            Status::Failed => EXIT_NOT_APPROVED,
+            _ => EXIT_NO_DECISION,
+        };
+    }
+    match (event.status, result_text("outcome")) {
+        // Resolved by its sender or an admin: whatever it says, no person decided.
+        _ if result_text("via") == Some("agent") => EXIT_NO_DECISION,
         (Status::Completed, Some(outcome)) if verdict_of(outcome) == Verdict::Approving => {
             EXIT_APPROVED
         }
@@ -385,7 +405,7 @@ mod tests {
             waiting_reason: None,
             actor: actor.into(),
             at: crate::domain::Timestamp::parse("2026-11-21T12:00:00Z").unwrap(),
-            details: json!({"decided_by": actor, "result": {"outcome": outcome}}),
+            details: json!({"decided_by": actor, "result": {"outcome": outcome}, "assignees": []}),
         };
         assert_eq!(
             exit_code_for(&ended(
@@ -435,5 +455,48 @@ mod tests {
             exit_code_for(&ended(Status::Canceled, "agent://a/b", None)),
             2
         );
+        let mut withdrawn = ended(Status::Completed, "agent://a/b", Some("approved"));
+        withdrawn.details["result"]["via"] = json!("agent");
+        assert_eq!(
+            exit_code_for(&withdrawn),
+            2,
+            "the sender's say-so is not a decision"
+        );
+        let mut agent_work = ended(Status::Completed, "agent://a/worker", None);
+        agent_work
+            .details
+            .as_object_mut()
+            .unwrap()
+            .remove("assignees");
+        assert_eq!(exit_code_for(&agent_work), 0);
+        agent_work.status = Status::Failed;
+        assert_eq!(exit_code_for(&agent_work), 1);
+    }
+
+    #[test]
+    fn a_scenario_exits_by_its_last_step() {
+        let ended = |status: Status, last_run: Value| Event {
+            intent_id: "w".into(),
+            seq: 9,
+            event_type: status.event_type().into(),
+            status,
+            waiting_reason: None,
+            actor: WORKFLOW_ACTOR.into(),
+            at: crate::domain::Timestamp::parse("2026-11-21T12:00:00Z").unwrap(),
+            details: json!({"decided_by": WORKFLOW_ACTOR, "result": {"steps": [last_run]}}),
+        };
+        let approved =
+            json!({"status": "COMPLETED", "outcome": "approved", "decided_by": "fred@x.io"});
+        let rejected =
+            json!({"status": "COMPLETED", "outcome": "rejected", "decided_by": "fred@x.io"});
+        let timed_out =
+            json!({"status": "COMPLETED", "outcome": "rejected", "decided_by": "system:timeout"});
+        let withdrawn = json!({"status": "COMPLETED", "decided_by": "agent://a/b"});
+        let agent_failed = json!({"status": "FAILED", "decided_by": "agent://a/worker"});
+        assert_eq!(exit_code_for(&ended(Status::Completed, approved)), 0);
+        assert_eq!(exit_code_for(&ended(Status::Failed, rejected)), 1);
+        assert_eq!(exit_code_for(&ended(Status::Failed, agent_failed)), 1);
+        assert_eq!(exit_code_for(&ended(Status::Failed, timed_out)), 2);
+        assert_eq!(exit_code_for(&ended(Status::Failed, withdrawn)), 2);
     }
 }

@@ -413,20 +413,26 @@ impl HumanTask {
 }
 
 /// A quorum counts people: it needs named reviewers (not teams, whose size the
-/// server does not know), at least as many as the quorum, and an outcome that
-/// approves, or it could never be reached.
+/// server does not know), at least as many as the quorum, an outcome that
+/// approves (or it could never be reached) and one that rejects (what the task
+/// ends with once approval is out of reach).
 fn validate_quorum(quorum: u32, assignees: &[String], allowed_outcomes: &[String]) -> Result<()> {
-    if !allowed_outcomes
-        .iter()
-        .any(|outcome| verdict_of(outcome) == Verdict::Approving)
-    {
-        return Err(Error::invalid_field(
-            "human_task.quorum",
-            format!(
-                "a quorum counts approvals, and none of the outcomes ({}) approves",
-                allowed_outcomes.join(", ")
-            ),
-        ));
+    for (verdict, word) in [
+        (Verdict::Approving, "approves"),
+        (Verdict::Rejecting, "rejects"),
+    ] {
+        if !allowed_outcomes
+            .iter()
+            .any(|outcome| verdict_of(outcome) == verdict)
+        {
+            return Err(Error::invalid_field(
+                "human_task.quorum",
+                format!(
+                    "a quorum needs an outcome that approves and one that rejects; none of ({}) {word}",
+                    allowed_outcomes.join(", ")
+                ),
+            ));
+        }
     }
     let distinct: HashSet<String> = assignees.iter().map(|a| a.to_lowercase()).collect();
     if distinct.len() != assignees.len() {
@@ -907,7 +913,11 @@ mod tests {
             ),
             (
                 json!({"quorum": 1, "allowed_outcomes": ["noted"]}),
-                "none of the outcomes (noted) approves",
+                "none of (noted) approves",
+            ),
+            (
+                json!({"quorum": 1, "allowed_outcomes": ["approved", "abstain"]}),
+                "none of (approved, abstain) rejects",
             ),
         ] {
             let err = task(extra.clone()).unwrap_err();

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::Error;
 use super::intent::Status;
-use super::lifecycle::{LifecyclePolicy, PolicyContext};
+use super::lifecycle::{LifecyclePolicy, PolicyContext, is_system_actor};
 use super::principal::{Principal, PrincipalKind, validate_agent_address, validate_assignee};
 use super::request::{IntentRequest, is_valid_intent_type};
 use super::task::{Verdict, verdict_of};
@@ -50,7 +50,8 @@ pub struct StepPlan {
     pub step_id: String,
     /// `human` or `agent`.
     pub kind: String,
-    /// The AXP intent body the step creates (without `correlation_id`).
+    /// The AXP intent body the step creates, without `correlation_id` and
+    /// `payload`: those are the scenario's, stored once on its intent.
     pub body: Value,
     pub on_success: Next,
     pub on_failure: Next,
@@ -100,12 +101,19 @@ pub struct StepEnd {
     pub status: Status,
     pub outcome: Option<String>,
     pub decided_by: Option<String>,
+    /// A human step that ended without a person's decision: its sender or an
+    /// admin resolved it (`via: agent`).
+    pub withdrawn: bool,
 }
 
 impl StepEnd {
-    /// A step succeeds when its intent completes without a rejecting outcome.
+    /// A step succeeds when its intent completes, decided by a person (or, for an
+    /// agent step, by its agent), with an outcome that does not reject. A timeout
+    /// never succeeds, whatever its fallback outcome: nobody approved.
     pub fn succeeded(&self) -> bool {
         self.status == Status::Completed
+            && !self.withdrawn
+            && !self.decided_by.as_deref().is_some_and(is_system_actor)
             && self
                 .outcome
                 .as_deref()
@@ -140,7 +148,8 @@ impl Workflow {
         })?;
         run.ended_at = Some(at);
         run.status = Some(end.status);
-        run.outcome = end.outcome.clone();
+        // What a sender claims when withdrawing a human step is not a decision.
+        run.outcome = end.outcome.clone().filter(|_| !end.withdrawn);
         run.decided_by = end.decided_by.clone();
         run.succeeded = Some(succeeded);
         Some(next)
@@ -336,7 +345,22 @@ fn located(base: &str, error: &Error) -> (String, String) {
 
 /// Checks that a step's body creates a valid intent with a workable lifecycle,
 /// exactly as the engine will create it.
-fn check_body(checker: &mut Checker, body: &Value, path: &str) {
+fn check_body(checker: &mut Checker, body: &Value, path: &str, fields: &Map<String, Value>) {
+    // Errors are reported where the bundle says it, not where the step's
+    // shorthand put it in the intent body.
+    let report = |checker: &mut Checker, err: &Error| {
+        let (at, message) = located(path, err);
+        let at = if fields.contains_key("quorum") && at == format!("{path}.human_task.quorum") {
+            format!("{path}.quorum")
+        } else if fields.contains_key("step_deadline_seconds")
+            && at.starts_with(&format!("{path}.lifecycle.timeout"))
+        {
+            format!("{path}.step_deadline_seconds")
+        } else {
+            at
+        };
+        checker.error(&at, message);
+    };
     let mut probe = body.clone();
     probe["correlation_id"] = json!(uuid::Uuid::nil().to_string());
     if probe["intent_type"] == "" {
@@ -352,8 +376,7 @@ fn check_body(checker: &mut Checker, body: &Value, path: &str) {
     let request = match IntentRequest::parse(&probe, &checker_principal) {
         Ok(request) => request,
         Err(err) => {
-            let (at, message) = located(path, &err);
-            checker.error(&at, message);
+            report(checker, &err);
             return;
         }
     };
@@ -369,8 +392,7 @@ fn check_body(checker: &mut Checker, body: &Value, path: &str) {
         defaults: None,
     };
     if let Err(err) = LifecyclePolicy::resolve(&request.timing, &context) {
-        let (at, message) = located(path, &err);
-        checker.error(&at, message);
+        report(checker, &err);
     }
 }
 
@@ -387,7 +409,6 @@ const STEP_TIMING_FIELDS: &[&str] = &[
 /// What every step's intent has in common.
 struct StepShared {
     intent_type: String,
-    payload: Value,
     /// Titles human steps that have none: "<scenario title>: <step id>".
     title_prefix: String,
 }
@@ -402,7 +423,7 @@ fn step_body(
     step_id: &str,
 ) -> Value {
     let title_prefix = &shared.title_prefix;
-    let mut body = json!({ "intent_type": shared.intent_type, "payload": shared.payload });
+    let mut body = json!({ "intent_type": shared.intent_type });
     for field in STEP_TIMING_FIELDS {
         if let Some(value) = fields.get(*field) {
             body[*field] = value.clone();
@@ -416,11 +437,8 @@ fn step_body(
                 &format!("{path}.step_deadline_seconds"),
                 "give either step_deadline_seconds or lifecycle.timeout, not both",
             );
-        } else {
-            if !body["lifecycle"].is_object() && !body["lifecycle"].is_null() {
-                // Left for check_body to report.
-                return body;
-            }
+        } else if body["lifecycle"].is_object() || body["lifecycle"].is_null() {
+            // (A lifecycle that is not an object is left for check_body to report.)
             body["lifecycle"]["timeout"] = json!({ "after_seconds": deadline, "fallback": "fail" });
         }
     }
@@ -618,7 +636,6 @@ pub fn compile(bundle: &Value) -> Result<Scenario, Vec<ScenarioError>> {
         .collect();
     let shared = StepShared {
         intent_type: intent_type.clone(),
-        payload: payload.clone(),
         title_prefix: title.clone().unwrap_or_else(|| scenario_id.clone()),
     };
     let known_step: Vec<&str> = [
@@ -694,7 +711,7 @@ pub fn compile(bundle: &Value) -> Result<Scenario, Vec<ScenarioError>> {
             continue;
         };
         let body = step_body(&mut checker, fields, &path, &role.1, &shared, &step_id);
-        check_body(&mut checker, &body, &path);
+        check_body(&mut checker, &body, &path, fields);
         plans.push(StepPlan {
             step_id,
             kind: match role.1 {
@@ -766,7 +783,10 @@ mod tests {
             steps[1].body["lifecycle"]["timeout"],
             json!({"after_seconds": 3600, "fallback": "fail"})
         );
-        assert_eq!(steps[0].body["payload"], json!({"amount": 52000}));
+        assert!(
+            steps[0].body.get("payload").is_none(),
+            "the payload is stored once"
+        );
     }
 
     #[test]
@@ -820,6 +840,24 @@ mod tests {
     }
 
     #[test]
+    fn step_shorthands_are_reported_where_they_were_written() {
+        let mut bundle = chain();
+        bundle["workflow"]["steps"][0]["step_deadline_seconds"] = json!(-5);
+        bundle["workflow"]["steps"][1]["step_deadline_seconds"] = json!(60);
+        bundle["workflow"]["steps"][1]["lifecycle"] = json!([1]);
+        let errors = compile(&bundle).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.workflow.steps[0].step_deadline_seconds",
+                "$.workflow.steps[1].lifecycle"
+            ],
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
     fn quorums_are_checked_against_their_assignees() {
         let mut bundle = chain();
         bundle["workflow"]["steps"][1]["quorum"] = json!(5);
@@ -827,7 +865,7 @@ mod tests {
         assert!(
             errors
                 .iter()
-                .any(|e| e.path == "$.workflow.steps[1].human_task.quorum"),
+                .any(|e| e.path == "$.workflow.steps[1].quorum"),
             "{errors:#?}"
         );
     }
@@ -851,6 +889,7 @@ mod tests {
             status: Status::Completed,
             outcome: Some("rejected".into()),
             decided_by: Some("mgr@example.com".into()),
+            withdrawn: false,
         };
         assert_eq!(
             workflow.finish_step("manager", &rejected, at),

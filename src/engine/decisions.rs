@@ -206,6 +206,7 @@ fn apply_decision(
     on_behalf_of: Option<String>,
 ) -> Result<()> {
     if !change.intent.status.is_terminal()
+        && change.intent.escalation_stage == 0
         && let Some(vote) = change
             .intent
             .votes
@@ -361,6 +362,15 @@ pub(super) fn time_out(
         "deadline": deadline,
         "fallback": fallback,
     });
+    if let Some(needed) = change
+        .intent
+        .human_task
+        .as_ref()
+        .and_then(|task| task.quorum)
+        && !change.intent.votes.is_empty()
+    {
+        record["quorum"] = json!({ "needed": needed, "votes": change.intent.votes });
+    }
     let mut extra = Map::new();
     extra.insert("fallback".into(), json!(fallback));
     extra.insert("deadline".into(), json!(deadline));

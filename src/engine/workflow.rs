@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::decisions::{Shown, finish};
+use super::decisions::{Shown, Via, finish};
 use super::{Engine, EngineSettings, new_intent, open_intent};
 use crate::domain::event::{CREATED, IN_PROGRESS, STEP_ENDED, STEP_STARTED, SUBMITTED};
 use crate::domain::workflow::{
@@ -65,6 +65,7 @@ fn start_step(change: &mut Change, settings: &Arc<EngineSettings>, step_id: &str
     };
     let mut body = plan.body;
     body["correlation_id"] = json!(change.intent.correlation_id);
+    body["payload"] = change.intent.payload.clone();
     // Steps are sent by whoever applied the scenario, so they can read them all.
     let sender = Principal {
         kind: PrincipalKind::Agent,
@@ -179,10 +180,8 @@ fn advance(
     step_id: &str,
     end: &StepEnd,
 ) -> Result<()> {
-    if change.intent.status.is_terminal() {
-        return Ok(());
-    }
     let now = change.now;
+    let ended_first = change.intent.status.is_terminal();
     let Some(next) = change
         .intent
         .workflow
@@ -191,6 +190,11 @@ fn advance(
     else {
         return Ok(());
     };
+    if ended_first {
+        // The scenario ended first (it was canceled) and stopped this step: the
+        // run is closed, but an ended intent gains no events and goes nowhere.
+        return Ok(());
+    }
     change.record(
         STEP_ENDED,
         WORKFLOW_ACTOR,
@@ -243,6 +247,8 @@ pub(super) fn after_end(change: &mut Change, settings: &Arc<EngineSettings>) {
             status: intent.status,
             outcome: result_text(intent, "outcome"),
             decided_by: result_text(intent, "decided_by"),
+            withdrawn: intent.human_task.is_some()
+                && result_text(intent, "via").as_deref() == Some(Via::Agent.as_str()),
         };
         let settings = settings.clone();
         change.also(
