@@ -179,7 +179,21 @@ async fn a_two_step_chain_runs_each_step_in_turn_and_completes() {
         events[4].details["next"],
         json!({"step": "finance_approval"})
     );
-    // The audit chain still verifies with steps created inside decisions.
+    // The hash chain verifies with steps created inside other intents' writes.
+    let database = server.dir.path().join("signoff.db");
+    let verified = std::process::Command::new(common::binary())
+        .args(["audit", "verify", "--json", "--db"])
+        .arg(&database)
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    // The scenario's 8 events and 4 per step: created, submitted, assigned, completed.
+    assert_eq!(report["events"], 8 + 2 * 4, "{report}");
     server.stop().await;
 }
 
