@@ -855,3 +855,73 @@ fn the_readme_scenario_example_is_valid() {
     );
     assert!(text(&output.stdout).contains("3 steps"));
 }
+
+#[test]
+fn a_chain_survives_kill_9_between_its_steps() {
+    let mut setup = Setup::start();
+    let bundle = setup.home().join("chain.json");
+    std::fs::write(&bundle, chain_bundle().to_string()).unwrap();
+    let applied: Value = serde_json::from_str(&setup.ok(
+        None,
+        &["scenarios", "apply", bundle.to_str().unwrap(), "--json"],
+    ))
+    .unwrap();
+    let scenario = applied["intent_id"].as_str().unwrap().to_string();
+    let lead_task = setup.first_task_of(&setup.alice);
+    setup.ok(Some(&setup.alice), &["tasks", "approve", &lead_task]);
+    // kill -9 and start again. The approval was acknowledged, so the next step
+    // already exists: there is no moment between steps to lose.
+    setup.server.restart();
+    let sre_task = setup.first_task_of(&setup.bob);
+    setup.ok(Some(&setup.bob), &["tasks", "approve", &sre_task]);
+    let output = setup.run(None, &["intents", "watch", &scenario, "--json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(EXIT_APPROVED),
+        "{}",
+        text(&output.stderr)
+    );
+    let events: Vec<Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|event| event["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|kind| **kind == "intent.step_started")
+            .count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|kind| **kind == "intent.step_ended")
+            .count(),
+        2,
+        "{kinds:?}"
+    );
+    let verified = setup.run(
+        None,
+        &[
+            "audit",
+            "verify",
+            "--db",
+            setup
+                .home()
+                .join("data/signoff/signoff.db")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        text(&verified.stderr)
+    );
+}
