@@ -11,26 +11,13 @@ use common::{ServeProcess, task_intent};
 use futures::StreamExt;
 use serde_json::json;
 use signoff::client::{Client, TaskStreamMessage};
-use signoff::domain::{PrincipalKind, TaskStreamItem};
+use signoff::domain::TaskStreamItem;
 
 async fn keys(server: &ServeProcess) -> (Client, Client) {
-    let admin = Client::new(&server.url, &server.admin_key()).unwrap();
-    let agent = admin
-        .create_key(PrincipalKind::Agent, "agent://acme/deployer", &[], None)
-        .await
-        .unwrap();
-    let reviewer = admin
-        .create_key(
-            PrincipalKind::Reviewer,
-            "alice@example.com",
-            &["oncall".to_string()],
-            None,
-        )
-        .await
-        .unwrap();
+    let (agent, reviewer) = server.deployer_and_alice_keys().await;
     (
-        Client::new(&server.url, &agent.key).unwrap(),
-        Client::new(&server.url, &reviewer.key).unwrap(),
+        Client::new(&server.url, &agent).unwrap(),
+        Client::new(&server.url, &reviewer).unwrap(),
     )
 }
 

@@ -9,7 +9,7 @@ use common::ServeProcess;
 use common::tmux::Tmux;
 use serde_json::{Value, json};
 use signoff::client::{Client, WaitOptions};
-use signoff::domain::{Event, PrincipalKind};
+use signoff::domain::Event;
 
 struct Setup {
     server: ServeProcess,
@@ -20,20 +20,7 @@ struct Setup {
 
 async fn setup(home: &std::path::Path) -> Setup {
     let server = ServeProcess::start(home, &[]);
-    let admin = Client::new(&server.url, &server.admin_key()).unwrap();
-    let agent = admin
-        .create_key(PrincipalKind::Agent, "agent://acme/deployer", &[], None)
-        .await
-        .unwrap();
-    let reviewer = admin
-        .create_key(
-            PrincipalKind::Reviewer,
-            "alice@example.com",
-            &["oncall".to_string()],
-            None,
-        )
-        .await
-        .unwrap();
+    let (agent_key, reviewer_key) = server.deployer_and_alice_keys().await;
     // A short undo window keeps the test quick; the bell stays off.
     let config = home.join("inbox.toml");
     std::fs::write(
@@ -42,9 +29,9 @@ async fn setup(home: &std::path::Path) -> Setup {
     )
     .unwrap();
     Setup {
-        agent: Client::new(&server.url, &agent.key).unwrap(),
+        agent: Client::new(&server.url, &agent_key).unwrap(),
         server,
-        reviewer_key: reviewer.key,
+        reviewer_key,
         config: config.display().to_string(),
     }
 }

@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 
 use super::Cli;
-use super::output::json;
+use super::output::{json, read_json_file};
 use crate::client::WaitOptions;
 use crate::domain::lifecycle::is_system_actor;
 use crate::domain::time::parse_duration;
@@ -130,16 +130,6 @@ fn timeout(text: &str) -> Result<Value> {
     Ok(json!({ "after_seconds": seconds("--timeout", after)?, "fallback": fallback }))
 }
 
-fn read_schema(path: &PathBuf) -> Result<Value> {
-    let text = if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-            .context("cannot read the form schema from standard input")?
-    } else {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
-    };
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
-}
-
 /// The intent body `ask` sends. The server checks every rule; this only turns
 /// flags into the AXP shape.
 pub fn ask_body(args: &AskArgs, sender_is_admin: bool) -> Result<Value> {
@@ -165,7 +155,10 @@ pub fn ask_body(args: &AskArgs, sender_is_admin: bool) -> Result<Value> {
         task.insert("evidence_required".into(), json!(true));
     }
     if let Some(path) = &args.form_schema {
-        task.insert("form_schema".into(), read_schema(path)?);
+        task.insert(
+            "form_schema".into(),
+            read_json_file(path, "the form schema")?,
+        );
     }
     if !args.notify_email.is_empty() {
         task.insert("notify_email".into(), json!(args.notify_email));

@@ -62,6 +62,19 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Pretty JSON for `--json` output.
+/// A JSON file named on the command line, `-` meaning standard input; `what`
+/// names it in errors ("the form schema").
+pub fn read_json_file(path: &std::path::Path, what: &str) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .with_context(|| format!("cannot read {what} from standard input"))?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
 pub fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_string())
 }

@@ -1,18 +1,17 @@
 //! `signoff scenarios validate|apply FILE`: approval chains and other
 //! workflows from a ScenarioBundle file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
-use serde_json::Value;
 
 use super::Cli;
 use super::ask::{EXIT_APPROVED, EXIT_NOT_APPROVED, exit_code_for};
 use super::intents::follow;
-use super::output::{json, paint};
-use crate::engine::workflow::validation_report;
+use super::output::{json, paint, read_json_file};
+use crate::domain::workflow::validation_report;
 
 #[derive(Debug, Subcommand)]
 pub enum ScenariosCommand {
@@ -41,16 +40,6 @@ pub enum ScenariosCommand {
     },
 }
 
-fn read_bundle(path: &Path) -> Result<Value> {
-    let text = if path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-            .context("cannot read the bundle from standard input")?
-    } else {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
-    };
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
-}
-
 pub async fn run(cli: &Cli, command: &ScenariosCommand) -> Result<ExitCode> {
     match command {
         ScenariosCommand::Validate {
@@ -58,7 +47,7 @@ pub async fn run(cli: &Cli, command: &ScenariosCommand) -> Result<ExitCode> {
             json: as_json,
         } => {
             // Compiled here, exactly as the server compiles it: no server needed.
-            let report = validation_report(&read_bundle(file)?);
+            let report = validation_report(&read_json_file(file, "the bundle")?);
             let valid = report["valid"] == true;
             if *as_json {
                 println!("{}", json(&report));
@@ -89,7 +78,7 @@ pub async fn run(cli: &Cli, command: &ScenariosCommand) -> Result<ExitCode> {
             idempotency_key,
             json: as_json,
         } => {
-            let bundle = read_bundle(file)?;
+            let bundle = read_json_file(file, "the bundle")?;
             let client = cli.client()?;
             let applied = client
                 .apply_scenario(&bundle, idempotency_key.as_deref())

@@ -743,6 +743,20 @@ pub fn compile(bundle: &Value) -> Result<Scenario, Vec<ScenarioError>> {
     })
 }
 
+/// What `POST /v1/scenarios/validate` answers.
+pub fn validation_report(bundle: &Value) -> Value {
+    match compile(bundle) {
+        Ok(scenario) => json!({
+            "ok": true,
+            "valid": true,
+            "errors": [],
+            "scenario_id": scenario.scenario_id,
+            "steps": scenario.workflow.steps.iter().map(|step| &step.step_id).collect::<Vec<_>>(),
+        }),
+        Err(errors) => json!({ "ok": true, "valid": false, "errors": errors }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,20 +35,6 @@ fn invalid_bundle(errors: &[ScenarioError]) -> Error {
     .with_details(json!({ "errors": errors }))
 }
 
-/// What `POST /v1/scenarios/validate` answers.
-pub fn validation_report(bundle: &Value) -> Value {
-    match compile(bundle) {
-        Ok(scenario) => json!({
-            "ok": true,
-            "valid": true,
-            "errors": [],
-            "scenario_id": scenario.scenario_id,
-            "steps": scenario.workflow.steps.iter().map(|step| &step.step_id).collect::<Vec<_>>(),
-        }),
-        Err(errors) => json!({ "ok": true, "valid": false, "errors": errors }),
-    }
-}
-
 /// Starts `step_id` of the workflow on `change`: its intent is created after
 /// this change, in the same transaction. A step whose intent cannot be created
 /// now (a `deadline_at` that has passed, say) fails the workflow instead of

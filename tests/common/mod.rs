@@ -228,6 +228,26 @@ impl ServeProcess {
         parsed["key"].as_str().expect("key").to_string()
     }
 
+    /// Keys for the usual pair: agent://acme/deployer and reviewer
+    /// alice@example.com of team oncall, as (agent key, reviewer key).
+    pub async fn deployer_and_alice_keys(&self) -> (String, String) {
+        let admin = Client::new(&self.url, &self.admin_key()).unwrap();
+        let agent = admin
+            .create_key(PrincipalKind::Agent, "agent://acme/deployer", &[], None)
+            .await
+            .unwrap();
+        let reviewer = admin
+            .create_key(
+                PrincipalKind::Reviewer,
+                "alice@example.com",
+                &["oncall".to_string()],
+                None,
+            )
+            .await
+            .unwrap();
+        (agent.key, reviewer.key)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).expect("running")
     }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::Value;
 
-use crate::engine::workflow::validation_report;
+use crate::domain::workflow::validation_report;
 use crate::server::AppState;
 use crate::server::error::ApiResult;
 use crate::server::extract::Write;
