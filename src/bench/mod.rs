@@ -62,7 +62,50 @@ impl Target {
     }
 }
 
-/// A `signoff serve` child process on a fresh database in a temporary directory.
+/// How long a spawned server may take to become ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The schema a PostgreSQL benchmark recreates before each run, so that every run
+/// starts on an empty database without touching anything else in it.
+const POSTGRES_SCHEMA: &str = "signoff_bench";
+
+/// Whether `url` names a PostgreSQL database, in either scheme libpq accepts.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` with the server-side `search_path` set to `schema`, through the
+/// connection's `options` parameter: the servers then create and use their tables
+/// in `schema` without knowing about it.
+pub fn with_search_path(url: &str, schema: &str) -> String {
+    let separator = match url.find('?') {
+        None => "?",
+        Some(_) if url.ends_with(['?', '&']) => "",
+        Some(_) => "&",
+    };
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+/// Drops `schema` with everything in it and creates it again, empty.
+async fn recreate_postgres_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot connect to the --db database: {err}"))?;
+    // The connection future performs the I/O; it ends once `client` is dropped.
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot recreate the schema {schema}: {err}"))?;
+    drop(client);
+    connection.await??;
+    Ok(())
+}
+
+/// A `signoff serve` child process with its XDG directories in a temporary
+/// directory (and there, unless given a database, a fresh SQLite database).
 pub struct SpawnedServer {
     child: Child,
     home: PathBuf,
@@ -71,50 +114,104 @@ pub struct SpawnedServer {
 }
 
 impl SpawnedServer {
+    /// Starts a server on a fresh SQLite database in `home`.
     pub fn start(binary: &Path, home: &Path, durability: &str) -> anyhow::Result<SpawnedServer> {
+        let mut server = SpawnedServer::launch(binary, home, durability, None)?;
+        server.wait_for_admin_key()?;
+        // client.toml is written just before the server begins to serve.
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(server)
+    }
+
+    /// Spawns `signoff serve` without waiting for it; the admin key is unknown yet.
+    fn launch(
+        binary: &Path,
+        home: &Path,
+        durability: &str,
+        database: Option<&str>,
+    ) -> anyhow::Result<SpawnedServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new(binary)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--durability",
-                durability,
-            ])
+        let mut command = Command::new(binary);
+        command.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--durability",
+            durability,
+        ]);
+        if let Some(database) = database {
+            command.args(["--db", database]);
+        }
+        let child = command
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("XDG_DATA_HOME", home.join("data"))
             .env("SIGNOFF_LOG", "signoff=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let client_toml = home.join("config/signoff/client.toml");
-        let started = Instant::now();
-        while !client_toml.exists() {
-            if started.elapsed() > Duration::from_secs(20) {
-                anyhow::bail!("the benchmark server did not start within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        let config: crate::config::ClientConfig =
-            toml::from_str(&std::fs::read_to_string(&client_toml)?)?;
+        // From here on, Drop stops the child if it never becomes ready.
         Ok(SpawnedServer {
             child,
             home: home.to_path_buf(),
-            url: config.server,
-            admin_key: config.key,
+            url: format!("http://127.0.0.1:{port}"),
+            admin_key: String::new(),
         })
+    }
+
+    /// Fails if the server has exited: waiting longer would only hide its error.
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => anyhow::bail!(
+                "the benchmark server exited ({status}) before it was ready; its error is above"
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the admin key from client.toml in the server's home: a server starting
+    /// on a database without an admin key creates one and writes it only there.
+    fn wait_for_admin_key(&mut self) -> anyhow::Result<()> {
+        let client_toml = self.home.join("config/signoff/client.toml");
+        let started = Instant::now();
+        while !client_toml.exists() {
+            self.ensure_running()?;
+            if started.elapsed() > STARTUP_TIMEOUT {
+                anyhow::bail!(
+                    "the benchmark server wrote no admin key within {} s",
+                    STARTUP_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let config: crate::config::ClientConfig =
+            toml::from_str(&std::fs::read_to_string(&client_toml)?)?;
+        self.admin_key = config.key;
+        Ok(())
+    }
+
+    /// Waits until the server answers `/health`.
+    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let client = Client::new(&self.url, &self.admin_key)?;
+        let started = Instant::now();
+        while client.health().await.is_err() {
+            self.ensure_running()?;
+            if started.elapsed() > STARTUP_TIMEOUT {
+                anyhow::bail!(
+                    "the benchmark server at {} was not healthy within {} s",
+                    self.url,
+                    STARTUP_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// Resident memory of the server process, from /proc (Linux only).
     pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        rss_kib_of(self.child.id())
     }
 
     pub fn home(&self) -> &Path {
@@ -129,9 +226,63 @@ impl Drop for SpawnedServer {
     }
 }
 
+/// Starts the servers for one run, their homes under `home`. Without `postgres`
+/// (a PostgreSQL URL) there is one, on a fresh SQLite database. With it, the
+/// benchmark schema is recreated first, so the run starts empty, and all
+/// `instances` share that schema.
+pub async fn start_servers(
+    binary: &Path,
+    home: &Path,
+    durability: &str,
+    postgres: Option<&str>,
+    instances: usize,
+) -> anyhow::Result<Vec<SpawnedServer>> {
+    anyhow::ensure!(
+        instances == 1 || postgres.is_some(),
+        "several instances can only share a PostgreSQL database"
+    );
+    let database = match postgres {
+        Some(url) => {
+            recreate_postgres_schema(url, POSTGRES_SCHEMA).await?;
+            Some(with_search_path(url, POSTGRES_SCHEMA))
+        }
+        None => None,
+    };
+    // Each instance has its own home: the first, finding no admin key, creates one
+    // and writes it to its client.toml; a later one finding a client.toml whose key
+    // works would rewrite it with its own URL.
+    let instance_home = |number: usize| home.join(format!("instance-{number}"));
+    // The first instance runs the migrations and creates the admin key alone, so
+    // the others never race it to do either.
+    let mut first =
+        SpawnedServer::launch(binary, &instance_home(1), durability, database.as_deref())?;
+    first.wait_for_admin_key()?;
+    first.wait_healthy().await?;
+    let mut servers = vec![first];
+    for number in 2..=instances {
+        let mut server = SpawnedServer::launch(
+            binary,
+            &instance_home(number),
+            durability,
+            database.as_deref(),
+        )?;
+        // The database already holds the first instance's admin key, and every
+        // instance authenticates against the database.
+        server.admin_key = servers[0].admin_key.clone();
+        server.wait_healthy().await?;
+        servers.push(server);
+    }
+    Ok(servers)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RoundTripReport {
     pub agents: usize,
+    /// The storage backend, as the first server reports it on `/health`.
+    pub backend: String,
+    /// Servers sharing the database; each round trip crosses two of them when
+    /// there are several.
+    pub instances: usize,
     pub duration_seconds: f64,
     pub round_trips: usize,
     pub errors: usize,
@@ -140,6 +291,7 @@ pub struct RoundTripReport {
     pub decide_to_agent_p99_ms: f64,
     pub round_trip_p50_ms: f64,
     pub waiting_tasks: usize,
+    /// Server memory, summed over the instances.
     pub server_rss_mib_idle_after_load: Option<f64>,
     pub server_rss_mib_with_waiting: Option<f64>,
 }
@@ -234,44 +386,78 @@ struct BenchActors {
     reviewer_key: String,
 }
 
-async fn bench_actors(target: &Target) -> anyhow::Result<BenchActors> {
-    let admin = Client::new(target.url(), target.admin_key())?;
-    let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let agent_key = admin
-        .create_key(
-            PrincipalKind::Agent,
-            &format!("agent://bench/agent-{}", &suffix[..8]),
-            &[],
-            Some("bench"),
-        )
-        .await?;
-    let reviewer_key = admin
-        .create_key(
-            PrincipalKind::Reviewer,
-            "bench-reviewer@example.com",
-            &[],
-            Some("bench"),
-        )
-        .await?;
-    Ok(BenchActors {
-        agent: Client::new(target.url(), &agent_key.key)?,
-        reviewer: Client::new(target.url(), &reviewer_key.key)?,
-        reviewer_key: reviewer_key.key,
-    })
+/// The benchmark's agent and reviewer keys. They are stored in the database, so
+/// they work on every server sharing it.
+struct BenchKeys {
+    agent: String,
+    reviewer: String,
 }
 
+impl BenchKeys {
+    async fn create(target: &Target) -> anyhow::Result<BenchKeys> {
+        let admin = Client::new(target.url(), target.admin_key())?;
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let agent = admin
+            .create_key(
+                PrincipalKind::Agent,
+                &format!("agent://bench/agent-{}", &suffix[..8]),
+                &[],
+                Some("bench"),
+            )
+            .await?;
+        let reviewer = admin
+            .create_key(
+                PrincipalKind::Reviewer,
+                "bench-reviewer@example.com",
+                &[],
+                Some("bench"),
+            )
+            .await?;
+        Ok(BenchKeys {
+            agent: agent.key,
+            reviewer: reviewer.key,
+        })
+    }
+
+    fn actors(&self, url: &str) -> anyhow::Result<BenchActors> {
+        Ok(BenchActors {
+            agent: Client::new(url, &self.agent)?,
+            reviewer: Client::new(url, &self.reviewer)?,
+            reviewer_key: self.reviewer.clone(),
+        })
+    }
+}
+
+async fn bench_actors(target: &Target) -> anyhow::Result<BenchActors> {
+    BenchKeys::create(target).await?.actors(target.url())
+}
+
+/// Runs the round trips against `targets`, servers sharing one database (usually
+/// one). The first is used for setup. With several, agent `i` creates its tasks
+/// on server `i % n` and its reviewer decides through server `(i + 1) % n`, so the
+/// decision reaches the agent's stream only through the database.
 pub async fn run_round_trips(
-    target: &Target,
+    targets: &[Target],
     options: &RoundTripOptions,
 ) -> anyhow::Result<RoundTripReport> {
-    let BenchActors {
-        agent, reviewer, ..
-    } = bench_actors(target).await?;
+    let first = targets
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no server to benchmark"))?;
+    let backend = Client::new(first.url(), first.admin_key())?
+        .health()
+        .await?
+        .storage;
+    let keys = BenchKeys::create(first).await?;
+    let actors = targets
+        .iter()
+        .map(|target| keys.actors(target.url()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for worker in 0..options.agents {
-        let (agent, reviewer) = (agent.clone(), reviewer.clone());
+        let agent = actors[worker % actors.len()].agent.clone();
+        let reviewer = actors[(worker + 1) % actors.len()].reviewer.clone();
         let (measuring, stop) = (measuring.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
@@ -313,17 +499,22 @@ pub async fn run_round_trips(
     let mut round_trips: Vec<Duration> = samples.iter().map(|s| s.round_trip).collect();
     decide_to_agent.sort();
     round_trips.sort();
-    let idle_rss = target.rss_kib();
+    // Unknown as soon as one server's memory is.
+    let total_rss_kib = || targets.iter().map(Target::rss_kib).sum::<Option<u64>>();
+    let idle_rss = total_rss_kib();
 
     let mut waiting_rss = None;
     if options.waiting_tasks > 0 {
-        fill_waiting(&agent, options.waiting_tasks).await?;
+        let agents: Vec<Client> = actors.into_iter().map(|actors| actors.agent).collect();
+        fill_waiting(&agents, options.waiting_tasks).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        waiting_rss = target.rss_kib();
+        waiting_rss = total_rss_kib();
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
     Ok(RoundTripReport {
         agents: options.agents,
+        backend,
+        instances: targets.len(),
         duration_seconds: elapsed.as_secs_f64(),
         round_trips: samples.len(),
         errors,
@@ -337,9 +528,18 @@ pub async fn run_round_trips(
     })
 }
 
-/// Leaves `count` tasks waiting for a human.
-async fn fill_waiting(agent: &Client, count: usize) -> anyhow::Result<()> {
-    create_many(agent, 0..count, task_body).await
+/// Leaves `count` tasks waiting for a human, created through `agents` (one per
+/// server) in equal shares, so that each server holds its part.
+async fn fill_waiting(agents: &[Client], count: usize) -> anyhow::Result<()> {
+    let share = |index: usize| count * index / agents.len();
+    futures::future::try_join_all(
+        agents
+            .iter()
+            .enumerate()
+            .map(|(index, agent)| create_many(agent, share(index)..share(index + 1), task_body)),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Creates one intent per number in `sequences`, 64 at a time, with the body
@@ -398,6 +598,7 @@ fn pane_process(socket: &Path, session: &str) -> anyhow::Result<u32> {
         .ok_or_else(|| anyhow::anyhow!("cannot find the inbox process under tmux"))
 }
 
+/// Resident memory of a process, from /proc (Linux only).
 fn rss_kib_of(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -413,7 +614,7 @@ pub async fn run_inbox(binary: &Path, tasks: usize) -> anyhow::Result<InboxRepor
     let server = SpawnedServer::start(binary, home.path(), "normal")?;
     let target = Target::Spawned(server);
     let actors = bench_actors(&target).await?;
-    fill_waiting(&actors.agent, tasks).await?;
+    fill_waiting(std::slice::from_ref(&actors.agent), tasks).await?;
     let socket = home.path().join("tmux.sock");
     let session = "bench";
     let command = format!(
@@ -477,4 +678,35 @@ pub async fn run_inbox(binary: &Path, tasks: usize) -> anyhow::Result<InboxRepor
         first_frame_with_data_ms: first_frame.as_secs_f64() * 1000.0,
         rss_mib: rss.map_or(0.0, |kib| kib as f64 / 1024.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_path_starts_or_extends_the_query() {
+        assert_eq!(
+            with_search_path("postgres://bench@localhost/signoff", "signoff_bench"),
+            "postgres://bench@localhost/signoff?options=-csearch_path%3Dsignoff_bench"
+        );
+        assert_eq!(
+            with_search_path("postgres://localhost/signoff?sslmode=disable", "s"),
+            "postgres://localhost/signoff?sslmode=disable&options=-csearch_path%3Ds"
+        );
+        assert_eq!(
+            with_search_path("postgres://localhost/signoff?", "s"),
+            "postgres://localhost/signoff?options=-csearch_path%3Ds"
+        );
+    }
+
+    #[test]
+    fn the_search_path_option_parses_as_a_postgres_setting() {
+        let config: tokio_postgres::Config =
+            with_search_path("postgres://bench@localhost/signoff?connect_timeout=5", "s")
+                .parse()
+                .unwrap();
+        assert_eq!(config.get_options(), Some("-csearch_path=s"));
+        assert_eq!(config.get_dbname(), Some("signoff"));
+    }
 }

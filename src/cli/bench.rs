@@ -9,7 +9,9 @@ use clap::{Args, Subcommand};
 use super::Cli;
 use super::output::{json, table};
 use crate::bench::timers::{TimerOptions, TimerReport, run_timers};
-use crate::bench::{RoundTripOptions, RoundTripReport, SpawnedServer, Target, run_round_trips};
+use crate::bench::{
+    RoundTripOptions, RoundTripReport, Target, is_postgres_url, run_round_trips, start_servers,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -213,13 +215,52 @@ pub struct RoundTripArgs {
     /// Tasks left waiting after the load, to measure the server's memory
     #[arg(long, default_value_t = 10_000)]
     pub waiting: usize,
+    /// PostgreSQL database for the spawned servers (postgres://...); each run drops
+    /// and recreates the schema `signoff_bench` in it [default: a fresh SQLite
+    /// database per run]
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// Servers sharing the --db database; agents create tasks on one and
+    /// reviewers decide on the next, so each round trip crosses servers
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
     /// Benchmark an already running server (uses --server/--key, which must be an
     /// admin key) instead of spawning one; memory is then not measured
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["db", "instances"])]
     pub existing: bool,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// Checks `--db` and `--instances` together.
+fn check_database(database: Option<&str>, instances: usize) -> Result<()> {
+    match database {
+        // Only a PostgreSQL schema can be emptied before each run; a SQLite file
+        // given here would keep the previous run's data (and admin key).
+        Some(url) if !is_postgres_url(url) => bail!(
+            "--db takes a postgres:// URL (without --db, each run gets a fresh SQLite database)"
+        ),
+        None if instances > 1 => bail!(
+            "--instances {instances} needs --db postgres://...: several servers can only share a PostgreSQL database"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The server named by --server, with the admin key from --key or client.toml.
+fn existing_target(cli: &Cli) -> Result<Target> {
+    let client = cli.client()?;
+    let key = cli.key.clone().or_else(|| {
+        crate::config::client_config_path()
+            .ok()
+            .and_then(|path| crate::config::ClientConfig::load(&path).ok().flatten())
+            .map(|config| config.key)
+    });
+    Ok(Target::Existing {
+        url: client.base_url().to_string(),
+        admin_key: key.context("--existing needs an admin key (--key or client.toml)")?,
+    })
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -251,9 +292,10 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
         BenchCommand::Inbox(args) => return run_inbox_bench(args).await,
         BenchCommand::Timers(args) => return run_timers_bench(args).await,
     };
-    if args.agents == 0 || args.runs == 0 || args.seconds == 0 {
-        bail!("--agents, --runs and --seconds must be at least 1");
+    if args.agents == 0 || args.runs == 0 || args.seconds == 0 || args.instances == 0 {
+        bail!("--agents, --runs, --seconds and --instances must be at least 1");
     }
+    check_database(args.db.as_deref(), args.instances)?;
     crate::store::Durability::parse(&args.durability).map_err(anyhow::Error::msg)?;
     let options = RoundTripOptions {
         agents: args.agents,
@@ -264,27 +306,24 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
     let binary = std::env::current_exe().context("cannot find the signoff binary")?;
     let mut reports = Vec::new();
     for run in 1..=args.runs {
+        // Declared first so that it outlives the servers living in it.
         let home = tempfile::tempdir()?;
-        let target = if args.existing {
-            let client = cli.client()?;
-            let key = cli.key.clone().or_else(|| {
-                crate::config::client_config_path()
-                    .ok()
-                    .and_then(|path| crate::config::ClientConfig::load(&path).ok().flatten())
-                    .map(|config| config.key)
-            });
-            Target::Existing {
-                url: client.base_url().to_string(),
-                admin_key: key.context("--existing needs an admin key (--key or client.toml)")?,
-            }
+        let targets = if args.existing {
+            vec![existing_target(cli)?]
         } else {
-            Target::Spawned(SpawnedServer::start(
+            start_servers(
                 &binary,
                 home.path(),
                 &args.durability,
-            )?)
+                args.db.as_deref(),
+                args.instances,
+            )
+            .await?
+            .into_iter()
+            .map(Target::Spawned)
+            .collect()
         };
-        let report = run_round_trips(&target, &options).await?;
+        let report = run_round_trips(&targets, &options).await?;
         if !args.json {
             eprintln!(
                 "run {run}/{}: {:.0} round trips/s, decide->agent p50 {:.2} ms p99 {:.2} ms",
@@ -305,6 +344,8 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
     };
     let medians = RoundTripReport {
         agents: args.agents,
+        backend: reports[0].backend.clone(),
+        instances: reports[0].instances,
         duration_seconds: pick(|r| r.duration_seconds),
         round_trips: pick(|r| r.round_trips as f64) as usize,
         errors: reports.iter().map(|r| r.errors).sum(),
@@ -330,8 +371,12 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
             .map(|(index, report)| summary_row(&format!("run {}", index + 1), report))
             .collect();
         rows.push(summary_row("median", &medians));
+        let servers = match medians.instances {
+            1 => format!("1 {} server", medians.backend),
+            count => format!("{count} {} servers (RSS summed)", medians.backend),
+        };
         println!(
-            "approval round trip, {} agents, durability {}, {} s per run",
+            "approval round trip, {} agents, {servers}, durability {}, {} s per run",
             args.agents, args.durability, args.seconds
         );
         print!(
@@ -352,4 +397,43 @@ pub async fn run(cli: &Cli, command: &BenchCommand) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_instances_need_a_postgres_database() {
+        let refused = check_database(None, 3).unwrap_err().to_string();
+        assert!(refused.contains("--instances 3"), "{refused}");
+        assert!(refused.contains("--db postgres://"), "{refused}");
+        assert!(check_database(None, 1).is_ok());
+        assert!(check_database(Some("postgres://bench@localhost/signoff"), 3).is_ok());
+        assert!(check_database(Some("postgresql://localhost/signoff"), 1).is_ok());
+    }
+
+    #[test]
+    fn the_database_must_be_postgres() {
+        for url in ["/tmp/bench.db", "sqlite:///tmp/bench.db"] {
+            let refused = check_database(Some(url), 1).unwrap_err().to_string();
+            assert!(
+                refused.contains("--db takes a postgres:// URL"),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
+    fn existing_servers_take_no_database_or_instances() {
+        use clap::Parser;
+        for extra in [["--db", "postgres://localhost/x"], ["--instances", "2"]] {
+            let parsed = Cli::try_parse_from(
+                ["signoff", "bench", "roundtrip", "--existing"]
+                    .into_iter()
+                    .chain(extra),
+            );
+            assert!(parsed.is_err(), "{extra:?} was accepted with --existing");
+        }
+    }
 }

@@ -113,7 +113,7 @@ impl CommitSink for Hub {
             if !committed.events.is_empty() {
                 send_to(
                     &self.intents,
-                    &committed.intent.intent_id,
+                    &committed.intent_id,
                     committed.clone(),
                 );
             }

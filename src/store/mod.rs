@@ -5,6 +5,7 @@
 //! and records events. The store runs it, persists the outcome atomically, commits,
 //! and only then hands the committed result to the [`CommitSink`] for live delivery.
 
+pub mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::domain::audit::{GENESIS, event_hash};
 use crate::domain::{
     Event, Intent, Principal, Result, Status, StoredEvent, TimerKind, TimerSpec, Timestamp,
 };
@@ -114,14 +116,79 @@ pub struct DueTimer {
 /// consumes the timer, so the effect and the timer's removal commit together.
 pub type TimerFn = Arc<dyn Fn(&DueTimer, &mut Change) -> Result<()> + Send + Sync>;
 
-struct PendingDelivery {
-    agent: String,
-    event_type: String,
+/// An agent delivery a change asked for; the backend numbers it on the agent's stream.
+pub(crate) struct PendingDelivery {
+    pub agent: String,
+    pub event_type: String,
 }
 
 struct PendingMessage {
     author: String,
     message: String,
+}
+
+/// Where the global commit order and the audit hash chain stand: the next cursor
+/// to hand out and the newest event's hash, which the next event chains from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Chain {
+    pub next_cursor: u64,
+    pub last_hash: String,
+}
+
+impl Chain {
+    /// The chain of a database whose newest commit position is `cursor` and whose
+    /// newest event hash is `hash` (`None` for no events yet).
+    pub fn after(cursor: u64, hash: Option<String>) -> Chain {
+        Chain {
+            next_cursor: cursor + 1,
+            last_hash: hash.unwrap_or_else(|| GENESIS.to_string()),
+        }
+    }
+
+    fn take_cursor(&mut self) -> u64 {
+        let cursor = self.next_cursor;
+        self.next_cursor += 1;
+        cursor
+    }
+}
+
+/// A change with its commit positions and hashes assigned: everything a backend
+/// must write for it, decided the same way whichever database stores it.
+pub(crate) struct Sealed {
+    /// The intent as it must be stored, `last_cursor` included.
+    pub intent: Intent,
+    /// Whether the intent differs from the row as loaded (new ones always do).
+    pub changed: bool,
+    /// When the change was made.
+    pub now: Timestamp,
+    pub events: Vec<StoredEvent>,
+    /// Each event's audit hash, in the order of `events`.
+    pub hashes: Vec<String>,
+    pub messages: Vec<InboxMessage>,
+    pub deliveries: Vec<PendingDelivery>,
+    /// The intent ended: its timers and unsent notifications go with it, in the
+    /// same transaction, so nothing fires or is sent about it afterwards.
+    pub ended: bool,
+    /// Timers to insert or replace (none when the intent ended).
+    pub timers: Vec<TimerSpec>,
+    /// Notifications to queue in the outbox (none when the intent ended).
+    pub notifications: Vec<Notification>,
+    pub outbox_updates: Vec<OutboxUpdate>,
+    pub earliest_timer: Option<Timestamp>,
+    pub outbox_due: Option<Timestamp>,
+}
+
+impl Sealed {
+    /// What was committed, once the backend has numbered the deliveries.
+    pub fn committed(self, deliveries: Vec<AgentDelivery>) -> Committed {
+        Committed {
+            intent_id: self.intent.intent_id,
+            events: self.events,
+            deliveries,
+            earliest_timer: self.earliest_timer,
+            outbox_due: self.outbox_due,
+        }
+    }
 }
 
 impl Change {
@@ -187,6 +254,81 @@ impl Change {
         });
     }
 
+    /// Assigns commit positions and audit hashes from `chain` to what the change
+    /// recorded. `original` is the intent as loaded (`None` for a new one). Returns
+    /// the sealed change and the follow-up changes it asked for.
+    pub(crate) fn seal(
+        self,
+        chain: &mut Chain,
+        original: Option<&Intent>,
+    ) -> (Sealed, Vec<(Target, ChangeFn)>) {
+        let Change {
+            mut intent,
+            now,
+            events,
+            deliveries,
+            messages,
+            timers,
+            notifications,
+            outbox_updates,
+            follow_ups,
+        } = self;
+        let mut stored_events = Vec::with_capacity(events.len());
+        let mut hashes = Vec::with_capacity(events.len());
+        for event in events {
+            let stored = StoredEvent::new(chain.take_cursor(), event, &intent);
+            let hash = event_hash(&chain.last_hash, stored.cursor, &stored.event);
+            chain.last_hash.clone_from(&hash);
+            hashes.push(hash);
+            stored_events.push(stored);
+        }
+        let messages: Vec<InboxMessage> = messages
+            .into_iter()
+            .map(|pending| InboxMessage {
+                cursor: chain.take_cursor(),
+                thread_id: intent.intent_id.clone(),
+                author: pending.author,
+                message: pending.message,
+                at: now,
+            })
+            .collect();
+        if !stored_events.is_empty() || !messages.is_empty() {
+            intent.last_cursor = chain.next_cursor - 1;
+        }
+        let ended = intent.status.is_terminal();
+        let (timers, notifications) = if ended {
+            (Vec::new(), Vec::new())
+        } else {
+            (timers, notifications)
+        };
+        let earliest_timer = timers.iter().map(|timer| timer.due_at).min();
+        let retries = outbox_updates.iter().filter_map(|update| match update {
+            OutboxUpdate::Retry { at, .. } => Some(*at),
+            OutboxUpdate::Done { .. } => None,
+        });
+        let outbox_due = (!notifications.is_empty())
+            .then_some(now)
+            .into_iter()
+            .chain(retries)
+            .min();
+        let sealed = Sealed {
+            changed: original != Some(&intent),
+            now,
+            intent,
+            events: stored_events,
+            hashes,
+            messages,
+            deliveries,
+            ended,
+            timers,
+            notifications,
+            outbox_updates,
+            earliest_timer,
+            outbox_due,
+        };
+        (sealed, follow_ups)
+    }
+
     /// Adds a message to the intent's inbox thread.
     pub fn add_message(&mut self, author: &str, message: &str) {
         self.messages.push(PendingMessage {
@@ -219,13 +361,12 @@ pub struct InboxMessage {
     pub at: Timestamp,
 }
 
-/// Everything one write persisted, in commit order.
+/// What one write committed to one intent, as live subscribers need it.
 #[derive(Debug, Clone)]
 pub struct Committed {
-    pub intent: Intent,
+    pub intent_id: String,
     pub events: Vec<StoredEvent>,
     pub deliveries: Vec<AgentDelivery>,
-    pub messages: Vec<InboxMessage>,
     /// The earliest timer this write scheduled, to wake the scheduler early.
     pub earliest_timer: Option<Timestamp>,
     /// The earliest outbox send it queued or rescheduled, to wake the sender.

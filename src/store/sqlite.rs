@@ -17,16 +17,19 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::rows::{
+    self, Columns, Damage, EVENT_COLUMNS, INTENT_COLUMNS, KEY_COLUMNS, OUTBOX_COLUMNS,
+    TIMER_COLUMNS,
+};
 use super::{
-    AgentDelivery, ChangeFn, Channel, CommitSink, Committed, DueTimer, Durability,
+    AgentDelivery, Chain, ChangeFn, CommitSink, Committed, DueTimer, Durability,
     IdempotencyClaim, InboxMessage, KeyRecord, NewKey, Notification, OutboxItem, OutboxUpdate,
-    Store, Target, TaskSnapshot, TimerFn, WriteResult,
+    Sealed, Store, Target, TaskSnapshot, TimerFn, WriteResult,
 };
 use crate::clock::Clock;
-use crate::domain::audit::{AuditRecord, BrokenLink, GENESIS, event_hash};
+use crate::domain::audit::{AuditRecord, BrokenLink};
 use crate::domain::{
-    Error, ErrorKind, Event, Intent, Principal, PrincipalKind, Result, Status, StoredEvent,
-    TimerKind, TimerSpec, Timestamp, WaitingReason,
+    Error, ErrorKind, Event, Intent, Result, StoredEvent, TimerKind, TimerSpec, Timestamp,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -55,12 +58,8 @@ fn storage_error(err: impl std::fmt::Display) -> Error {
     Error::internal(format!("storage error: {err}"))
 }
 
-fn corrupt(column: &str, err: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("column {column}: {err}").into(),
-    )
+fn corrupt(damage: Damage) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, damage.into())
 }
 
 fn open_connection(
@@ -124,15 +123,13 @@ impl SqliteStore {
         migrate(&mut conn).map_err(|err| {
             Error::internal(format!("cannot migrate database {}: {err}", path.display()))
         })?;
-        let next_cursor = max_cursor(&conn).map_err(storage_error)? + 1;
-        let last_hash = last_hash(&conn).map_err(storage_error)?;
+        let chain = chain_head(&conn).map_err(storage_error)?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let writer = Writer {
             conn,
             clock,
             sink,
-            next_cursor,
-            last_hash,
+            chain,
         };
         let handle = std::thread::Builder::new()
             .name("signoff-sqlite-writer".into())
@@ -235,17 +232,9 @@ struct Writer {
     conn: Connection,
     clock: Arc<dyn Clock>,
     sink: Arc<dyn CommitSink>,
-    /// Next global commit position; kept in memory because this thread is the only writer.
-    next_cursor: u64,
-    /// The newest event's hash, which the next event's hash chains from.
-    last_hash: String,
-}
-
-/// Where the commit order and the hash chain stood before a job, to put them back
-/// when the job's savepoint is rolled back.
-struct Mark {
-    cursor: u64,
-    hash: String,
+    /// The commit order and hash chain; kept in memory because this thread is
+    /// the only writer.
+    chain: Chain,
 }
 
 /// What a job hands back; it reaches the caller only once its transaction's fate
@@ -434,29 +423,25 @@ impl Writer {
 
     /// Opens a savepoint and remembers where the commit order and the hash chain
     /// stood, so that one failing job can be undone without the others.
-    fn open_savepoint(&mut self, name: &str) -> Result<Mark> {
+    fn open_savepoint(&mut self, name: &str) -> Result<Chain> {
         self.conn
             .execute_batch(&format!("SAVEPOINT {name}"))
             .map_err(storage_error)?;
-        Ok(Mark {
-            cursor: self.next_cursor,
-            hash: self.last_hash.clone(),
-        })
+        Ok(self.chain.clone())
     }
 
     /// Releases the savepoint, first rolling it back (with the commit position and
     /// hash chain) when its work `failed`. Returns false when SQLite dropped the
     /// whole transaction itself (disk full, I/O error): nothing of it was kept,
     /// whatever the jobs said.
-    fn close_savepoint(&mut self, name: &str, mark: Mark, failed: bool) -> bool {
+    fn close_savepoint(&mut self, name: &str, mark: Chain, failed: bool) -> bool {
         // However the job ended, a connection back in autocommit means the
         // transaction is gone; going on would start a new one silently.
         if self.conn.is_autocommit() {
             return false;
         }
         let closing = if failed {
-            self.next_cursor = mark.cursor;
-            self.last_hash = mark.hash;
+            self.chain = mark;
             format!("ROLLBACK TO {name}; RELEASE {name}")
         } else {
             format!("RELEASE {name}")
@@ -470,19 +455,10 @@ impl Writer {
     /// After a failed commit the database, not memory, says where the commit order
     /// and the hash chain continue.
     fn resync(&mut self) {
-        match max_cursor(&self.conn).and_then(|cursor| Ok((cursor, last_hash(&self.conn)?))) {
-            Ok((cursor, hash)) => {
-                self.next_cursor = cursor + 1;
-                self.last_hash = hash;
-            }
+        match chain_head(&self.conn) {
+            Ok(chain) => self.chain = chain,
             Err(err) => tracing::error!("cannot re-read the commit position: {err}"),
         }
-    }
-
-    fn take_cursor(&mut self) -> u64 {
-        let cursor = self.next_cursor;
-        self.next_cursor += 1;
-        cursor
     }
 
     fn apply_intent(
@@ -547,7 +523,7 @@ impl Writer {
     /// starts the next step), depth first, in the order they were asked for.
     fn persist_all(
         &mut self,
-        mut change: super::Change,
+        change: super::Change,
         original: Option<&Intent>,
         depth: usize,
         committed: &mut Vec<Arc<Committed>>,
@@ -557,9 +533,9 @@ impl Writer {
                 "a change asked for changes nested too deeply; refusing to go on",
             ));
         }
-        let follow_ups = std::mem::take(&mut change.follow_ups);
         let now = change.now;
-        committed.push(Arc::new(self.persist(change, original)?));
+        let (sealed, follow_ups) = change.seal(&mut self.chain, original);
+        committed.push(Arc::new(self.persist(sealed)?));
         for (target, apply) in follow_ups {
             let (intent, original) = self.load_target(target)?;
             let mut follow_up = super::Change::new(intent, now);
@@ -569,96 +545,42 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes everything a change recorded. `original` is the intent as loaded
-    /// (`None` for a new one), so an unchanged row is not rewritten.
-    fn persist(&mut self, change: super::Change, original: Option<&Intent>) -> Result<Committed> {
-        let super::Change {
-            mut intent,
-            now,
-            events,
-            deliveries,
-            messages,
-            timers,
-            notifications,
-            outbox_updates,
-            follow_ups: _,
-        } = change;
-
-        let mut stored_events = Vec::with_capacity(events.len());
-        for event in events {
-            let stored = StoredEvent::new(self.take_cursor(), event, &intent);
-            let hash = event_hash(&self.last_hash, stored.cursor, &stored.event);
-            insert_event(&self.conn, &stored, &hash).map_err(storage_error)?;
-            self.last_hash = hash;
-            stored_events.push(stored);
+    /// Writes everything a sealed change holds.
+    fn persist(&mut self, sealed: Sealed) -> Result<Committed> {
+        let conn = &self.conn;
+        for (stored, hash) in sealed.events.iter().zip(&sealed.hashes) {
+            insert_event(conn, stored, hash).map_err(storage_error)?;
         }
-        let mut stored_messages = Vec::with_capacity(messages.len());
-        for pending in messages {
-            let message = InboxMessage {
-                cursor: self.take_cursor(),
-                thread_id: intent.intent_id.clone(),
-                author: pending.author,
-                message: pending.message,
-                at: now,
-            };
-            insert_message(&self.conn, &message).map_err(storage_error)?;
-            stored_messages.push(message);
+        for message in &sealed.messages {
+            insert_message(conn, message).map_err(storage_error)?;
         }
-        if let Some(last) = self.next_cursor.checked_sub(1)
-            && (!stored_events.is_empty() || !stored_messages.is_empty())
-        {
-            intent.last_cursor = last;
+        if sealed.changed {
+            save_intent(conn, &sealed.intent).map_err(storage_error)?;
         }
-        if original != Some(&intent) {
-            save_intent(&self.conn, &intent).map_err(storage_error)?;
-        }
-        let mut stored_deliveries = Vec::with_capacity(deliveries.len());
-        for pending in deliveries {
-            let delivery = insert_delivery(
-                &self.conn,
-                &pending.agent,
-                &intent,
-                &pending.event_type,
-                now,
-            )
+        let now = sealed.now;
+        let deliveries = sealed
+            .deliveries
+            .iter()
+            .map(|pending| {
+                insert_delivery(conn, &pending.agent, &sealed.intent, &pending.event_type, now)
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(storage_error)?;
-            stored_deliveries.push(delivery);
+        let intent_id = &sealed.intent.intent_id;
+        if sealed.ended {
+            delete_timers(conn, intent_id).map_err(storage_error)?;
+            delete_outbox(conn, intent_id).map_err(storage_error)?;
         }
-        let ended = intent.status.is_terminal();
-        let earliest_timer = if ended {
-            // Deciding, cancelling or resolving ends the task's timers and unsent
-            // notifications in the same transaction, so nothing fires or is sent
-            // about it after the end.
-            delete_timers(&self.conn, &intent.intent_id).map_err(storage_error)?;
-            None
-        } else {
-            for timer in &timers {
-                upsert_timer(&self.conn, &intent.intent_id, timer).map_err(storage_error)?;
-            }
-            timers.iter().map(|timer| timer.due_at).min()
-        };
-        for notification in notifications.iter().filter(|_| !ended) {
-            insert_outbox(&self.conn, &intent.intent_id, notification, now)
-                .map_err(storage_error)?;
+        for timer in &sealed.timers {
+            upsert_timer(conn, intent_id, timer).map_err(storage_error)?;
         }
-        let mut outbox_due = (!notifications.is_empty() && !ended).then_some(now);
-        for update in outbox_updates {
-            if let OutboxUpdate::Retry { at, .. } = update {
-                outbox_due = Some(outbox_due.map_or(at, |due| due.min(at)));
-            }
-            apply_outbox_update(&self.conn, update).map_err(storage_error)?;
+        for notification in &sealed.notifications {
+            insert_outbox(conn, intent_id, notification, now).map_err(storage_error)?;
         }
-        if ended {
-            delete_outbox(&self.conn, &intent.intent_id).map_err(storage_error)?;
+        for update in &sealed.outbox_updates {
+            apply_outbox_update(conn, *update).map_err(storage_error)?;
         }
-        Ok(Committed {
-            intent,
-            events: stored_events,
-            deliveries: stored_deliveries,
-            messages: stored_messages,
-            earliest_timer,
-            outbox_due,
-        })
+        Ok(sealed.committed(deliveries))
     }
 
     /// Fires up to `limit` due timers, each in its own savepoint: the timer's
@@ -836,8 +758,8 @@ fn insert_event(conn: &Connection, stored: &StoredEvent, hash: &str) -> rusqlite
     Ok(())
 }
 
-/// The newest event's hash: where the chain continues.
-fn last_hash(conn: &Connection) -> rusqlite::Result<String> {
+/// Where the commit order and the hash chain continue.
+fn chain_head(conn: &Connection) -> rusqlite::Result<Chain> {
     let hash: Option<String> = conn
         .query_row(
             "SELECT hash FROM events ORDER BY cursor DESC LIMIT 1",
@@ -845,7 +767,7 @@ fn last_hash(conn: &Connection) -> rusqlite::Result<String> {
             |row| row.get(0),
         )
         .optional()?;
-    Ok(hash.unwrap_or_else(|| GENESIS.to_string()))
+    Ok(Chain::after(max_cursor(conn)?, hash))
 }
 
 fn insert_message(conn: &Connection, message: &InboxMessage) -> rusqlite::Result<()> {
@@ -901,23 +823,13 @@ fn delete_timers(conn: &Connection, intent_id: &str) -> rusqlite::Result<()> {
 fn next_due_timer(conn: &Connection, now: Timestamp) -> rusqlite::Result<Option<DueTimer>> {
     loop {
         let found = conn
-            .prepare_cached(
-                "SELECT intent_id, kind, due_at, attempt FROM timers WHERE due_at <= ?1
-                 ORDER BY due_at, intent_id, kind LIMIT 1",
-            )?
+            .prepare_cached(&format!(
+                "SELECT {TIMER_COLUMNS} FROM timers WHERE due_at <= ?1
+                 ORDER BY due_at, intent_id, kind LIMIT 1"
+            ))?
             .query_row([now.to_string()], |row| {
                 let key: (String, String) = (row.get(0)?, row.get(1)?);
-                let timer = TimerKind::parse(&key.1)
-                    .ok_or_else(|| corrupt("kind", format!("unknown timer kind {}", key.1)))
-                    .and_then(|kind| {
-                        Ok(DueTimer {
-                            intent_id: key.0.clone(),
-                            kind,
-                            due_at: timestamp_column(row, 2, "due_at")?,
-                            attempt: row.get(3)?,
-                        })
-                    });
-                Ok((key, timer))
+                Ok((key, rows::due_timer(row)))
             })
             .optional()?;
         match found {
@@ -978,33 +890,16 @@ fn claim_outbox(
     limit: usize,
 ) -> rusqlite::Result<Vec<OutboxItem>> {
     let items = {
-        let mut statement = conn.prepare_cached(
-            "SELECT outbox_id, intent_id, channel, recipient, target, message, attempts FROM outbox
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox
              WHERE next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-             ORDER BY next_attempt_at, outbox_id LIMIT ?2",
-        )?;
-        let rows = statement.query_map(params![now.to_string(), limit as i64], |row| {
-            let outbox_id: i64 = row.get(0)?;
-            let item = (|| -> rusqlite::Result<OutboxItem> {
-                let channel: String = row.get(2)?;
-                Ok(OutboxItem {
-                    outbox_id,
-                    intent_id: row.get(1)?,
-                    notification: Notification {
-                        channel: Channel::parse(&channel).ok_or_else(|| {
-                            corrupt("channel", format!("unknown channel {channel}"))
-                        })?,
-                        recipient: row.get(3)?,
-                        target: row.get(4)?,
-                        message: json_column(row, 5, "message")?,
-                    },
-                    attempts: row.get(6)?,
-                })
-            })();
-            Ok((outbox_id, item))
+             ORDER BY next_attempt_at, outbox_id LIMIT ?2"
+        ))?;
+        let found = statement.query_map(params![now.to_string(), limit as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, rows::outbox_item(row)))
         })?;
         let mut items = Vec::new();
-        for row in rows {
+        for row in found {
             match row? {
                 (_, Ok(item)) => items.push(item),
                 // Edited outside signoff: logged and dropped rather than failing
@@ -1031,7 +926,7 @@ fn claim_outbox(
 /// The one timestamp a `SELECT MIN(...)` query returns, if any.
 fn earliest(conn: &Connection, sql: &str) -> rusqlite::Result<Option<Timestamp>> {
     let text: Option<String> = conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?;
-    text.map(|text| Timestamp::parse(&text).map_err(|err| corrupt("due time", err)))
+    text.map(|text| Timestamp::parse(&text).map_err(|err| corrupt(format!("due time: {err}"))))
         .transpose()
 }
 
@@ -1059,98 +954,27 @@ fn insert_delivery(
     })
 }
 
-/// Reads a nullable text column through `parse`; a value that does not parse means
-/// the row was damaged outside signoff, which is reported rather than trusted.
-fn parsed_column<T, E: std::fmt::Display>(
-    row: &Row<'_>,
-    index: usize,
-    name: &str,
-    parse: impl Fn(&str) -> Result<T, E>,
-) -> rusqlite::Result<Option<T>> {
-    let text: Option<String> = row.get(index)?;
-    text.map(|text| parse(&text).map_err(|err| corrupt(name, err)))
-        .transpose()
+impl Columns for Row<'_> {
+    fn text(&self, index: usize) -> Result<Option<String>, Damage> {
+        self.get(index).map_err(|err| err.to_string())
+    }
+
+    fn int(&self, index: usize) -> Result<i64, Damage> {
+        self.get(index).map_err(|err| err.to_string())
+    }
 }
 
-fn required<T>(value: Option<T>, name: &str) -> rusqlite::Result<T> {
-    value.ok_or_else(|| corrupt(name, "unexpected NULL"))
-}
-
-fn optional_timestamp_column(
-    row: &Row<'_>,
-    index: usize,
-    name: &str,
-) -> rusqlite::Result<Option<Timestamp>> {
-    parsed_column(row, index, name, Timestamp::parse)
-}
-
-fn timestamp_column(row: &Row<'_>, index: usize, name: &str) -> rusqlite::Result<Timestamp> {
-    required(optional_timestamp_column(row, index, name)?, name)
-}
-
-fn optional_json_column<T: serde::de::DeserializeOwned>(
-    row: &Row<'_>,
-    index: usize,
-    name: &str,
-) -> rusqlite::Result<Option<T>> {
-    parsed_column(row, index, name, |text| serde_json::from_str(text))
-}
-
-fn json_column<T: serde::de::DeserializeOwned>(
-    row: &Row<'_>,
-    index: usize,
-    name: &str,
+/// Decodes a row with one of the shared decoders in [`rows`]; damage becomes a
+/// conversion error naming the column.
+fn decoded<'row, T>(
+    row: &Row<'row>,
+    decode: impl Fn(&Row<'row>) -> Result<T, Damage>,
 ) -> rusqlite::Result<T> {
-    required(optional_json_column(row, index, name)?, name)
+    decode(row).map_err(corrupt)
 }
-
-fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Status> {
-    let text: String = row.get(index)?;
-    Status::parse(&text).ok_or_else(|| corrupt("status", format!("unknown status {text}")))
-}
-
-fn waiting_reason_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<WaitingReason>> {
-    let text: Option<String> = row.get(index)?;
-    text.map(|t| {
-        WaitingReason::parse(&t)
-            .ok_or_else(|| corrupt("waiting_reason", format!("unknown reason {t}")))
-    })
-    .transpose()
-}
-
-const INTENT_COLUMNS: &str =
-    "intent_id, intent_type, correlation_id, from_agent, to_agent, reply_to,
-    payload, status, waiting_reason, created_at, updated_at, human_task, assignees, assigned_at,
-    due_at, remind_count, escalation_stage, result, lifecycle, last_seq, last_cursor,
-    workflow, step_of, votes";
 
 fn intent_from_row(row: &Row<'_>) -> rusqlite::Result<Intent> {
-    Ok(Intent {
-        intent_id: row.get(0)?,
-        intent_type: row.get(1)?,
-        correlation_id: row.get(2)?,
-        from_agent: row.get(3)?,
-        to_agent: row.get(4)?,
-        reply_to: row.get(5)?,
-        payload: json_column(row, 6, "payload")?,
-        status: status_column(row, 7)?,
-        waiting_reason: waiting_reason_column(row, 8)?,
-        created_at: timestamp_column(row, 9, "created_at")?,
-        updated_at: timestamp_column(row, 10, "updated_at")?,
-        human_task: optional_json_column(row, 11, "human_task")?,
-        assignees: json_column(row, 12, "assignees")?,
-        assigned_at: optional_timestamp_column(row, 13, "assigned_at")?,
-        due_at: optional_timestamp_column(row, 14, "due_at")?,
-        remind_count: row.get(15)?,
-        escalation_stage: row.get(16)?,
-        result: optional_json_column(row, 17, "result")?,
-        lifecycle: json_column(row, 18, "lifecycle")?,
-        last_seq: row.get::<_, i64>(19)? as u64,
-        last_cursor: row.get::<_, i64>(20)? as u64,
-        workflow: optional_json_column(row, 21, "workflow")?,
-        step_of: optional_json_column(row, 22, "step_of")?,
-        votes: json_column(row, 23, "votes")?,
-    })
+    decoded(row, rows::intent)
 }
 
 fn load_intent(conn: &Connection, intent_id: &str) -> rusqlite::Result<Option<Intent>> {
@@ -1160,51 +984,6 @@ fn load_intent(conn: &Connection, intent_id: &str) -> rusqlite::Result<Option<In
     .query_row([intent_id], intent_from_row)
     .optional()
 }
-
-const EVENT_COLUMNS: &str =
-    "cursor, intent_id, seq, event_type, status, waiting_reason, actor, at, details";
-
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
-    Ok(Event {
-        intent_id: row.get(1)?,
-        seq: row.get::<_, i64>(2)? as u64,
-        event_type: row.get(3)?,
-        status: status_column(row, 4)?,
-        waiting_reason: waiting_reason_column(row, 5)?,
-        actor: row.get(6)?,
-        at: timestamp_column(row, 7, "at")?,
-        details: json_column(row, 8, "details")?,
-    })
-}
-
-/// Reads `EVENT_COLUMNS` followed by `task`.
-fn stored_event_from_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
-    Ok(StoredEvent {
-        cursor: row.get::<_, i64>(0)? as u64,
-        event: event_from_row(row)?,
-        task: optional_json_column(row, 9, "task")?,
-    })
-}
-
-fn key_from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
-    let kind: String = row.get(2)?;
-    let kind = PrincipalKind::parse(&kind).map_err(|err| corrupt("kind", err))?;
-    Ok(KeyRecord {
-        key_id: row.get(0)?,
-        key_prefix: row.get(1)?,
-        principal: Principal {
-            kind,
-            identity: row.get(3)?,
-            teams: json_column(row, 4, "teams")?,
-        },
-        label: row.get(5)?,
-        created_at: timestamp_column(row, 6, "created_at")?,
-        revoked_at: optional_timestamp_column(row, 7, "revoked_at")?,
-    })
-}
-
-const KEY_COLUMNS: &str =
-    "key_id, key_prefix, kind, identity, teams, label, created_at, revoked_at";
 
 fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> rusqlite::Result<Vec<T>> {
     rows.collect()
@@ -1274,7 +1053,7 @@ impl AuditReader {
             .map_err(storage_error)?;
         while let Some(row) = rows.next().map_err(storage_error)? {
             let cursor = row.get::<_, i64>(0).map_err(storage_error)? as u64;
-            let record = event_from_row(row).and_then(|event| {
+            let record = decoded(row, rows::event).and_then(|event| {
                 Ok(AuditRecord {
                     cursor,
                     event,
@@ -1359,7 +1138,7 @@ impl Store for SqliteStore {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE intent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
             ))?;
-            let rows = statement.query_map(params![intent_id, since as i64, limit as i64], event_from_row)?;
+            let rows = statement.query_map(params![intent_id, since as i64, limit as i64], |row| decoded(row, rows::event))?;
             collect(rows)
         })
     }
@@ -1414,7 +1193,7 @@ impl Store for SqliteStore {
                  ORDER BY cursor LIMIT ?2"
             ))?;
             collect(
-                statement.query_map(params![after as i64, limit as i64], stored_event_from_row)?,
+                statement.query_map(params![after as i64, limit as i64], |row| decoded(row, rows::stored_event))?,
             )
         })
         .await
@@ -1439,8 +1218,8 @@ impl Store for SqliteStore {
                     seq: row.get::<_, i64>(1)? as u64,
                     intent_id: row.get(2)?,
                     event_type: row.get(3)?,
-                    status: status_column(row, 4)?,
-                    at: timestamp_column(row, 5, "at")?,
+                    status: decoded(row, |row| rows::status(row, 4))?,
+                    at: decoded(row, |row| rows::timestamp(row, 5, "at"))?,
                 })
             })?;
             collect(rows)
@@ -1474,7 +1253,7 @@ impl Store for SqliteStore {
                     thread_id: row.get(1)?,
                     author: row.get(2)?,
                     message: row.get(3)?,
-                    at: timestamp_column(row, 4, "at")?,
+                    at: decoded(row, |row| rows::timestamp(row, 4, "at"))?,
                 })
             })?;
             collect(rows)
@@ -1510,7 +1289,7 @@ impl Store for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"
             ))?
-            .query_row([key_hash], key_from_row)
+            .query_row([key_hash], |row| decoded(row, rows::key))
             .optional()
         })
     }
@@ -1520,7 +1299,7 @@ impl Store for SqliteStore {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, key_id"
             ))?;
-            collect(statement.query_map([], key_from_row)?)
+            collect(statement.query_map([], |row| decoded(row, rows::key))?)
         })
         .await
     }
@@ -1600,6 +1379,7 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
+    use crate::domain::Status;
     use crate::domain::event::CREATED;
     use crate::store::Change;
 
@@ -1619,8 +1399,7 @@ mod tests {
             conn,
             clock: Arc::new(SystemClock),
             sink,
-            next_cursor: 1,
-            last_hash: GENESIS.to_string(),
+            chain: Chain::after(0, None),
         }
     }
 
@@ -1707,7 +1486,7 @@ mod tests {
         writer.run_batch(vec![again]);
         assert!(again_answer.blocking_recv().unwrap().is_ok());
         assert_eq!(count(&writer, "intents"), 1);
-        assert_eq!(writer.next_cursor, 2);
+        assert_eq!(writer.chain.next_cursor, 2);
     }
 
     #[test]
