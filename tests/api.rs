@@ -549,11 +549,18 @@ fn task_frame_summary(frame: &SseFrame) -> (String, u64, String) {
 
 #[tokio::test]
 async fn health_answers_without_a_key() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let body = ok(raw_get(&server, "/health", None).await);
     assert_eq!(body["ok"], true);
     assert_eq!(body["service"], "signoff");
-    assert_eq!(body["storage"], "sqlite");
+    let backend = if common::backend::on_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(body["storage"], backend);
     assert!(body["version"].as_str().is_some_and(|v| !v.is_empty()));
     let health = server.client("unused").health().await.unwrap();
     assert!(health.ok);
@@ -566,7 +573,9 @@ async fn health_answers_without_a_key() {
 
 #[tokio::test]
 async fn capabilities_need_a_key_and_list_the_task_types() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let capabilities = deployer.client.capabilities().await.unwrap();
     assert_eq!(capabilities["ok"], true);
@@ -590,7 +599,9 @@ async fn capabilities_need_a_key_and_list_the_task_types() {
 
 #[tokio::test]
 async fn me_names_the_principal_behind_each_key() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let carol = reviewer(&server, CAROL, &["Ops"]).await;
     let me = |key: String| {
@@ -620,7 +631,9 @@ async fn me_names_the_principal_behind_each_key() {
 
 #[tokio::test]
 async fn x_api_key_and_bearer_both_authenticate() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let with_header = ok(raw_get(&server, "/v1/me", Some(&deployer.key)).await);
     assert_eq!(with_header["principal"]["identity"], DEPLOYER);
@@ -642,7 +655,9 @@ async fn x_api_key_and_bearer_both_authenticate() {
 
 #[tokio::test]
 async fn missing_or_wrong_keys_are_401_and_change_nothing() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let before = observable(&server, None).await;
     let body = task_intent(alice_approval()).to_string();
 
@@ -674,7 +689,9 @@ async fn missing_or_wrong_keys_are_401_and_change_nothing() {
 
 #[tokio::test]
 async fn request_ids_are_echoed_or_generated_and_trace_ids_echoed() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let header = |reply: &Reply, name: &str| {
         reply
             .headers
@@ -716,7 +733,9 @@ async fn request_ids_are_echoed_or_generated_and_trace_ids_echoed() {
 
 #[tokio::test]
 async fn unknown_routes_are_a_uniform_404() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let key = Some(server.admin_key.as_str());
     let nope = raw_get(&server, "/v1/nope", key).await;
     assert_error(&nope, 404, "no_such_endpoint", &["/v1/nope"]);
@@ -734,7 +753,9 @@ async fn unknown_routes_are_a_uniform_404() {
 
 #[tokio::test]
 async fn a_created_task_waits_for_its_human_with_the_full_wire_shape() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let mut body = task_intent(json!({
         "title": "Deploy api 2.3.0?",
@@ -807,7 +828,9 @@ async fn a_created_task_waits_for_its_human_with_the_full_wire_shape() {
 
 #[tokio::test]
 async fn idempotent_creates_replay_the_first_response() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let other = agent(&server, "agent://acme/other").await;
     let body = task_intent(alice_approval());
@@ -869,7 +892,9 @@ async fn idempotent_creates_replay_the_first_response() {
 
 #[tokio::test]
 async fn a_retried_decision_with_the_same_idempotency_key_is_replayed_not_refused() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -903,7 +928,9 @@ async fn a_retried_decision_with_the_same_idempotency_key_is_replayed_not_refuse
 
 #[tokio::test]
 async fn an_invalid_idempotency_key_header_is_400_and_creates_nothing() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let before = observable(&server, None).await;
     let body = task_intent(alice_approval()).to_string();
@@ -925,7 +952,9 @@ async fn an_invalid_idempotency_key_header_is_400_and_creates_nothing() {
 
 #[tokio::test]
 async fn unreadable_bodies_are_400_and_change_nothing() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -959,7 +988,9 @@ async fn unreadable_bodies_are_400_and_change_nothing() {
 
 #[tokio::test]
 async fn bodies_over_128_kib_are_413_and_change_nothing() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -985,7 +1016,9 @@ async fn bodies_over_128_kib_are_413_and_change_nothing() {
 
 #[tokio::test]
 async fn wrongly_typed_or_invalid_fields_are_422_naming_the_field() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let before = observable(&server, None).await;
     // (top-level field, nested field or "", value, the field the error must name)
@@ -1084,7 +1117,9 @@ async fn wrongly_typed_or_invalid_fields_are_422_naming_the_field() {
 
 #[tokio::test]
 async fn an_unknown_task_type_is_422_listing_the_eight() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let before = observable(&server, None).await;
     let body = task_intent(json!({"title": "Vote?", "task_type": "vote", "assignees": [ALICE]}));
@@ -1100,7 +1135,9 @@ async fn an_unknown_task_type_is_422_listing_the_eight() {
 
 #[tokio::test]
 async fn reviewers_may_not_create_intents() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let alice = reviewer(&server, ALICE, &[]).await;
     let before = observable(&server, None).await;
     let body = task_intent(alice_approval());
@@ -1116,7 +1153,9 @@ async fn reviewers_may_not_create_intents() {
 
 #[tokio::test]
 async fn every_task_type_gets_its_default_outcomes_and_can_be_decided() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     // (type, default outcomes, a decision satisfying the type's rules, `approved` flag)
@@ -1205,7 +1244,9 @@ async fn every_task_type_gets_its_default_outcomes_and_can_be_decided() {
 
 #[tokio::test]
 async fn a_form_schema_without_a_task_type_makes_a_form() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let id = create_task(&deployer, rollout_form()).await;
     let task = &intent_json(&server, &id).await["human_task"];
@@ -1221,7 +1262,9 @@ async fn a_form_schema_without_a_task_type_makes_a_form() {
 
 #[tokio::test]
 async fn unknown_intent_ids_are_404_everywhere() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let key = Some(server.admin_key.as_str());
     let missing = "0190f0f0-0000-7000-8000-000000000000";
     for path in [
@@ -1259,7 +1302,9 @@ async fn unknown_intent_ids_are_404_everywhere() {
 
 #[tokio::test]
 async fn events_since_is_exclusive() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -1304,7 +1349,9 @@ async fn events_since_is_exclusive() {
 
 #[tokio::test]
 async fn outsiders_may_not_read_an_intent() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let stranger = agent(&server, "agent://evil/corp").await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -1327,7 +1374,9 @@ async fn outsiders_may_not_read_an_intent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_stream_replays_history_in_exact_framing_and_closes_after_the_terminal_event() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -1359,7 +1408,9 @@ async fn event_stream_replays_history_in_exact_framing_and_closes_after_the_term
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_stream_pushes_live_events_and_closes_after_the_terminal_one() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -1383,7 +1434,9 @@ async fn event_stream_pushes_live_events_and_closes_after_the_terminal_one() {
 
 #[tokio::test]
 async fn event_stream_closes_with_a_timeout_frame_after_wait_seconds_idle() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let id = create_task(&deployer, alice_approval()).await;
     let before = observable(&server, Some(&id)).await;
@@ -1404,7 +1457,9 @@ async fn event_stream_closes_with_a_timeout_frame_after_wait_seconds_idle() {
 
 #[tokio::test]
 async fn last_event_id_acts_as_since_on_the_event_stream() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let id = create_task(&deployer, alice_approval()).await;
 
@@ -1428,7 +1483,9 @@ async fn last_event_id_acts_as_since_on_the_event_stream() {
 
 #[tokio::test]
 async fn event_stream_refuses_bad_parameters_unknown_intents_and_missing_keys() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let id = create_task(&deployer, alice_approval()).await;
     let key = Some(deployer.key.as_str());
@@ -1469,7 +1526,9 @@ async fn event_stream_refuses_bad_parameters_unknown_intents_and_missing_keys() 
 
 #[tokio::test]
 async fn form_fields_nested_in_data_are_validated_and_recorded() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, rollout_form()).await;
@@ -1492,7 +1551,9 @@ async fn form_fields_nested_in_data_are_validated_and_recorded() {
 
 #[tokio::test]
 async fn flattened_string_fields_are_coerced_to_the_schema_types() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, rollout_form()).await;
@@ -1518,7 +1579,9 @@ async fn flattened_string_fields_are_coerced_to_the_schema_types() {
 
 #[tokio::test]
 async fn form_data_failing_the_schema_is_422_listing_every_error() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, rollout_form()).await;
@@ -1559,7 +1622,9 @@ async fn form_data_failing_the_schema_is_422_listing_every_error() {
 
 #[tokio::test]
 async fn an_outcome_the_task_does_not_allow_is_422() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -1632,7 +1697,9 @@ async fn an_outcome_the_task_does_not_allow_is_422() {
 
 #[tokio::test]
 async fn missing_required_comments_are_422() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let task = |task_type: &str, extra: Value| {
@@ -1695,7 +1762,9 @@ async fn missing_required_comments_are_422() {
 
 #[tokio::test]
 async fn manual_actions_need_evidence_when_it_is_required() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let spec = json!({"title": "Rotate the key", "task_type": "manual_action", "evidence_required": true, "assignees": [ALICE]});
@@ -1737,7 +1806,9 @@ async fn manual_actions_need_evidence_when_it_is_required() {
 
 #[tokio::test]
 async fn assignments_need_a_valid_assignee() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(
@@ -1764,7 +1835,9 @@ async fn assignments_need_a_valid_assignee() {
 
 #[tokio::test]
 async fn only_current_assignees_and_admins_may_decide() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let bob = reviewer(&server, BOB, &[]).await;
     let carol = reviewer(&server, CAROL, &["ops"]).await;
@@ -1805,7 +1878,9 @@ async fn only_current_assignees_and_admins_may_decide() {
 
 #[tokio::test]
 async fn a_second_decision_is_409_naming_who_decided_and_when() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -1870,7 +1945,9 @@ async fn a_second_decision_is_409_naming_who_decided_and_when() {
 
 #[tokio::test]
 async fn approve_current_step_on_a_decided_task_is_409_naming_the_decider() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -1896,7 +1973,9 @@ async fn approve_current_step_on_a_decided_task_is_409_naming_the_decider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_sees_the_full_decision_record() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, rollout_form()).await;
@@ -1960,7 +2039,9 @@ async fn the_agent_sees_the_full_decision_record() {
 
 #[tokio::test]
 async fn the_addressed_agent_finishes_its_step_with_action_resume() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let worker = agent(&server, WORKER).await;
     let id = create(&deployer, agent_work(WORKER)).await;
@@ -2022,7 +2103,9 @@ async fn the_addressed_agent_finishes_its_step_with_action_resume() {
 
 #[tokio::test]
 async fn agent_actions_refuse_other_agents_reviewers_and_unknown_actions() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let worker = agent(&server, WORKER).await;
     let other = agent(&server, "agent://acme/other").await;
@@ -2077,7 +2160,9 @@ async fn agent_actions_refuse_other_agents_reviewers_and_unknown_actions() {
 
 #[tokio::test]
 async fn approve_current_step_approves_the_waiting_human_task() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let worker = agent(&server, WORKER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
@@ -2160,7 +2245,9 @@ async fn approve_current_step_approves_the_waiting_human_task() {
 
 #[tokio::test]
 async fn resolve_ends_an_intent_once_in_each_terminal_status() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     for (status, event_type, extra) in [
         (
@@ -2227,7 +2314,9 @@ async fn resolve_ends_an_intent_once_in_each_terminal_status() {
 
 #[tokio::test]
 async fn resolve_refuses_bad_statuses_and_outsiders() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let other = agent(&server, "agent://acme/other").await;
     let alice = reviewer(&server, ALICE, &[]).await;
@@ -2255,7 +2344,9 @@ async fn resolve_refuses_bad_statuses_and_outsiders() {
 
 #[tokio::test]
 async fn resolving_with_reply_to_opens_a_completion_thread_in_the_owner_inbox() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let planner_address = "agent://acme/planner";
     let deployer = agent(&server, DEPLOYER).await;
     let planner = agent(&server, planner_address).await;
@@ -2309,7 +2400,9 @@ async fn resolving_with_reply_to_opens_a_completion_thread_in_the_owner_inbox() 
 
 #[tokio::test]
 async fn my_tasks_lists_what_the_caller_may_decide() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -2377,7 +2470,9 @@ async fn my_tasks_lists_what_the_caller_may_decide() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_stream_sends_a_snapshot_then_upserts_and_removals() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let existing = create_task(&deployer, alice_approval()).await;
@@ -2427,7 +2522,9 @@ async fn task_stream_sends_a_snapshot_then_upserts_and_removals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_task_stream_continues_right_after_its_cursor() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
 
@@ -2493,7 +2590,9 @@ async fn a_resumed_task_stream_continues_right_after_its_cursor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_task_stream_sees_exactly_what_a_live_stream_saw() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
 
@@ -2550,7 +2649,9 @@ async fn a_resumed_task_stream_sees_exactly_what_a_live_stream_saw() {
 
 #[tokio::test]
 async fn agent_stream_delivers_intents_to_a_multi_segment_address_and_marks_them_delivered() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let builder_address = "agent://acme/ops/builder";
     let deployer = agent(&server, DEPLOYER).await;
     let builder = agent(&server, builder_address).await;
@@ -2620,7 +2721,9 @@ async fn agent_stream_delivers_intents_to_a_multi_segment_address_and_marks_them
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_stream_pushes_new_intents_live() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let worker = agent(&server, WORKER).await;
     let mut stream = SseReader::open(
@@ -2643,7 +2746,9 @@ async fn agent_stream_pushes_new_intents_live() {
 
 #[tokio::test]
 async fn agent_stream_leaves_out_ended_intents_unless_asked() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let worker = agent(&server, WORKER).await;
     let ended = create(&deployer, agent_work(WORKER)).await;
@@ -2683,7 +2788,9 @@ async fn agent_stream_leaves_out_ended_intents_unless_asked() {
 
 #[tokio::test]
 async fn agent_stream_refuses_other_principals_and_bad_parameters() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let worker = agent(&server, WORKER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
@@ -2737,7 +2844,9 @@ async fn agent_stream_refuses_other_principals_and_bad_parameters() {
 
 #[tokio::test]
 async fn the_inbox_lists_pending_threads_for_their_reviewer() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -2787,7 +2896,9 @@ async fn the_inbox_lists_pending_threads_for_their_reviewer() {
 
 #[tokio::test]
 async fn inbox_changes_page_by_cursor_and_limit() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let first = create_task(&deployer, alice_approval()).await;
@@ -2866,7 +2977,9 @@ async fn inbox_changes_page_by_cursor_and_limit() {
 
 #[tokio::test]
 async fn inbox_reply_adds_a_message_to_the_thread() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -2917,7 +3030,9 @@ async fn inbox_reply_adds_a_message_to_the_thread() {
 
 #[tokio::test]
 async fn inbox_delegate_hands_a_task_to_another_reviewer() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -2973,7 +3088,9 @@ async fn inbox_delegate_hands_a_task_to_another_reviewer() {
 
 #[tokio::test]
 async fn inbox_approve_and_reject_decide_with_the_task_outcomes() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -3042,7 +3159,9 @@ async fn inbox_approve_and_reject_decide_with_the_task_outcomes() {
 
 #[tokio::test]
 async fn approval_decisions_accept_verdicts_and_explicit_outcomes() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let bob = reviewer(&server, BOB, &[]).await;
@@ -3103,7 +3222,9 @@ async fn approval_decisions_accept_verdicts_and_explicit_outcomes() {
 
 #[tokio::test]
 async fn admins_create_list_and_revoke_keys_and_revocation_is_immediate() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let body = json!({"kind": "reviewer", "identity": "dave@example.com", "teams": ["Ops"], "label": "dave's laptop"});
     let created = ok(post_json(&server, "/v1/keys", &server.admin_key, &body).await);
     assert_eq!(created["ok"], true);
@@ -3172,7 +3293,9 @@ async fn admins_create_list_and_revoke_keys_and_revocation_is_immediate() {
 
 #[tokio::test]
 async fn only_admins_manage_keys_and_bad_key_requests_are_refused() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let alice = reviewer(&server, ALICE, &[]).await;
     let deployer = agent(&server, DEPLOYER).await;
     let keys_before = ok(raw_get(&server, "/v1/keys", Some(&server.admin_key)).await);
@@ -3229,7 +3352,9 @@ async fn only_admins_manage_keys_and_bad_key_requests_are_refused() {
 
 #[tokio::test]
 async fn out_of_range_deadlines_are_refused_and_task_lists_keep_working() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     create_task(&deployer, alice_approval()).await;
     for deadline in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"] {
@@ -3250,7 +3375,9 @@ async fn out_of_range_deadlines_are_refused_and_task_lists_keep_working() {
 
 #[tokio::test]
 async fn the_addressed_agent_cannot_end_a_human_task_or_forge_a_decision() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let worker = agent(&server, WORKER).await;
     let mut body = task_intent(alice_approval());
@@ -3284,7 +3411,9 @@ async fn the_addressed_agent_cannot_end_a_human_task_or_forge_a_decision() {
 
 #[tokio::test]
 async fn only_reviewer_keys_belong_to_teams() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     for kind in ["agent", "admin"] {
         let identity = if kind == "agent" {
             "agent://acme/sneaky"
@@ -3301,7 +3430,9 @@ async fn only_reviewer_keys_belong_to_teams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_key_ends_its_open_streams() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let admin = server.admin_client();
     let carol = admin
         .create_key(PrincipalKind::Reviewer, CAROL, &[], None)
@@ -3321,7 +3452,9 @@ async fn revoking_a_key_ends_its_open_streams() {
 
 #[tokio::test]
 async fn a_retried_delegation_replays_its_first_answer() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -3350,7 +3483,9 @@ async fn a_retried_delegation_replays_its_first_answer() {
 
 #[tokio::test]
 async fn positions_beyond_the_database_range_are_refused() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let id = create_task(&deployer, alice_approval()).await;
     let huge = "18446744073709551615";
@@ -3377,7 +3512,9 @@ async fn positions_beyond_the_database_range_are_refused() {
 
 #[tokio::test]
 async fn strangers_get_403_before_learning_a_tasks_outcomes() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let bob = reviewer(&server, BOB, &[]).await;
     let id = create_task(
@@ -3399,7 +3536,9 @@ async fn strangers_get_403_before_learning_a_tasks_outcomes() {
 
 #[tokio::test]
 async fn malformed_paths_get_the_uniform_error() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let reply = raw_get(&server, "/v1/intents/%FF", Some(&server.admin_key)).await;
     assert_error(&reply, 400, "malformed_request", &["UTF-8"]);
     server.stop().await;
@@ -3407,7 +3546,9 @@ async fn malformed_paths_get_the_uniform_error() {
 
 #[tokio::test]
 async fn inbox_changes_report_threads_that_leave() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
@@ -3431,7 +3572,9 @@ async fn inbox_changes_report_threads_that_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_resumed_from_beyond_the_newest_position_are_not_silent() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;

@@ -83,14 +83,15 @@ fn notify_settings(routes: Vec<NotifyRoute>) -> NotifySettings {
 }
 
 /// A server with these notification settings, and the agent that creates tasks.
-async fn start(notify: NotifySettings) -> (TestServer, Client) {
+/// `None` when the test is skipped (PostgreSQL without a database to use).
+async fn start(notify: NotifySettings) -> Option<(TestServer, Client)> {
     let server = TestServer::start_with(EngineSettings {
         notify,
         ..Default::default()
     })
-    .await;
+    .await?;
     let agent = server.agent(AGENT).await;
-    (server, agent)
+    Some((server, agent))
 }
 
 /// Creates an approval task titled [`TITLE`]; `task_extra` adds to its
@@ -306,7 +307,7 @@ async fn an_assigned_task_is_emailed_with_its_title_agent_due_time_and_id() {
     let sink = tokio::task::spawn_blocking(SmtpSink::start)
         .await
         .expect("start the SMTP sink");
-    let (_server, agent) = start(NotifySettings {
+    let Some((_server, agent)) = start(NotifySettings {
         smtp: Some(SmtpSettings {
             host: "127.0.0.1".into(),
             port: sink.port,
@@ -320,7 +321,10 @@ async fn an_assigned_task_is_emailed_with_its_title_agent_due_time_and_id() {
             ..route(ALICE)
         }])
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let ops = "ops@example.com";
     let intent_id = create_task(&agent, &[ALICE], json!({"notify_email": ops}), json!({})).await;
     let due = due_at(&agent, &intent_id).await;
@@ -379,11 +383,14 @@ async fn slack_gets_a_block_kit_message_and_the_audit_hides_the_webhook_path() {
     let slack = HttpReceiver::start().await;
     // In a real Slack webhook URL the path is the credential.
     let secret_path = "/services/T0000/B0000/xoxSecretPath42";
-    let (_server, agent) = start(notify_settings(vec![slack_route(
+    let Some((_server, agent)) = start(notify_settings(vec![slack_route(
         ALICE,
         slack.url(secret_path),
     )]))
-    .await;
+    .await
+    else {
+        return;
+    };
     let intent_id = create_task(&agent, &[ALICE], json!({}), json!({})).await;
     let due = due_at(&agent, &intent_id).await;
 
@@ -439,11 +446,14 @@ async fn slack_gets_a_block_kit_message_and_the_audit_hides_the_webhook_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_carry_the_task_essentials_signed_with_the_route_secret() {
     let hook = HttpReceiver::start().await;
-    let (_server, agent) = start(notify_settings(vec![webhook_route(
+    let Some((_server, agent)) = start(notify_settings(vec![webhook_route(
         ALICE,
         hook.url("/hooks/signoff"),
     )]))
-    .await;
+    .await
+    else {
+        return;
+    };
     let intent_id = create_task(&agent, &[ALICE], json!({}), json!({})).await;
     let due = due_at(&agent, &intent_id).await;
 
@@ -497,7 +507,9 @@ async fn reminders_and_escalations_notify_with_their_number_and_stage() {
         slack_webhook: Some(slack.url("/services/everyone")),
         ..webhook_route("*", hook.url("/hooks/everyone"))
     };
-    let (_server, agent) = start(notify_settings(vec![everyone])).await;
+    let Some((_server, agent)) = start(notify_settings(vec![everyone])).await else {
+        return;
+    };
     let lifecycle = json!({"lifecycle": {
         "remind": {"after_seconds": 1, "every_seconds": 1, "max": 1},
         "escalate": [{"after_seconds": 2, "to": [BOB]}],
@@ -583,7 +595,7 @@ async fn routes_reach_only_assigned_reviewers_and_teams_and_each_target_once() {
     let carol_hook = HttpReceiver::start().await;
     let shared_slack = HttpReceiver::start().await;
     let shared_slack_url = shared_slack.url("/services/shared");
-    let (_server, agent) = start(notify_settings(vec![
+    let Some((_server, agent)) = start(notify_settings(vec![
         webhook_route(ALICE, alice_hook.url("/alice")),
         webhook_route(ONCALL, oncall_hook.url("/oncall")),
         webhook_route(CAROL, carol_hook.url("/carol")),
@@ -591,7 +603,10 @@ async fn routes_reach_only_assigned_reviewers_and_teams_and_each_target_once() {
         slack_route("*", shared_slack_url.clone()),
         slack_route(ALICE, shared_slack_url),
     ]))
-    .await;
+    .await
+    else {
+        return;
+    };
     let intent_id = create_task(&agent, &[ALICE, ONCALL], json!({}), json!({})).await;
 
     let attempts = wait_for_attempts(&agent, &intent_id, 3).await;
@@ -648,11 +663,14 @@ fn audited_backoff_seconds(attempt: &Event) -> i64 {
 async fn a_failing_receiver_is_retried_with_doubling_backoff_and_every_attempt_is_audited() {
     let hook =
         HttpReceiver::failing_first(2, StatusCode::INTERNAL_SERVER_ERROR, "upstream down").await;
-    let (_server, agent) = start(notify_settings(vec![webhook_route(
+    let Some((_server, agent)) = start(notify_settings(vec![webhook_route(
         ALICE,
         hook.url("/flaky"),
     )]))
-    .await;
+    .await
+    else {
+        return;
+    };
     let intent_id = create_task(&agent, &[ALICE], json!({}), json!({})).await;
 
     let attempts = wait_until("the third attempt is delivered", async || {
@@ -739,11 +757,14 @@ async fn after_max_attempts_the_notifier_gives_up_and_says_so() {
     let hook =
         HttpReceiver::failing_first(usize::MAX, StatusCode::SERVICE_UNAVAILABLE, "maintenance")
             .await;
-    let (_server, agent) = start(NotifySettings {
+    let Some((_server, agent)) = start(NotifySettings {
         max_attempts: 2,
         ..notify_settings(vec![webhook_route(ALICE, hook.url("/down"))])
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let intent_id = create_task(&agent, &[ALICE], json!({}), json!({})).await;
 
     let attempts = wait_until("the notifier gives up", async || {
@@ -788,11 +809,14 @@ async fn after_max_attempts_the_notifier_gives_up_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_webhook_is_audited_as_failing_and_does_not_block_the_decision() {
-    let (server, agent) = start(NotifySettings {
+    let Some((server, agent)) = start(NotifySettings {
         max_attempts: 10,
         ..notify_settings(vec![webhook_route(ALICE, refusing_url("/nobody-home"))])
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let intent_id = create_task(&agent, &[ALICE], json!({}), json!({})).await;
 
     let failures = wait_for_attempts(&agent, &intent_id, 2).await;
@@ -833,11 +857,14 @@ async fn an_unreachable_webhook_is_audited_as_failing_and_does_not_block_the_dec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_slack_webhook_keeps_its_secret_path_out_of_the_error() {
     let secret_path = "/services/T0000/B0000/xoxUnreachableSecret";
-    let (_server, agent) = start(notify_settings(vec![slack_route(
+    let Some((_server, agent)) = start(notify_settings(vec![slack_route(
         ALICE,
         refusing_url(secret_path),
     )]))
-    .await;
+    .await
+    else {
+        return;
+    };
     let intent_id = create_task(&agent, &[ALICE], json!({}), json!({})).await;
 
     let attempts = wait_for_attempts(&agent, &intent_id, 1).await;

@@ -10,6 +10,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::backend::TestDatabase;
 use common::{TestServer, next_matching, task_intent};
 use serde_json::{Map, Value, json};
 use signoff::client::Client;
@@ -21,7 +22,6 @@ use signoff::domain::{
 };
 use signoff::engine::decisions::{Decision, Via};
 use signoff::engine::{Engine, EngineSettings};
-use signoff::store::Durability;
 
 const START: &str = "2026-11-21T12:00:00Z";
 
@@ -29,7 +29,7 @@ const START: &str = "2026-11-21T12:00:00Z";
 struct ClockedEngine {
     engine: Engine,
     clock: Arc<ManualClock>,
-    _dir: tempfile::TempDir,
+    _database: TestDatabase,
 }
 
 fn agent() -> Principal {
@@ -45,21 +45,16 @@ fn reviewer(identity: &str) -> Principal {
 }
 
 impl ClockedEngine {
-    fn open(settings: EngineSettings) -> ClockedEngine {
-        let dir = tempfile::tempdir().unwrap();
+    /// `None` when the test is skipped (PostgreSQL without a database to use).
+    async fn open(settings: EngineSettings) -> Option<ClockedEngine> {
+        let database = TestDatabase::create().await?;
         let clock = Arc::new(ManualClock::new(Timestamp::parse(START).unwrap()));
-        let engine = Engine::open_sqlite(
-            &dir.path().join("signoff.db"),
-            Durability::Normal,
-            clock.clone(),
-            settings,
-        )
-        .unwrap();
-        ClockedEngine {
+        let engine = database.engine(clock.clone(), settings).await;
+        Some(ClockedEngine {
             engine,
             clock,
-            _dir: dir,
-        }
+            _database: database,
+        })
     }
 
     async fn create(&self, task: Value, extra: Value) -> String {
@@ -122,7 +117,9 @@ fn approval(assignees: &[&str]) -> Value {
 
 #[tokio::test]
 async fn a_task_gets_the_built_in_reminders_and_times_out_at_8h_failing() {
-    let clocked = ClockedEngine::open(EngineSettings::default());
+    let Some(clocked) = ClockedEngine::open(EngineSettings::default()).await else {
+        return;
+    };
     let id = clocked
         .create(approval(&["alice@example.com"]), json!({}))
         .await;
@@ -182,7 +179,9 @@ async fn a_task_gets_the_built_in_reminders_and_times_out_at_8h_failing() {
 
 #[tokio::test]
 async fn a_reminder_hours_late_is_sent_once_and_the_next_follows_a_full_interval_later() {
-    let clocked = ClockedEngine::open(EngineSettings::default());
+    let Some(clocked) = ClockedEngine::open(EngineSettings::default()).await else {
+        return;
+    };
     let id = clocked
         .create(
             approval(&["alice@example.com"]),
@@ -200,7 +199,9 @@ async fn a_reminder_hours_late_is_sent_once_and_the_next_follows_a_full_interval
 
 #[tokio::test]
 async fn the_axp_fields_remind_max_times_then_escalate() {
-    let clocked = ClockedEngine::open(EngineSettings::default());
+    let Some(clocked) = ClockedEngine::open(EngineSettings::default()).await else {
+        return;
+    };
     let id = clocked
         .create(
             approval(&["alice@example.com"]),
@@ -243,7 +244,9 @@ async fn the_axp_fields_remind_max_times_then_escalate() {
 
 #[tokio::test]
 async fn a_three_stage_ladder_reassigns_the_same_task_stage_by_stage() {
-    let clocked = ClockedEngine::open(EngineSettings::default());
+    let Some(clocked) = ClockedEngine::open(EngineSettings::default()).await else {
+        return;
+    };
     let id = clocked
         .create(
             approval(&["a@example.com"]),
@@ -301,7 +304,9 @@ async fn a_three_stage_ladder_reassigns_the_same_task_stage_by_stage() {
 
 #[tokio::test]
 async fn after_downtime_every_overdue_stage_fires_once_in_due_order_before_the_timeout() {
-    let clocked = ClockedEngine::open(EngineSettings::default());
+    let Some(clocked) = ClockedEngine::open(EngineSettings::default()).await else {
+        return;
+    };
     let id = clocked
         .create(
             approval(&["a@example.com"]),
@@ -340,7 +345,9 @@ async fn after_downtime_every_overdue_stage_fires_once_in_due_order_before_the_t
 
 #[tokio::test]
 async fn deciding_cancels_every_timer_in_the_same_transaction() {
-    let clocked = ClockedEngine::open(EngineSettings::default());
+    let Some(clocked) = ClockedEngine::open(EngineSettings::default()).await else {
+        return;
+    };
     let id = clocked
         .create(
             approval(&["alice@example.com"]),
@@ -361,7 +368,9 @@ async fn deciding_cancels_every_timer_in_the_same_transaction() {
 
 #[tokio::test]
 async fn fallbacks_cancel_or_complete_as_a_system_decision() {
-    let clocked = ClockedEngine::open(EngineSettings::default());
+    let Some(clocked) = ClockedEngine::open(EngineSettings::default()).await else {
+        return;
+    };
     let cancel = clocked
         .create(
             approval(&["alice@example.com"]),
@@ -439,10 +448,14 @@ async fn sla_defaults_fill_what_the_request_leaves_out_and_the_request_wins() {
         )]
         .into(),
     };
-    let clocked = ClockedEngine::open(EngineSettings {
+    let Some(clocked) = ClockedEngine::open(EngineSettings {
         sla,
         ..EngineSettings::default()
-    });
+    })
+    .await
+    else {
+        return;
+    };
     let defaulted = clocked
         .create(approval(&["alice@example.com"]), json!({}))
         .await;
@@ -508,7 +521,9 @@ fn with(task: Value, extra: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reminders_arrive_live_on_the_reviewers_task_stream() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/deployer").await;
     let alice = server.reviewer("alice@example.com", &[]).await;
     let mut stream = Box::pin(alice.task_stream(None).unwrap());
@@ -545,7 +560,9 @@ async fn reminders_arrive_live_on_the_reviewers_task_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_stage_ladder_moves_the_task_between_live_inboxes() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/deployer").await;
     let ann = server.reviewer("ann@example.com", &[]).await;
     let ben = server.reviewer("ben@example.com", &[]).await;
@@ -611,7 +628,9 @@ async fn a_three_stage_ladder_moves_the_task_between_live_inboxes() {
 
 #[tokio::test]
 async fn impossible_policies_are_refused_with_a_reason_and_nothing_is_created() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/deployer").await;
     let task = approval(&["alice@example.com"]);
     let past = Timestamp::parse("2020-01-01T00:00:00Z").unwrap();
@@ -698,7 +717,9 @@ async fn impossible_policies_are_refused_with_a_reason_and_nothing_is_created() 
 
 #[tokio::test]
 async fn agent_work_with_a_deadline_times_out_and_its_worker_hears_of_it() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/deployer").await;
     let deadline = signoff::clock::Clock::now(&signoff::clock::SystemClock).plus_seconds(1);
     let body = json!({
@@ -720,7 +741,9 @@ async fn agent_work_with_a_deadline_times_out_and_its_worker_hears_of_it() {
 
 #[tokio::test]
 async fn viewed_is_recorded_for_people_who_may_decide_and_refused_for_others() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/deployer").await;
     let alice = server.reviewer("alice@example.com", &[]).await;
     let mallory = server.reviewer("mallory@example.com", &[]).await;

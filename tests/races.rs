@@ -177,7 +177,9 @@ fn decision(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_reviewers_deciding_at_once_yield_exactly_one_decision() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let sender = server.agent(SENDER).await;
     let alice = server.reviewer(ALICE, &[]).await;
     let bob = server.reviewer(BOB, &[]).await;
@@ -223,7 +225,9 @@ async fn two_reviewers_deciding_at_once_yield_exactly_one_decision() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_racing_the_senders_cancel_yields_exactly_one_end() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let sender = server.agent(SENDER).await;
     let alice = server.reviewer(ALICE, &[]).await;
     let reviewer_side = Contender {

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::backend::TestDatabase;
 use common::{TestServer, next_matching, task_intent};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
@@ -110,7 +111,9 @@ fn event_types(events: &[signoff::domain::Event]) -> Vec<&str> {
 
 #[tokio::test]
 async fn a_two_step_chain_runs_each_step_in_turn_and_completes() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/buyer").await;
     let manager = server.reviewer(MANAGER, &[]).await;
     let finance = server.reviewer(FINANCE, &[]).await;
@@ -180,10 +183,18 @@ async fn a_two_step_chain_runs_each_step_in_turn_and_completes() {
         json!({"step": "finance_approval"})
     );
     // The hash chain verifies with steps created inside other intents' writes.
-    let database = server.dir.path().join("signoff.db");
+    if let TestDatabase::Sqlite(dir) = &server.database {
+        verify_audit_chain(&dir.path().join("signoff.db"));
+    }
+    server.stop().await;
+}
+
+/// `signoff audit verify` passes on the database file: the scenario's 8 events
+/// and 4 per step (created, submitted, assigned, completed).
+fn verify_audit_chain(database: &std::path::Path) {
     let verified = std::process::Command::new(common::binary())
         .args(["audit", "verify", "--json", "--db"])
-        .arg(&database)
+        .arg(database)
         .output()
         .unwrap();
     assert!(
@@ -192,14 +203,14 @@ async fn a_two_step_chain_runs_each_step_in_turn_and_completes() {
         String::from_utf8_lossy(&verified.stderr)
     );
     let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
-    // The scenario's 8 events and 4 per step: created, submitted, assigned, completed.
     assert_eq!(report["events"], 8 + 2 * 4, "{report}");
-    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_rejection_at_the_first_step_stops_the_chain() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/buyer").await;
     let manager = server.reviewer(MANAGER, &[]).await;
     let finance = server.reviewer(FINANCE, &[]).await;
@@ -238,7 +249,9 @@ async fn a_rejection_at_the_first_step_stops_the_chain() {
 
 #[tokio::test]
 async fn on_failure_can_lead_to_another_step_and_agent_steps_go_to_the_agent() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let buyer = server.agent("agent://acme/buyer").await;
     let worker = server.agent("agent://acme/purchasing").await;
     let manager = server.reviewer(MANAGER, &[]).await;
@@ -310,7 +323,9 @@ async fn on_failure_can_lead_to_another_step_and_agent_steps_go_to_the_agent() {
 
 #[tokio::test]
 async fn canceling_a_scenario_cancels_its_running_step() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/buyer").await;
     let manager = server.reviewer(MANAGER, &[]).await;
     let workflow_id = apply(&agent, &approval_chain()).await;
@@ -348,7 +363,9 @@ async fn canceling_a_scenario_cancels_its_running_step() {
 
 #[tokio::test]
 async fn only_a_persons_decision_moves_a_chain_on() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/buyer").await;
 
     // The sender resolving its own human step, claiming approval, is a withdrawal.
@@ -381,7 +398,9 @@ async fn only_a_persons_decision_moves_a_chain_on() {
 
 #[tokio::test]
 async fn a_step_that_times_out_fails_the_chain_as_a_system_ending() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/buyer").await;
     let mut bundle = approval_chain();
     bundle["workflow"]["steps"][0]["step_deadline_seconds"] = json!(1);
@@ -401,7 +420,9 @@ async fn a_step_that_times_out_fails_the_chain_as_a_system_ending() {
 
 #[tokio::test]
 async fn invalid_bundles_are_refused_with_every_error_at_its_path_and_nothing_created() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/buyer").await;
     let bundle = json!({
         "scenario_id": "broken",
@@ -477,18 +498,21 @@ fn quorum_task(needed: u32) -> Value {
     }))
 }
 
-/// A server and an agent that has asked ann, bob and cat for a quorum.
-async fn quorum_started(needed: u32) -> (TestServer, Client, String) {
-    let server = TestServer::start().await;
+/// A server and an agent that has asked ann, bob and cat for a quorum; `None`
+/// when the test is skipped.
+async fn quorum_started(needed: u32) -> Option<(TestServer, Client, String)> {
+    let server = TestServer::start().await?;
     let agent = server.agent("agent://acme/deployer").await;
     let created = agent.create_intent(&quorum_task(needed), None).await;
     let id = created.unwrap().intent_id;
-    (server, agent, id)
+    Some((server, agent, id))
 }
 
 #[tokio::test]
 async fn two_of_three_completes_on_the_second_approval() {
-    let (server, agent, id) = quorum_started(2).await;
+    let Some((server, agent, id)) = quorum_started(2).await else {
+        return;
+    };
     let ann = server.reviewer("ann@example.com", &[]).await;
     let bob = server.reviewer("bob@example.com", &[]).await;
     let cat = server.reviewer("cat@example.com", &[]).await;
@@ -547,7 +571,9 @@ async fn two_of_three_completes_on_the_second_approval() {
 
 #[tokio::test]
 async fn two_of_three_fails_once_approval_is_out_of_reach() {
-    let (server, agent, id) = quorum_started(2).await;
+    let Some((server, agent, id)) = quorum_started(2).await else {
+        return;
+    };
     let ann = server.reviewer("ann@example.com", &[]).await;
     let bob = server.reviewer("bob@example.com", &[]).await;
     let waiting = ann
@@ -583,7 +609,9 @@ async fn two_of_three_fails_once_approval_is_out_of_reach() {
 
 #[tokio::test]
 async fn a_scenario_step_can_need_a_quorum() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/buyer").await;
     let bundle = json!({
         "scenario_id": "board-vote",
@@ -612,7 +640,9 @@ async fn a_scenario_step_can_need_a_quorum() {
 
 #[tokio::test]
 async fn a_voter_who_becomes_the_escalation_target_decides_alone() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/deployer").await;
     let ann = server.reviewer("ann@example.com", &[]).await;
     let mut body = quorum_task(2);
@@ -634,7 +664,9 @@ async fn a_voter_who_becomes_the_escalation_target_decides_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_inboxes_drop_a_vote_and_receive_the_next_step() {
-    let server = TestServer::start().await;
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
     let agent = server.agent("agent://acme/buyer").await;
     let manager = server.reviewer(MANAGER, &[]).await;
     let finance = server.reviewer(FINANCE, &[]).await;

@@ -71,9 +71,12 @@ pub struct ExportArgs {
 
 fn open(cli: &Cli, database: &DatabaseArg) -> Result<AuditReader> {
     let file = cli.file_config()?;
-    let DatabaseLocation::Sqlite(path) =
-        DatabaseLocation::resolve(&file, database.database.as_deref())?;
-    Ok(AuditReader::open(&path)?)
+    match DatabaseLocation::resolve(&file, database.database.as_deref())? {
+        DatabaseLocation::Sqlite(path) => Ok(AuditReader::open(&path)?),
+        DatabaseLocation::Postgres(url) => anyhow::bail!(
+            "signoff audit reads SQLite files; for {url}, export with GET /v1/intents/{{id}}/events or pg_dump"
+        ),
+    }
 }
 
 /// `--since`: a timestamp, or how far back from now.

@@ -10,9 +10,7 @@ use tokio::net::TcpListener;
 
 use super::Cli;
 use crate::clock::SystemClock;
-use crate::config::{
-    ClientConfig, DatabaseLocation, ServerOverrides, ServerSettings, client_config_path, local_url,
-};
+use crate::config::{ClientConfig, ServerOverrides, ServerSettings, client_config_path, local_url};
 use crate::engine::{Engine, EngineSettings};
 use crate::server::RunningServer;
 
@@ -27,13 +25,27 @@ pub struct ServeArgs {
     #[arg(long, env = "SIGNOFF_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// SQLite file (or sqlite:// URL) [default: $XDG_DATA_HOME/signoff/signoff.db]
+    /// SQLite file (or sqlite:// URL), or a postgres:// URL shared by several
+    /// instances [default: $XDG_DATA_HOME/signoff/signoff.db]
     #[arg(long = "db", env = "SIGNOFF_DATABASE_URL", value_name = "PATH|URL")]
     pub database: Option<String>,
 
     /// full: fsync every commit (survives power loss); normal: survives a process crash
     #[arg(long, env = "SIGNOFF_DURABILITY", value_name = "full|normal")]
     pub durability: Option<String>,
+
+    /// PostgreSQL: pooled connections for reads and claims [default: 16]
+    #[arg(long, env = "SIGNOFF_PG_POOL_SIZE", value_name = "N")]
+    pub pg_pool_size: Option<i64>,
+
+    /// PostgreSQL: seconds to wait for a connection [default: 10]
+    #[arg(long, env = "SIGNOFF_PG_CONNECT_TIMEOUT", value_name = "SECONDS")]
+    pub pg_connect_timeout: Option<i64>,
+
+    /// PostgreSQL: seconds a claimed timer stays with this instance before another
+    /// may fire it [default: 30]
+    #[arg(long, env = "SIGNOFF_PG_TIMER_LEASE", value_name = "SECONDS")]
+    pub pg_timer_lease: Option<i64>,
 }
 
 fn log_filter() -> tracing_subscriber::EnvFilter {
@@ -129,17 +141,18 @@ pub async fn start_server(
     settings: &ServerSettings,
     listener: TcpListener,
 ) -> Result<(RunningServer, String)> {
-    let DatabaseLocation::Sqlite(path) = &settings.database;
-    let engine = Engine::open_sqlite(
-        path,
+    let engine = Engine::open(
+        &settings.database,
         settings.durability,
+        &settings.postgres,
         Arc::new(SystemClock),
         EngineSettings {
             default_assignees: settings.default_assignees.clone(),
             sla: settings.sla.clone(),
             notify: settings.notify.clone(),
         },
-    )?;
+    )
+    .await?;
     let url = local_url(listener.local_addr()?);
     update_client_config(&engine, &url).await?;
     let server = RunningServer::spawn(listener, engine)?;
@@ -153,17 +166,19 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         listen: args.listen.clone(),
         database: args.database.clone(),
         durability: args.durability.clone(),
+        pg_pool_size: args.pg_pool_size,
+        pg_connect_timeout_seconds: args.pg_connect_timeout,
+        pg_timer_lease_seconds: args.pg_timer_lease,
     };
     let settings = ServerSettings::resolve(&file, &overrides)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let (server, url) = start_server(&settings, listener).await?;
-    let DatabaseLocation::Sqlite(path) = &settings.database;
     tracing::info!(
-        "signoff {} listening on {url}; database {} (sqlite, durability {})",
+        "signoff {} listening on {url}; database {}, durability {}",
         env!("CARGO_PKG_VERSION"),
-        path.display(),
+        settings.database,
         settings.durability.as_str()
     );
     let engine = server.engine.clone();

@@ -14,6 +14,7 @@ use crate::domain::SlaDefaults;
 use crate::domain::task::validate_assignee_list;
 use crate::engine::notify::NotifySettings;
 use crate::store::Durability;
+use crate::store::postgres::PostgresOptions;
 use policy::{NotifySection, SlaSection};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
@@ -97,6 +98,17 @@ pub struct FileConfig {
     pub sla: std::collections::BTreeMap<String, SlaSection>,
     #[serde(default)]
     pub notify: NotifySection,
+    #[serde(default)]
+    pub postgres: PostgresSection,
+}
+
+/// `[postgres]`: how an instance uses a PostgreSQL database.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    pub pool_size: Option<i64>,
+    pub connect_timeout_seconds: Option<i64>,
+    pub timer_lease_seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -153,20 +165,66 @@ impl FileConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseLocation {
     Sqlite(PathBuf),
+    Postgres(PostgresUrl),
+}
+
+/// A `postgres://` URL. It may carry a password, so `Debug` and `Display` show it
+/// with the password replaced by `***`; only [`PostgresUrl::secret`] gives it whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    pub fn parse(key: &str, text: &str) -> Result<PostgresUrl, ConfigError> {
+        let url = PostgresUrl(text.to_string());
+        text.parse::<tokio_postgres::Config>()
+            .map_err(|err| invalid(key, format!("`{url}` is not a valid PostgreSQL URL: {err}")))?;
+        Ok(url)
+    }
+
+    /// The URL as given, password included: only for connecting.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                // Setting a password on a URL that already has one cannot fail.
+                let _ = parsed.set_password(Some("***"));
+                f.write_str(parsed.as_str())
+            }
+            Ok(_) => f.write_str(&self.0),
+            Err(_) => f.write_str("postgres://(unparsable URL)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
+}
+
+impl std::fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseLocation::Sqlite(path) => write!(f, "{} (sqlite)", path.display()),
+            DatabaseLocation::Postgres(url) => write!(f, "{url} (postgres)"),
+        }
+    }
 }
 
 impl DatabaseLocation {
-    /// Accepts a path, `sqlite://PATH` or `sqlite:PATH`.
+    /// Accepts a path, `sqlite://PATH`, `sqlite:PATH` or a `postgres://` URL.
     pub fn parse(key: &str, text: &str) -> Result<DatabaseLocation, ConfigError> {
         let text = text.trim();
         if text.is_empty() {
             return Err(invalid(key, "is empty"));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err(invalid(
-                key,
-                "PostgreSQL is not supported by this build yet; use a SQLite path",
-            ));
+            return PostgresUrl::parse(key, text).map(DatabaseLocation::Postgres);
         }
         let path = text
             .strip_prefix("sqlite://")
@@ -175,7 +233,7 @@ impl DatabaseLocation {
         if path.is_empty() || path.contains("://") {
             return Err(invalid(
                 key,
-                format!("`{text}` is neither a file path nor a sqlite:// URL"),
+                format!("`{text}` is neither a file path nor a sqlite:// or postgres:// URL"),
             ));
         }
         Ok(DatabaseLocation::Sqlite(PathBuf::from(path)))
@@ -199,6 +257,7 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub database: DatabaseLocation,
     pub durability: Durability,
+    pub postgres: PostgresOptions,
     pub default_assignees: Vec<String>,
     pub sla: SlaDefaults,
     pub notify: NotifySettings,
@@ -210,6 +269,68 @@ pub struct ServerOverrides {
     pub listen: Option<String>,
     pub database: Option<String>,
     pub durability: Option<String>,
+    pub pg_pool_size: Option<i64>,
+    pub pg_connect_timeout_seconds: Option<i64>,
+    pub pg_timer_lease_seconds: Option<i64>,
+}
+
+/// A whole number in `range`, from the flag (or environment) when given, else the
+/// file, else `default`; an error names whichever was wrong.
+fn bounded(
+    flag: (&str, Option<i64>),
+    file: (&str, Option<i64>),
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ConfigError> {
+    let (key, value) = match (flag, file) {
+        ((key, Some(value)), _) | (_, (key, Some(value))) => (key, value),
+        _ => return Ok(default),
+    };
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            key,
+            format!(
+                "{value} is out of range: use {} to {}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
+fn postgres_options(
+    file: &PostgresSection,
+    overrides: &ServerOverrides,
+) -> Result<PostgresOptions, ConfigError> {
+    let defaults = PostgresOptions::default();
+    let pool_size = bounded(
+        ("--pg-pool-size", overrides.pg_pool_size),
+        ("postgres.pool_size", file.pool_size),
+        defaults.pool_size as i64,
+        1..=1000,
+    )?;
+    let connect_timeout = bounded(
+        ("--pg-connect-timeout", overrides.pg_connect_timeout_seconds),
+        (
+            "postgres.connect_timeout_seconds",
+            file.connect_timeout_seconds,
+        ),
+        defaults.connect_timeout.as_secs() as i64,
+        1..=3600,
+    )?;
+    let timer_lease_seconds = bounded(
+        ("--pg-timer-lease", overrides.pg_timer_lease_seconds),
+        ("postgres.timer_lease_seconds", file.timer_lease_seconds),
+        defaults.timer_lease_seconds,
+        1..=3600,
+    )?;
+    Ok(PostgresOptions {
+        pool_size: pool_size as usize,
+        connect_timeout: std::time::Duration::from_secs(connect_timeout as u64),
+        timer_lease_seconds,
+    })
 }
 
 impl ServerSettings {
@@ -252,6 +373,7 @@ impl ServerSettings {
             listen,
             database,
             durability,
+            postgres: postgres_options(&file.postgres, overrides)?,
             default_assignees,
             sla: policy::sla_defaults(&file.sla)?,
             notify: file.notify.settings()?,
@@ -396,7 +518,77 @@ mod tests {
         );
         assert!(DatabaseLocation::parse("k", "").is_err());
         assert!(DatabaseLocation::parse("k", "mysql://x").is_err());
-        assert!(DatabaseLocation::parse("k", "postgres://x").is_err());
+        let url = "postgres://signoff:hunter2@db.internal:5432/signoff?application_name=x";
+        let DatabaseLocation::Postgres(parsed) = DatabaseLocation::parse("k", url).unwrap() else {
+            panic!("a postgres URL is PostgreSQL");
+        };
+        assert_eq!(parsed.secret(), url);
+        for shown in [
+            parsed.to_string(),
+            format!("{parsed:?}"),
+            DatabaseLocation::Postgres(parsed.clone()).to_string(),
+            format!("{:?}", DatabaseLocation::Postgres(parsed.clone())),
+        ] {
+            assert!(!shown.contains("hunter2"), "password shown: {shown}");
+            assert!(shown.contains("signoff:***@db.internal"), "{shown}");
+        }
+        let err = DatabaseLocation::parse("--db", "postgres://u:pw@h/d?sslmode=sometimes")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--db: "), "{err}");
+        assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+        assert!(!err.contains("pw@"), "password shown: {err}");
+    }
+
+    #[test]
+    fn postgres_options_resolve_and_refuse_bad_values() {
+        let configured = file("[postgres]\npool_size = 4\ntimer_lease_seconds = 5\n").unwrap();
+        let options = postgres_options(&configured.postgres, &ServerOverrides::default()).unwrap();
+        assert_eq!(options.pool_size, 4);
+        assert_eq!(options.timer_lease_seconds, 5);
+        assert_eq!(
+            options.connect_timeout,
+            PostgresOptions::default().connect_timeout
+        );
+        let flagged = ServerOverrides {
+            pg_pool_size: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(
+            postgres_options(&configured.postgres, &flagged)
+                .unwrap()
+                .pool_size,
+            2
+        );
+        for (text, key) in [
+            ("[postgres]\npool_size = 0\n", "postgres.pool_size"),
+            (
+                "[postgres]\ntimer_lease_seconds = -1\n",
+                "postgres.timer_lease_seconds",
+            ),
+            (
+                "[postgres]\nconnect_timeout_seconds = 99999\n",
+                "postgres.connect_timeout_seconds",
+            ),
+        ] {
+            let err = postgres_options(&file(text).unwrap().postgres, &ServerOverrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
+            assert!(err.contains("out of range"), "{err}");
+        }
+        let bad_flag = ServerOverrides {
+            pg_timer_lease_seconds: Some(0),
+            ..Default::default()
+        };
+        let err = postgres_options(&PostgresSection::default(), &bad_flag)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--pg-timer-lease"), "{err}");
+        assert!(
+            file("[postgres]\npool = 3\n").is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

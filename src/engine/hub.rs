@@ -111,11 +111,7 @@ impl CommitSink for Hub {
     fn committed(&self, batch: &[Arc<Committed>]) {
         for committed in batch {
             if !committed.events.is_empty() {
-                send_to(
-                    &self.intents,
-                    &committed.intent_id,
-                    committed.clone(),
-                );
+                send_to(&self.intents, &committed.intent_id, committed.clone());
             }
             for delivery in &committed.deliveries {
                 send_to(&self.agents, &delivery.agent, delivery.clone());

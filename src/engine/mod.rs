@@ -20,12 +20,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::clock::Clock;
+use crate::config::DatabaseLocation;
 use crate::domain::event::{CREATED, HUMAN_TASK_ASSIGNED, SUBMITTED};
 use crate::domain::lifecycle::PolicyContext;
 use crate::domain::{
     Error, Intent, IntentRequest, LifecyclePolicy, Principal, PrincipalKind, Result, SlaDefaults,
     Status, TaskView, Timestamp, WaitingReason,
 };
+use crate::store::postgres::{PgStore, PostgresOptions};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     Change, ChangeFn, Durability, IdempotencyClaim, KeyRecord, NewKey, Store, Target, TimerFn,
@@ -84,6 +86,34 @@ impl Engine {
             settings,
             key_cache: Arc::new(Mutex::new(HashMap::new())),
             revocations: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+
+    /// An engine on the configured database: the embedded SQLite file, or a
+    /// PostgreSQL database shared with other instances.
+    pub async fn open(
+        database: &DatabaseLocation,
+        durability: Durability,
+        postgres: &PostgresOptions,
+        clock: Arc<dyn Clock>,
+        settings: EngineSettings,
+    ) -> Result<Engine> {
+        match database {
+            DatabaseLocation::Sqlite(path) => {
+                Engine::open_sqlite(path, durability, clock, settings)
+            }
+            DatabaseLocation::Postgres(url) => {
+                let hub = Arc::new(Hub::default());
+                let store = PgStore::open(
+                    url.secret(),
+                    postgres,
+                    durability,
+                    clock.clone(),
+                    hub.clone(),
+                )
+                .await?;
+                Ok(Engine::new(Arc::new(store), hub, clock, settings))
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! and records events. The store runs it, persists the outcome atomically, commits,
 //! and only then hands the committed result to the [`CommitSink`] for live delivery.
 
+pub mod postgres;
 pub mod rows;
 pub mod sqlite;
 
@@ -26,6 +27,39 @@ pub struct IdempotencyClaim {
     pub endpoint: String,
     pub key: String,
     pub request_hash: String,
+}
+
+impl IdempotencyClaim {
+    /// The response to replay, given what an earlier write with the same key
+    /// stored; a different request under the same key is a conflict.
+    pub fn replay(&self, stored_hash: &str, stored_response: &str) -> Result<Value> {
+        if stored_hash != self.request_hash {
+            return Err(crate::domain::Error::conflict(
+                "idempotency_key_reused",
+                format!(
+                    "Idempotency-Key `{}` was already used for a different request to {}",
+                    self.key, self.endpoint
+                ),
+            )
+            .with_details(serde_json::json!({ "idempotency_key": self.key })));
+        }
+        serde_json::from_str(stored_response).map_err(|err| {
+            crate::domain::Error::internal(format!("storage error: stored response: {err}"))
+        })
+    }
+}
+
+/// How deeply changes may ask for further changes in one write (a step ending,
+/// its workflow advancing, the next step starting, a cancel cascading...).
+const MAX_FOLLOW_UP_DEPTH: usize = 8;
+
+pub(crate) fn check_follow_up_depth(depth: usize) -> Result<()> {
+    if depth > MAX_FOLLOW_UP_DEPTH {
+        return Err(crate::domain::Error::internal(
+            "a change asked for changes nested too deeply; refusing to go on",
+        ));
+    }
+    Ok(())
 }
 
 /// Which intent a write works on.

@@ -47,7 +47,11 @@ pub fn text(row: &impl Columns, index: usize, name: &str) -> Result<String, Dama
     required(row.text(index)?, name)
 }
 
-pub fn unsigned<T: TryFrom<i64>>(row: &impl Columns, index: usize, name: &str) -> Result<T, Damage> {
+pub fn unsigned<T: TryFrom<i64>>(
+    row: &impl Columns,
+    index: usize,
+    name: &str,
+) -> Result<T, Damage> {
     let value = row.int(index)?;
     T::try_from(value).map_err(|_| damage(name, format!("{value} is out of range")))
 }

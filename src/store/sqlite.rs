@@ -22,9 +22,9 @@ use super::rows::{
     TIMER_COLUMNS,
 };
 use super::{
-    AgentDelivery, Chain, ChangeFn, CommitSink, Committed, DueTimer, Durability,
-    IdempotencyClaim, InboxMessage, KeyRecord, NewKey, Notification, OutboxItem, OutboxUpdate,
-    Sealed, Store, Target, TaskSnapshot, TimerFn, WriteResult,
+    AgentDelivery, Chain, ChangeFn, CommitSink, Committed, DueTimer, Durability, IdempotencyClaim,
+    InboxMessage, KeyRecord, NewKey, Notification, OutboxItem, OutboxUpdate, Sealed, Store, Target,
+    TaskSnapshot, TimerFn, WriteResult,
 };
 use crate::clock::Clock;
 use crate::domain::audit::{AuditRecord, BrokenLink};
@@ -41,9 +41,6 @@ const MIGRATIONS: &[&str] = &[
 const MAX_BATCH: usize = 512;
 /// Writes waiting beyond this are refused with 429 rather than queued without limit.
 const QUEUE_CAPACITY: usize = 8192;
-/// How deeply changes may ask for further changes in one write (a step ending,
-/// its workflow advancing, the next step starting, a cancel cascading...).
-const MAX_FOLLOW_UP_DEPTH: usize = 8;
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 4;
 
@@ -528,11 +525,7 @@ impl Writer {
         depth: usize,
         committed: &mut Vec<Arc<Committed>>,
     ) -> Result<()> {
-        if depth > MAX_FOLLOW_UP_DEPTH {
-            return Err(Error::internal(
-                "a change asked for changes nested too deeply; refusing to go on",
-            ));
-        }
+        super::check_follow_up_depth(depth)?;
         let now = change.now;
         let (sealed, follow_ups) = change.seal(&mut self.chain, original);
         committed.push(Arc::new(self.persist(sealed)?));
@@ -562,7 +555,13 @@ impl Writer {
             .deliveries
             .iter()
             .map(|pending| {
-                insert_delivery(conn, &pending.agent, &sealed.intent, &pending.event_type, now)
+                insert_delivery(
+                    conn,
+                    &pending.agent,
+                    &sealed.intent,
+                    &pending.event_type,
+                    now,
+                )
             })
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(storage_error)?;
@@ -663,20 +662,9 @@ fn replay_idempotent(conn: &Connection, claim: &IdempotencyClaim) -> Result<Opti
                 .optional()
         })
         .map_err(storage_error)?;
-    match stored {
-        None => Ok(None),
-        Some((hash, response)) if hash == claim.request_hash => serde_json::from_str(&response)
-            .map(Some)
-            .map_err(storage_error),
-        Some(_) => Err(Error::conflict(
-            "idempotency_key_reused",
-            format!(
-                "Idempotency-Key `{}` was already used for a different request to {}",
-                claim.key, claim.endpoint
-            ),
-        )
-        .with_details(serde_json::json!({ "idempotency_key": claim.key }))),
-    }
+    stored
+        .map(|(hash, response)| claim.replay(&hash, &response))
+        .transpose()
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
@@ -1193,7 +1181,9 @@ impl Store for SqliteStore {
                  ORDER BY cursor LIMIT ?2"
             ))?;
             collect(
-                statement.query_map(params![after as i64, limit as i64], |row| decoded(row, rows::stored_event))?,
+                statement.query_map(params![after as i64, limit as i64], |row| {
+                    decoded(row, rows::stored_event)
+                })?,
             )
         })
         .await

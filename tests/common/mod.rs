@@ -1,8 +1,10 @@
 //! Shared harness for the integration tests: a real server on 127.0.0.1 with a
-//! temporary SQLite file, either in-process or as a `signoff serve` child process.
+//! temporary SQLite file (or, in the `*_on_postgres` crates, a PostgreSQL schema
+//! of its own), either in-process or as a `signoff serve` child process.
 #![allow(dead_code)]
 
 pub mod audit_support;
+pub mod backend;
 pub mod fixtures;
 pub mod receivers;
 pub mod tmux;
@@ -12,6 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use backend::TestDatabase;
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use signoff::client::{Client, TaskStreamMessage};
@@ -20,12 +23,10 @@ use signoff::domain::TaskStreamItem;
 use signoff::domain::{Principal, PrincipalKind};
 use signoff::engine::{Engine, EngineSettings};
 use signoff::server::RunningServer;
-use signoff::store::Durability;
-use tempfile::TempDir;
 
 /// A server running inside the test process.
 pub struct TestServer {
-    pub dir: TempDir,
+    pub database: TestDatabase,
     pub url: String,
     pub admin_key: String,
     pub engine: Engine,
@@ -33,19 +34,15 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start() -> TestServer {
+    /// A server on a fresh database; `None` when this crate runs on PostgreSQL
+    /// and none is configured (the test then says it was skipped).
+    pub async fn start() -> Option<TestServer> {
         Self::start_with(EngineSettings::default()).await
     }
 
-    pub async fn start_with(settings: EngineSettings) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let engine = Engine::open_sqlite(
-            &dir.path().join("signoff.db"),
-            Durability::Normal,
-            Arc::new(SystemClock),
-            settings,
-        )
-        .expect("open store");
+    pub async fn start_with(settings: EngineSettings) -> Option<TestServer> {
+        let database = TestDatabase::create().await?;
+        let engine = database.engine(Arc::new(SystemClock), settings).await;
         let admin_key = engine
             .bootstrap_admin_key()
             .await
@@ -56,13 +53,13 @@ impl TestServer {
             .expect("bind");
         let server = RunningServer::spawn(listener, engine.clone()).expect("spawn");
         let url = format!("http://{}", server.address);
-        TestServer {
-            dir,
+        Some(TestServer {
+            database,
             url,
             admin_key,
             engine,
             server: Some(server),
-        }
+        })
     }
 
     fn admin(&self) -> Principal {

@@ -31,8 +31,8 @@ CREATE TABLE intents (
     assignees         TEXT NOT NULL DEFAULT '[]',
     assigned_at       TEXT,
     due_at            TEXT,
-    remind_count      INTEGER NOT NULL DEFAULT 0,
-    escalation_stage  INTEGER NOT NULL DEFAULT 0,
+    remind_count      BIGINT NOT NULL DEFAULT 0,
+    escalation_stage  BIGINT NOT NULL DEFAULT 0,
     result            TEXT,
     lifecycle         TEXT NOT NULL DEFAULT '{}',
     last_seq          BIGINT NOT NULL,
@@ -120,7 +120,7 @@ CREATE TABLE timers (
     intent_id    TEXT NOT NULL,
     kind         TEXT NOT NULL CHECK (kind IN ('remind', 'escalate', 'timeout')),
     due_at       TEXT NOT NULL,
-    attempt      INTEGER NOT NULL,
+    attempt      BIGINT NOT NULL,
     lease_owner  TEXT,
     lease_until  TEXT,
     PRIMARY KEY (intent_id, kind)
@@ -135,7 +135,7 @@ CREATE TABLE outbox (
     recipient        TEXT NOT NULL,
     target           TEXT NOT NULL,
     message          TEXT NOT NULL,
-    attempts         INTEGER NOT NULL DEFAULT 0,
+    attempts         BIGINT NOT NULL DEFAULT 0,
     next_attempt_at  TEXT NOT NULL,
     lease_until      TEXT
 );

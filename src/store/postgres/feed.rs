@@ -1,0 +1,388 @@
+//! Live updates across instances. Every write transaction that hands out commit
+//! positions ends with `NOTIFY`, carrying the instance, the cursor range and the
+//! earliest timer and outbox send it queued. PostgreSQL delivers notifications
+//! only for committed transactions, in commit order, to every listening
+//! instance, the writing one included.
+//!
+//! Each instance publishes to its streams only from here, strictly in cursor
+//! order: its own commits from memory (the writer leaves them in the [`Stash`]
+//! before committing), other instances' commits read back from the database. A
+//! range it missed (its listening connection dropped) is read from the database
+//! before anything after it, so no subscriber ever sees a gap or a repeat.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Row};
+
+use super::{decode_all, storage_error};
+use crate::domain::{Result, Timestamp};
+use crate::store::rows::{self, Damage, EVENT_COLUMNS};
+use crate::store::{AgentDelivery, CommitSink, Committed};
+
+/// Cursor ranges read back from the database per query.
+const PAGE: i64 = 1000;
+/// The longest wait between attempts to re-establish the listening connection.
+const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+
+/// This instance's own commits, by their first cursor, waiting for their
+/// notification to come round.
+#[derive(Default)]
+pub struct Stash(Mutex<HashMap<u64, Vec<Arc<Committed>>>>);
+
+impl Stash {
+    pub fn put(&self, first_cursor: u64, batch: Vec<Arc<Committed>>) {
+        if let Ok(mut stash) = self.0.lock() {
+            stash.insert(first_cursor, batch);
+        }
+    }
+
+    pub fn take(&self, first_cursor: u64) -> Option<Vec<Arc<Committed>>> {
+        self.0.lock().ok()?.remove(&first_cursor)
+    }
+
+    /// Drops batches starting in `from..=to`: they were published from the database.
+    fn forget(&self, from: u64, to: u64) {
+        if let Ok(mut stash) = self.0.lock() {
+            stash.retain(|first, _| *first < from || *first > to);
+        }
+    }
+}
+
+/// What a commit's notification says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub instance: String,
+    pub first: u64,
+    pub last: u64,
+    pub earliest_timer: Option<Timestamp>,
+    pub outbox_due: Option<Timestamp>,
+}
+
+impl Notice {
+    pub fn payload(&self) -> String {
+        let time = |at: Option<Timestamp>| at.map_or_else(|| "-".to_string(), |at| at.to_string());
+        format!(
+            "{} {} {} {} {}",
+            self.instance,
+            self.first,
+            self.last,
+            time(self.earliest_timer),
+            time(self.outbox_due)
+        )
+    }
+
+    pub fn parse(payload: &str) -> Option<Notice> {
+        let mut parts = payload.split(' ');
+        let mut next = || parts.next();
+        let time = |text: &str| match text {
+            "-" => Some(None),
+            text => Timestamp::parse(text).ok().map(Some),
+        };
+        let notice = Notice {
+            instance: next()?.to_string(),
+            first: next()?.parse().ok()?,
+            last: next()?.parse().ok()?,
+            earliest_timer: time(next()?)?,
+            outbox_due: time(next()?)?,
+        };
+        (next().is_none() && notice.first <= notice.last).then_some(notice)
+    }
+}
+
+pub struct FeedSetup {
+    pub config: tokio_postgres::Config,
+    pub pool: Pool,
+    pub channel: String,
+    pub instance: String,
+    pub sink: Arc<dyn CommitSink>,
+    pub stash: Arc<Stash>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+struct Feed {
+    setup: FeedSetup,
+    /// The newest cursor published to this instance's streams.
+    published: u64,
+    /// Keeps the listening connection open.
+    _listener: tokio_postgres::Client,
+    notices: mpsc::UnboundedReceiver<Option<String>>,
+}
+
+/// Starts listening, then follows the notifications on a task of its own.
+/// Listening starts before the published position is read, so nothing committed
+/// in between is missed.
+pub async fn start(setup: FeedSetup) -> Result<tokio::task::JoinHandle<()>> {
+    let (listener, notices) = listen(&setup.config, &setup.channel).await?;
+    let published = latest_cursor(&setup.pool).await?;
+    let feed = Feed {
+        setup,
+        published,
+        _listener: listener,
+        notices,
+    };
+    Ok(tokio::spawn(feed.run()))
+}
+
+/// A connection listening on `channel`, and its notifications' payloads (`None`
+/// when the connection is lost).
+async fn listen(
+    config: &tokio_postgres::Config,
+    channel: &str,
+) -> Result<(
+    tokio_postgres::Client,
+    mpsc::UnboundedReceiver<Option<String>>,
+)> {
+    let (client, mut connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|err| storage_error(format!("cannot connect to PostgreSQL: {err}")))?;
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(notification)) => {
+                    if sender
+                        .send(Some(notification.payload().to_string()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!("the PostgreSQL listening connection failed: {err}");
+                    break;
+                }
+            }
+        }
+        let _ = sender.send(None);
+    });
+    client
+        .batch_execute(&format!("LISTEN {channel}"))
+        .await
+        .map_err(storage_error)?;
+    Ok((client, receiver))
+}
+
+async fn latest_cursor(pool: &Pool) -> Result<u64> {
+    let client = pool.get().await.map_err(storage_error)?;
+    let row = client
+        .query_one("SELECT cursor FROM chain_head WHERE id = 1", &[])
+        .await
+        .map_err(storage_error)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Reads [`AgentDelivery`] from `agent, seq, intent_id, event_type, status, at`.
+pub fn delivery(row: &Row) -> std::result::Result<AgentDelivery, Damage> {
+    Ok(AgentDelivery {
+        agent: rows::text(row, 0, "agent")?,
+        seq: rows::unsigned(row, 1, "seq")?,
+        intent_id: rows::text(row, 2, "intent_id")?,
+        event_type: rows::text(row, 3, "event_type")?,
+        status: rows::status(row, 4)?,
+        at: rows::timestamp(row, 5, "at")?,
+    })
+}
+
+impl Feed {
+    async fn run(mut self) {
+        loop {
+            match self.notices.recv().await {
+                Some(Some(payload)) => match Notice::parse(&payload) {
+                    Some(notice) => {
+                        if let Err(err) = self.on_notice(notice).await {
+                            tracing::warn!("could not publish a commit from the database: {err}");
+                        }
+                    }
+                    None => tracing::warn!("ignoring a malformed commit notification: {payload}"),
+                },
+                Some(None) | None => self.reconnect().await,
+            }
+        }
+    }
+
+    async fn on_notice(&mut self, notice: Notice) -> Result<()> {
+        if notice.last <= self.published {
+            return Ok(());
+        }
+        if notice.first > self.published + 1 {
+            self.publish_from_database(notice.first - 1).await?;
+        }
+        let own = (notice.instance == self.setup.instance)
+            .then(|| self.setup.stash.take(notice.first))
+            .flatten();
+        match own {
+            Some(batch) => self.setup.sink.committed(&batch),
+            None => {
+                self.publish_from_database(notice.last).await?;
+                self.setup.sink.committed(&[Arc::new(Committed {
+                    intent_id: String::new(),
+                    events: Vec::new(),
+                    deliveries: Vec::new(),
+                    earliest_timer: notice.earliest_timer,
+                    outbox_due: notice.outbox_due,
+                })]);
+            }
+        }
+        self.published = notice.last;
+        Ok(())
+    }
+
+    /// Re-establishes the listening connection, then catches up from the
+    /// database with whatever committed while it was down.
+    async fn reconnect(&mut self) {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            tokio::time::sleep(pause).await;
+            match listen(&self.setup.config, &self.setup.channel).await {
+                Ok((listener, notices)) => {
+                    self._listener = listener;
+                    self.notices = notices;
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!("cannot listen for other instances' commits yet: {err}");
+                    pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
+                }
+            }
+        }
+        let caught_up = match latest_cursor(&self.setup.pool).await {
+            Ok(latest) => self.publish_from_database(latest).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = caught_up {
+            tracing::warn!("could not catch up on commits after reconnecting: {err}");
+        }
+        // Timers or notifications may have come due meanwhile.
+        let now = Some(self.setup.clock.now());
+        self.setup.sink.committed(&[Arc::new(Committed {
+            intent_id: String::new(),
+            events: Vec::new(),
+            deliveries: Vec::new(),
+            earliest_timer: now,
+            outbox_due: now,
+        })]);
+        tracing::info!("listening for other instances' commits again");
+    }
+
+    /// Publishes every commit after the published position up to `to`, read from
+    /// the database, page by page.
+    async fn publish_from_database(&mut self, to: u64) -> Result<()> {
+        while self.published < to {
+            let from = self.published + 1;
+            let until = to.min(self.published + PAGE as u64);
+            let batch = read_range(&self.setup.pool, from, until).await?;
+            self.setup.stash.forget(from, until);
+            if !batch.is_empty() {
+                self.setup.sink.committed(&batch);
+            }
+            self.published = until;
+        }
+        Ok(())
+    }
+}
+
+/// The commits in cursor range `from..=to`, one per run of consecutive events
+/// of an intent, with the agent deliveries they queued.
+async fn read_range(pool: &Pool, from: u64, to: u64) -> Result<Vec<Arc<Committed>>> {
+    let client = pool.get().await.map_err(storage_error)?;
+    let (from, to) = (from as i64, to as i64);
+    let events = client
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS}, task FROM events WHERE cursor BETWEEN $1 AND $2 ORDER BY cursor"
+        ))
+        .await
+        .map_err(storage_error)?;
+    let deliveries = client
+        .prepare_cached(
+            "SELECT d.agent, d.seq, d.intent_id, d.event_type,
+                    COALESCE(e.status, i.status), d.at, d.commit_cursor
+             FROM agent_deliveries d
+             JOIN intents i ON i.intent_id = d.intent_id
+             LEFT JOIN events e ON e.cursor = d.commit_cursor
+             WHERE d.commit_cursor BETWEEN $1 AND $2 ORDER BY d.commit_cursor, d.seq",
+        )
+        .await
+        .map_err(storage_error)?;
+    let range: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&from, &to];
+    let (events, deliveries) = futures::try_join!(
+        client.query(&events, &range),
+        client.query(&deliveries, &range),
+    )
+    .map_err(storage_error)?;
+    let events = decode_all(&events, rows::stored_event)?;
+    let deliveries = decode_all(&deliveries, |row| {
+        Ok((
+            delivery(row)?,
+            rows::unsigned::<u64>(row, 6, "commit_cursor")?,
+        ))
+    })?;
+    let mut batch: Vec<Committed> = Vec::new();
+    for stored in events {
+        match batch.last_mut() {
+            Some(last) if last.intent_id == stored.event.intent_id => last.events.push(stored),
+            _ => batch.push(Committed {
+                intent_id: stored.event.intent_id.clone(),
+                events: vec![stored],
+                deliveries: Vec::new(),
+                earliest_timer: None,
+                outbox_due: None,
+            }),
+        }
+    }
+    for (delivery, commit_cursor) in deliveries {
+        // The run of the delivery's intent that its write ended with.
+        let owner = batch.iter_mut().rev().find(|committed| {
+            committed.intent_id == delivery.intent_id
+                && committed
+                    .events
+                    .first()
+                    .is_some_and(|first| first.cursor <= commit_cursor)
+        });
+        match owner {
+            Some(committed) => committed.deliveries.push(delivery),
+            None => batch.push(Committed {
+                intent_id: delivery.intent_id.clone(),
+                events: Vec::new(),
+                deliveries: vec![delivery],
+                earliest_timer: None,
+                outbox_due: None,
+            }),
+        }
+    }
+    Ok(batch.into_iter().map(Arc::new).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip_and_refuse_garbage() {
+        let notice = Notice {
+            instance: "abc".into(),
+            first: 5,
+            last: 9,
+            earliest_timer: Some(Timestamp::parse("2026-11-21T12:00:00Z").unwrap()),
+            outbox_due: None,
+        };
+        assert_eq!(Notice::parse(&notice.payload()), Some(notice));
+        for garbage in [
+            "",
+            "abc",
+            "abc 9 5 - -",
+            "abc 1 2 - - extra",
+            "abc x 2 - -",
+            "abc 1 2 soon -",
+        ] {
+            assert_eq!(Notice::parse(garbage), None, "{garbage:?}");
+        }
+    }
+}

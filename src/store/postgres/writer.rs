@@ -1,0 +1,1098 @@
+//! The instance's writer: one task, one connection, one transaction per batch of
+//! queued writes (group commit, as on SQLite).
+//!
+//! A batch locks `chain_head` first, so batches of all instances run one at a
+//! time, and under that lock reads what it needs (the intents its writes work
+//! on, in one query). Each write then runs in memory against a draft: a write
+//! that fails leaves nothing behind, and the ones after it see what the earlier
+//! ones changed. At the end the whole batch is written with a handful of
+//! pipelined multi-row statements, the chain head moves, `NOTIFY` tells the other
+//! instances, and one commit makes it durable. That is a fixed number of round
+//! trips per batch rather than per write.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Statement;
+use tokio_postgres::types::ToSql;
+
+use super::feed::{Notice, Stash};
+use super::{connect, decode_all, storage_error};
+use crate::clock::Clock;
+use crate::domain::{Error, Intent, Result, Status, StoredEvent, TimerKind, TimerSpec, Timestamp};
+use crate::store::rows::{self, INTENT_COLUMNS, TIMER_COLUMNS};
+use crate::store::{
+    AgentDelivery, Chain, Change, ChangeFn, CommitSink, Committed, DueTimer, Durability,
+    IdempotencyClaim, InboxMessage, Notification, OutboxUpdate, Sealed, Target, TimerFn,
+    WriteResult, check_follow_up_depth,
+};
+
+/// Upper bound on jobs per transaction, so one commit never holds callers for long.
+const MAX_BATCH: usize = 512;
+
+/// A queued write and where its answer goes.
+pub enum Job {
+    Write {
+        target: Target,
+        claim: Option<IdempotencyClaim>,
+        apply: ChangeFn,
+        reply: oneshot::Sender<Result<WriteResult>>,
+    },
+    /// Timers this instance claimed at `now`, to fire.
+    Fire {
+        now: Timestamp,
+        timers: Vec<DueTimer>,
+        fire: TimerFn,
+        reply: oneshot::Sender<Result<usize>>,
+    },
+}
+
+pub struct WriterSetup {
+    pub config: tokio_postgres::Config,
+    pub client: tokio_postgres::Client,
+    pub durability: Durability,
+    pub clock: Arc<dyn Clock>,
+    pub sink: Arc<dyn CommitSink>,
+    pub stash: Arc<Stash>,
+    pub channel: String,
+    pub instance: String,
+}
+
+pub struct Writer {
+    setup: WriterSetup,
+    /// Prepared statements of the current connection, by their SQL.
+    statements: HashMap<String, Statement>,
+    /// The connection broke; open a new one before the next batch.
+    reconnect: bool,
+}
+
+/// A delivery waiting for its number on the agent's stream.
+struct StagedDelivery {
+    agent: String,
+    intent_id: String,
+    event_type: String,
+    status: Status,
+    at: Timestamp,
+    commit_cursor: u64,
+    /// Which of the staged commits it belongs to.
+    committed: usize,
+}
+
+/// Everything a batch (or one write of it, as a draft) will write.
+#[derive(Default)]
+struct Staged {
+    /// Changed intent rows, as they must be stored.
+    intents: HashMap<String, Intent>,
+    events: Vec<(StoredEvent, String)>,
+    messages: Vec<InboxMessage>,
+    deliveries: Vec<StagedDelivery>,
+    /// Intents that ended: their timers and unsent notifications go.
+    ended: HashSet<String>,
+    /// Timers to replace (`Some`) or delete (`None`, fired).
+    timers: HashMap<(String, TimerKind), Option<TimerSpec>>,
+    notifications: Vec<(String, Notification, Timestamp)>,
+    outbox_updates: Vec<OutboxUpdate>,
+    /// Idempotency records: request hash, response and when.
+    claims: HashMap<(String, String, String), (String, Value, Timestamp)>,
+    committed: Vec<Committed>,
+}
+
+impl Staged {
+    fn stage(&mut self, sealed: Sealed) {
+        let index = self.committed.len();
+        let intent_id = sealed.intent.intent_id.clone();
+        for (stored, hash) in sealed.events.iter().zip(&sealed.hashes) {
+            self.events.push((stored.clone(), hash.clone()));
+        }
+        self.messages.extend(sealed.messages.iter().cloned());
+        for pending in &sealed.deliveries {
+            self.deliveries.push(StagedDelivery {
+                agent: pending.agent.clone(),
+                intent_id: intent_id.clone(),
+                event_type: pending.event_type.clone(),
+                status: sealed.intent.status,
+                at: sealed.now,
+                commit_cursor: sealed.intent.last_cursor,
+                committed: index,
+            });
+        }
+        if sealed.ended {
+            self.end(&intent_id);
+        }
+        for timer in &sealed.timers {
+            self.timers
+                .insert((intent_id.clone(), timer.kind), Some(*timer));
+        }
+        for notification in &sealed.notifications {
+            self.notifications
+                .push((intent_id.clone(), notification.clone(), sealed.now));
+        }
+        self.outbox_updates
+            .extend(sealed.outbox_updates.iter().copied());
+        if sealed.changed {
+            self.intents.insert(intent_id, sealed.intent.clone());
+        }
+        self.committed.push(sealed.committed(Vec::new()));
+    }
+
+    fn end(&mut self, intent_id: &str) {
+        self.ended.insert(intent_id.to_string());
+        self.timers.retain(|(id, _), _| id != intent_id);
+        self.notifications.retain(|(id, _, _)| id != intent_id);
+    }
+
+    /// Takes in a write that succeeded; returns where its commits are.
+    fn absorb(&mut self, draft: Staged) -> Range<usize> {
+        let offset = self.committed.len();
+        for intent_id in &draft.ended {
+            self.end(intent_id);
+        }
+        self.intents.extend(draft.intents);
+        self.events.extend(draft.events);
+        self.messages.extend(draft.messages);
+        self.deliveries
+            .extend(draft.deliveries.into_iter().map(|delivery| StagedDelivery {
+                committed: delivery.committed + offset,
+                ..delivery
+            }));
+        self.timers.extend(draft.timers);
+        self.notifications.extend(draft.notifications);
+        self.outbox_updates.extend(draft.outbox_updates);
+        self.claims.extend(draft.claims);
+        self.committed.extend(draft.committed);
+        offset..self.committed.len()
+    }
+
+    fn intent(&self, intent_id: &str) -> Option<&Intent> {
+        self.intents.get(intent_id)
+    }
+}
+
+/// Which pending row a claimed timer was: a row rescheduled since is another.
+#[derive(PartialEq, Eq, Hash)]
+struct TimerIdentity(String, TimerKind, String, u32);
+
+impl TimerIdentity {
+    fn of(timer: &DueTimer) -> TimerIdentity {
+        TimerIdentity(
+            timer.intent_id.clone(),
+            timer.kind,
+            timer.due_at.to_string(),
+            timer.attempt,
+        )
+    }
+}
+
+/// One batch in progress.
+struct Batch {
+    chain: Chain,
+    /// The chain's position when the batch began.
+    first_cursor: u64,
+    staged: Staged,
+    /// Intent rows as read from the database in this transaction.
+    loaded: HashMap<String, Option<Intent>>,
+}
+
+/// What a job will be told once the batch's fate is known.
+enum Answer {
+    Write {
+        reply: oneshot::Sender<Result<WriteResult>>,
+        result: Result<(Value, Range<usize>)>,
+    },
+    Fire {
+        reply: oneshot::Sender<Result<usize>>,
+        result: Result<usize>,
+    },
+}
+
+type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+
+impl Writer {
+    pub fn new(setup: WriterSetup) -> Writer {
+        Writer {
+            setup,
+            statements: HashMap::new(),
+            reconnect: false,
+        }
+    }
+
+    pub async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+        while let Some(first) = receiver.recv().await {
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(jobs).await;
+        }
+    }
+
+    async fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self
+            .setup
+            .client
+            .prepare(sql)
+            .await
+            .map_err(|err| self.failed(err))?;
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    /// A database error; a closed connection is re-opened before the next batch.
+    fn failed(&mut self, err: tokio_postgres::Error) -> Error {
+        if self.setup.client.is_closed() {
+            self.reconnect = true;
+        }
+        storage_error(err)
+    }
+
+    async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        let statement = self.statement(sql).await?;
+        let result = self.setup.client.query(&statement, params).await;
+        result.map_err(|err| self.failed(err))
+    }
+
+    async fn ensure_connected(&mut self) -> Result<()> {
+        if !self.reconnect && !self.setup.client.is_closed() {
+            return Ok(());
+        }
+        let client = connect(&self.setup.config).await?;
+        if self.setup.durability == Durability::Normal {
+            client
+                .batch_execute("SET synchronous_commit = off")
+                .await
+                .map_err(storage_error)?;
+        }
+        self.setup.client = client;
+        self.statements.clear();
+        self.reconnect = false;
+        tracing::info!("the writer reconnected to PostgreSQL");
+        Ok(())
+    }
+
+    async fn run_batch(&mut self, jobs: Vec<Job>) {
+        let mut batch = match self.begin(intents_of(&jobs)).await {
+            Ok(batch) => batch,
+            Err(error) => {
+                self.rollback().await;
+                for job in jobs {
+                    refuse(job, &error);
+                }
+                return;
+            }
+        };
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            answers.push(match job {
+                Job::Write {
+                    target,
+                    claim,
+                    apply,
+                    reply,
+                } => Answer::Write {
+                    reply,
+                    result: self.write(&mut batch, target, claim, apply).await,
+                },
+                Job::Fire {
+                    now,
+                    timers,
+                    fire,
+                    reply,
+                } => Answer::Fire {
+                    reply,
+                    result: self.fire(&mut batch, now, timers, &fire).await,
+                },
+            });
+        }
+        let committed = match self.commit(&mut batch).await {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::error!("a write batch failed: {error}");
+                self.setup.stash.take(batch.first_cursor);
+                self.rollback().await;
+                for answer in answers {
+                    answer.send(Err(&error), &[]);
+                }
+                return;
+            }
+        };
+        if batch.chain.next_cursor == batch.first_cursor && !committed.is_empty() {
+            // Nothing took a commit position, so no notification will come round:
+            // only wake-ups for this instance's workers.
+            self.setup.sink.committed(&committed);
+        }
+        for answer in answers {
+            answer.send(Ok(()), &committed);
+        }
+    }
+
+    async fn rollback(&mut self) {
+        if !self.setup.client.is_closed()
+            && let Err(err) = self.setup.client.batch_execute("ROLLBACK").await
+        {
+            tracing::warn!("rollback failed: {err}");
+            self.reconnect = true;
+        }
+    }
+
+    /// Opens the transaction, takes the chain head and reads the intents the
+    /// batch's jobs work on.
+    async fn begin(&mut self, wanted: Vec<String>) -> Result<Batch> {
+        self.ensure_connected().await?;
+        let head = self
+            .statement("SELECT cursor, hash FROM chain_head WHERE id = 1 FOR UPDATE")
+            .await?;
+        let intents = self
+            .statement(&format!(
+                "SELECT {INTENT_COLUMNS} FROM intents WHERE intent_id = ANY($1)"
+            ))
+            .await?;
+        let client = &self.setup.client;
+        let wanted_ids: [&(dyn ToSql + Sync); 1] = [&wanted];
+        // Pipelined: the head lock is waited for before the intents are read, so
+        // they are read as the previous holder committed them.
+        let (began, head, found) = futures::join!(
+            client.batch_execute("BEGIN"),
+            client.query_one(&head, &[]),
+            client.query(&intents, &wanted_ids),
+        );
+        let (head, found) = match (began, head, found) {
+            (Ok(()), Ok(head), Ok(found)) => (head, found),
+            (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => return Err(self.failed(err)),
+        };
+        let cursor = rows::unsigned::<u64>(&head, 0, "cursor").map_err(storage_error)?;
+        let hash: Option<String> = head.get(1);
+        let chain = Chain::after(cursor, hash);
+        let mut loaded: HashMap<String, Option<Intent>> = wanted
+            .into_iter()
+            .map(|intent_id| (intent_id, None))
+            .collect();
+        for intent in decode_all(&found, rows::intent)? {
+            loaded.insert(intent.intent_id.clone(), Some(intent));
+        }
+        Ok(Batch {
+            first_cursor: chain.next_cursor,
+            chain,
+            staged: Staged::default(),
+            loaded,
+        })
+    }
+
+    /// The intent as this batch has it: the draft's, the batch's, or the database's.
+    async fn load(
+        &mut self,
+        batch: &mut Batch,
+        draft: &Staged,
+        intent_id: &str,
+    ) -> Result<Option<Intent>> {
+        if let Some(intent) = draft.intent(intent_id).or(batch.staged.intent(intent_id)) {
+            return Ok(Some(intent.clone()));
+        }
+        if let Some(loaded) = batch.loaded.get(intent_id) {
+            return Ok(loaded.clone());
+        }
+        let found = self
+            .query(
+                &format!("SELECT {INTENT_COLUMNS} FROM intents WHERE intent_id = ANY($1)"),
+                &[&vec![intent_id.to_string()]],
+            )
+            .await?;
+        let intent = decode_all(&found, rows::intent)?.pop();
+        batch.loaded.insert(intent_id.to_string(), intent.clone());
+        Ok(intent)
+    }
+
+    async fn load_target(
+        &mut self,
+        batch: &mut Batch,
+        draft: &Staged,
+        target: Target,
+    ) -> Result<(Intent, Option<Intent>)> {
+        match target {
+            Target::New(intent) => {
+                if self.load(batch, draft, &intent.intent_id).await?.is_some() {
+                    return Err(Error::conflict(
+                        "intent_exists",
+                        format!("intent {} already exists", intent.intent_id),
+                    ));
+                }
+                Ok((*intent, None))
+            }
+            Target::Existing(intent_id) => {
+                let intent = self
+                    .load(batch, draft, &intent_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("intent", &intent_id))?;
+                Ok((intent.clone(), Some(intent)))
+            }
+        }
+    }
+
+    /// Runs one write against a draft; only a write that succeeds joins the batch.
+    async fn write(
+        &mut self,
+        batch: &mut Batch,
+        target: Target,
+        claim: Option<IdempotencyClaim>,
+        apply: ChangeFn,
+    ) -> Result<(Value, Range<usize>)> {
+        if let Some(claim) = &claim
+            && let Some(response) = self.replay(batch, claim).await?
+        {
+            return Ok((response, 0..0));
+        }
+        let mark = batch.chain.clone();
+        let mut draft = Staged::default();
+        match self
+            .draft_write(batch, &mut draft, target, claim, apply)
+            .await
+        {
+            Ok(response) => Ok((response, batch.staged.absorb(draft))),
+            Err(error) => {
+                batch.chain = mark;
+                Err(error)
+            }
+        }
+    }
+
+    async fn draft_write(
+        &mut self,
+        batch: &mut Batch,
+        draft: &mut Staged,
+        target: Target,
+        claim: Option<IdempotencyClaim>,
+        apply: ChangeFn,
+    ) -> Result<Value> {
+        let (intent, original) = self.load_target(batch, draft, target).await?;
+        let mut change = Change::new(intent, self.setup.clock.now());
+        let response = apply(&mut change)?;
+        let now = change.now;
+        self.persist_all(batch, draft, change, original).await?;
+        if let Some(claim) = claim {
+            draft.claims.insert(
+                (claim.principal, claim.endpoint, claim.key),
+                (claim.request_hash, response.clone(), now),
+            );
+        }
+        Ok(response)
+    }
+
+    /// The stored response for an `Idempotency-Key` used before, in this batch or
+    /// an earlier one.
+    async fn replay(&mut self, batch: &Batch, claim: &IdempotencyClaim) -> Result<Option<Value>> {
+        let key = (
+            claim.principal.clone(),
+            claim.endpoint.clone(),
+            claim.key.clone(),
+        );
+        if let Some((hash, response, _)) = batch.staged.claims.get(&key) {
+            return claim.replay(hash, &response.to_string()).map(Some);
+        }
+        let found = self
+            .query(
+                "SELECT request_hash, response FROM idempotency_keys
+                 WHERE principal = $1 AND endpoint = $2 AND key = $3",
+                &[&claim.principal, &claim.endpoint, &claim.key],
+            )
+            .await?;
+        found
+            .first()
+            .map(|row| claim.replay(row.get(0), row.get(1)))
+            .transpose()
+    }
+
+    /// Seals a change into the draft and then, depth first and in the order they
+    /// were asked for, the changes it asked for on other intents.
+    async fn persist_all(
+        &mut self,
+        batch: &mut Batch,
+        draft: &mut Staged,
+        change: Change,
+        original: Option<Intent>,
+    ) -> Result<()> {
+        let now = change.now;
+        let (sealed, follow_ups) = change.seal(&mut batch.chain, original.as_ref());
+        draft.stage(sealed);
+        let mut pending: Vec<(Target, ChangeFn, usize)> = follow_ups
+            .into_iter()
+            .rev()
+            .map(|(target, apply)| (target, apply, 1))
+            .collect();
+        while let Some((target, apply, depth)) = pending.pop() {
+            check_follow_up_depth(depth)?;
+            let (intent, original) = self.load_target(batch, draft, target).await?;
+            let mut follow_up = Change::new(intent, now);
+            apply(&mut follow_up)?;
+            let (sealed, more) = follow_up.seal(&mut batch.chain, original.as_ref());
+            draft.stage(sealed);
+            pending.extend(
+                more.into_iter()
+                    .rev()
+                    .map(|(target, apply)| (target, apply, depth + 1)),
+            );
+        }
+        Ok(())
+    }
+
+    /// Fires the claimed timers still leased to this instance, earliest first.
+    /// Their rows are locked first, so no other instance claims them before this
+    /// commit deletes them with their effect: each fires once. A firing that
+    /// schedules a timer already due (the next stage of a ladder after downtime)
+    /// has it fire here too, in its place in due order, as on SQLite. A timer
+    /// that cannot fire is dropped (and logged) rather than coming due forever.
+    /// Returns how many timers were due.
+    async fn fire(
+        &mut self,
+        batch: &mut Batch,
+        now: Timestamp,
+        claimed: Vec<DueTimer>,
+        fire: &TimerFn,
+    ) -> Result<usize> {
+        let intent_ids: Vec<String> = claimed
+            .iter()
+            .map(|timer| timer.intent_id.clone())
+            .collect();
+        let instance = self.setup.instance.clone();
+        let held = self
+            .query(
+                &format!(
+                    "SELECT {TIMER_COLUMNS} FROM timers WHERE lease_owner = $1 AND intent_id = ANY($2)
+                     FOR UPDATE"
+                ),
+                &[&instance, &intent_ids],
+            )
+            .await?;
+        let held: HashSet<TimerIdentity> = decode_all(&held, rows::due_timer)?
+            .iter()
+            .map(TimerIdentity::of)
+            .collect();
+        // (timer, whether it is a claimed row rather than one scheduled here)
+        let mut due: Vec<(DueTimer, bool)> =
+            claimed.into_iter().map(|timer| (timer, true)).collect();
+        let mut count = 0;
+        while let Some(next) = due
+            .iter()
+            .enumerate()
+            .min_by(|(_, (a, _)), (_, (b, _))| {
+                (a.due_at, &a.intent_id, a.kind.as_str()).cmp(&(
+                    b.due_at,
+                    &b.intent_id,
+                    b.kind.as_str(),
+                ))
+            })
+            .map(|(index, _)| index)
+        {
+            let (timer, was_claimed) = due.swap_remove(next);
+            count += 1;
+            let key = (timer.intent_id.clone(), timer.kind);
+            let staged = batch.staged.timers.get(&key);
+            let current = if was_claimed {
+                // Replaced or ended by an earlier write of this batch: nothing to fire.
+                held.contains(&TimerIdentity::of(&timer)) && staged.is_none()
+            } else {
+                matches!(staged, Some(Some(spec)) if spec.due_at == timer.due_at && spec.attempt == timer.attempt)
+            };
+            if !current || batch.staged.ended.contains(&timer.intent_id) {
+                continue;
+            }
+            let mark = batch.chain.clone();
+            let mut draft = Staged::default();
+            draft.timers.insert(key.clone(), None);
+            match self.fire_one(batch, &mut draft, &timer, fire).await {
+                Ok(()) => {
+                    due.extend(draft.timers.iter().filter_map(|((intent_id, _), spec)| {
+                        let spec = spec.as_ref().filter(|spec| spec.due_at <= now)?;
+                        Some((
+                            DueTimer {
+                                intent_id: intent_id.clone(),
+                                kind: spec.kind,
+                                due_at: spec.due_at,
+                                attempt: spec.attempt,
+                            },
+                            false,
+                        ))
+                    }));
+                    batch.staged.absorb(draft);
+                }
+                Err(error) => {
+                    batch.chain = mark;
+                    tracing::error!(
+                        intent_id = %timer.intent_id,
+                        kind = timer.kind.as_str(),
+                        "a timer could not fire and is dropped: {error}"
+                    );
+                    batch.staged.timers.insert(key, None);
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    async fn fire_one(
+        &mut self,
+        batch: &mut Batch,
+        draft: &mut Staged,
+        timer: &DueTimer,
+        fire: &TimerFn,
+    ) -> Result<()> {
+        let Some(intent) = self.load(batch, draft, &timer.intent_id).await? else {
+            return Ok(());
+        };
+        if intent.status.is_terminal() {
+            return Ok(());
+        }
+        let original = intent.clone();
+        let mut change = Change::new(intent, self.setup.clock.now());
+        fire(timer, &mut change)?;
+        self.persist_all(batch, draft, change, Some(original)).await
+    }
+
+    /// Numbers the batch's deliveries on their agents' streams; under the chain
+    /// head lock nobody else is numbering them.
+    async fn number_deliveries(&mut self, batch: &mut Batch) -> Result<Vec<u64>> {
+        let agents: Vec<String> = batch
+            .staged
+            .deliveries
+            .iter()
+            .map(|delivery| delivery.agent.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if agents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .query(
+                "SELECT agent, MAX(seq) FROM agent_deliveries WHERE agent = ANY($1) GROUP BY agent",
+                &[&agents],
+            )
+            .await?;
+        let mut last: HashMap<String, u64> = decode_all(&found, |row| {
+            Ok((rows::text(row, 0, "agent")?, rows::unsigned(row, 1, "seq")?))
+        })?
+        .into_iter()
+        .collect();
+        let staged = &mut batch.staged;
+        let mut seqs = Vec::with_capacity(staged.deliveries.len());
+        for delivery in &staged.deliveries {
+            let seq = last.entry(delivery.agent.clone()).or_insert(0);
+            *seq += 1;
+            seqs.push(*seq);
+            staged.committed[delivery.committed]
+                .deliveries
+                .push(AgentDelivery {
+                    agent: delivery.agent.clone(),
+                    seq: *seq,
+                    intent_id: delivery.intent_id.clone(),
+                    event_type: delivery.event_type.clone(),
+                    status: delivery.status,
+                    at: delivery.at,
+                });
+        }
+        Ok(seqs)
+    }
+
+    /// Writes the batch, moves the chain head, notifies the other instances and
+    /// commits. The statements are pipelined; none depends on another's result.
+    async fn commit(&mut self, batch: &mut Batch) -> Result<Vec<Arc<Committed>>> {
+        let seqs = self.number_deliveries(batch).await?;
+        let mut statements = flush_statements(&batch.staged, &seqs)?;
+        let assigned = batch.chain.next_cursor > batch.first_cursor;
+        let committed: Vec<Arc<Committed>> = std::mem::take(&mut batch.staged.committed)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        if assigned {
+            let last = batch.chain.next_cursor - 1;
+            statements.push((
+                "UPDATE chain_head SET cursor = $1, hash = $2 WHERE id = 1",
+                vec![
+                    Box::new(last as i64),
+                    Box::new(batch.chain.last_hash.clone()),
+                ],
+            ));
+            let notice = Notice {
+                instance: self.setup.instance.clone(),
+                first: batch.first_cursor,
+                last,
+                earliest_timer: committed.iter().filter_map(|c| c.earliest_timer).min(),
+                outbox_due: committed.iter().filter_map(|c| c.outbox_due).min(),
+            };
+            statements.push((
+                "SELECT pg_notify($1, $2)",
+                vec![
+                    Box::new(self.setup.channel.clone()),
+                    Box::new(notice.payload()),
+                ],
+            ));
+        }
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, params) in statements {
+            prepared.push((self.statement(sql).await?, params));
+        }
+        let client = &self.setup.client;
+        let results = futures::future::join_all(prepared.iter().map(|(statement, params)| {
+            client.execute_raw(
+                statement,
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)),
+            )
+        }))
+        .await;
+        if let Some(err) = results.into_iter().find_map(|result| result.err()) {
+            return Err(self.failed(err));
+        }
+        if assigned {
+            // Before the commit, so it is there when the notification comes round.
+            self.setup.stash.put(batch.first_cursor, committed.clone());
+        }
+        let result = self.setup.client.batch_execute("COMMIT").await;
+        result.map_err(|err| self.failed(err))?;
+        Ok(committed)
+    }
+}
+
+impl Answer {
+    /// Tells the job how it went: `outcome` is the batch's fate.
+    fn send(self, outcome: std::result::Result<(), &Error>, committed: &[Arc<Committed>]) {
+        // A caller that went away (client disconnected) no longer needs the answer.
+        match self {
+            Answer::Write { reply, result } => {
+                let result = match outcome {
+                    Err(error) => Err(error.clone()),
+                    Ok(()) => result.map(|(response, range)| WriteResult {
+                        response,
+                        committed: committed[range].to_vec(),
+                    }),
+                };
+                let _ = reply.send(result);
+            }
+            Answer::Fire { reply, result } => {
+                let _ = reply.send(outcome.map_err(Error::clone).and(result));
+            }
+        }
+    }
+}
+
+/// The existing intents the jobs work on, to read in one query.
+fn intents_of(jobs: &[Job]) -> Vec<String> {
+    jobs.iter()
+        .flat_map(|job| match job {
+            Job::Write {
+                target: Target::Existing(intent_id),
+                ..
+            } => vec![intent_id.clone()],
+            Job::Write { .. } => vec![],
+            Job::Fire { timers, .. } => {
+                timers.iter().map(|timer| timer.intent_id.clone()).collect()
+            }
+        })
+        .collect()
+}
+
+/// Answers a job that never ran.
+fn refuse(job: Job, error: &Error) {
+    match job {
+        Job::Write { reply, .. } => {
+            let _ = reply.send(Err(error.clone()));
+        }
+        Job::Fire { reply, .. } => {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(storage_error)
+}
+
+/// One array parameter, from each item.
+fn column<T, U>(items: &[T], value: impl Fn(&T) -> U) -> Box<dyn ToSql + Sync + Send>
+where
+    Vec<U>: ToSql + Sync + Send + 'static,
+{
+    Box::new(items.iter().map(value).collect::<Vec<U>>())
+}
+
+/// One array parameter of JSON text, from each item.
+fn json_column<T, J: serde::Serialize>(
+    items: &[T],
+    value: impl Fn(&T) -> Option<&J>,
+) -> Result<Box<dyn ToSql + Sync + Send>> {
+    let texts = items
+        .iter()
+        .map(|item| value(item).map(to_json).transpose())
+        .collect::<Result<Vec<Option<String>>>>()?;
+    Ok(Box::new(texts))
+}
+
+fn time_text(at: Option<Timestamp>) -> Option<String> {
+    at.map(|at| at.to_string())
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO events (cursor, intent_id, seq, event_type, status,
+        waiting_reason, actor, at, details, affects_tasks, task, hash)
+    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+        $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[], $11::text[], $12::text[])";
+
+const INSERT_MESSAGES: &str = "INSERT INTO inbox_messages (cursor, thread_id, author, message, at)
+    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])";
+
+const SAVE_INTENTS: &str = "INSERT INTO intents (intent_id, intent_type, correlation_id,
+        from_agent, to_agent, reply_to, payload, status, waiting_reason, created_at, updated_at,
+        human_task, assignees, assigned_at, due_at, remind_count, escalation_stage, result,
+        lifecycle, last_seq, last_cursor, workflow, step_of, votes)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+        $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::text[], $19::text[],
+        $20::bigint[], $21::bigint[], $22::text[], $23::text[], $24::text[])
+    ON CONFLICT (intent_id) DO UPDATE SET
+        status = excluded.status, waiting_reason = excluded.waiting_reason,
+        updated_at = excluded.updated_at, assignees = excluded.assignees,
+        assigned_at = excluded.assigned_at, due_at = excluded.due_at,
+        remind_count = excluded.remind_count, escalation_stage = excluded.escalation_stage,
+        result = excluded.result, last_seq = excluded.last_seq, last_cursor = excluded.last_cursor,
+        workflow = excluded.workflow, votes = excluded.votes";
+
+const INSERT_DELIVERIES: &str = "INSERT INTO agent_deliveries (agent, seq, intent_id, event_type,
+        at, commit_cursor)
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])";
+
+const DELETE_TIMERS_OF: &str = "DELETE FROM timers WHERE intent_id = ANY($1)";
+
+const DELETE_FIRED_TIMERS: &str = "DELETE FROM timers t
+    USING UNNEST($1::text[], $2::text[]) AS fired (intent_id, kind)
+    WHERE t.intent_id = fired.intent_id AND t.kind = fired.kind";
+
+const UPSERT_TIMERS: &str = "INSERT INTO timers (intent_id, kind, due_at, attempt)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+    ON CONFLICT (intent_id, kind) DO UPDATE SET due_at = excluded.due_at,
+        attempt = excluded.attempt, lease_owner = NULL, lease_until = NULL";
+
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (intent_id, channel, recipient, target, message,
+        next_attempt_at)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])";
+
+const DELETE_SENT: &str = "DELETE FROM outbox WHERE outbox_id = ANY($1)";
+
+const RETRY_LATER: &str = "UPDATE outbox o SET attempts = o.attempts + 1,
+        next_attempt_at = retry.at, lease_until = NULL
+    FROM UNNEST($1::bigint[], $2::text[]) AS retry (outbox_id, at)
+    WHERE o.outbox_id = retry.outbox_id";
+
+const DELETE_OUTBOX_OF: &str = "DELETE FROM outbox WHERE intent_id = ANY($1)";
+
+const INSERT_CLAIMS: &str = "INSERT INTO idempotency_keys (principal, endpoint, key, request_hash,
+        response, created_at)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])";
+
+/// The multi-row statements that write everything staged. Their effects never
+/// overlap (ended intents have no timers or notifications staged; fired and
+/// replaced timers are different keys), so their order does not matter.
+fn flush_statements(staged: &Staged, seqs: &[u64]) -> Result<Vec<(&'static str, Params)>> {
+    let mut statements: Vec<(&'static str, Params)> = Vec::new();
+    let events = &staged.events;
+    if !events.is_empty() {
+        statements.push((
+            INSERT_EVENTS,
+            vec![
+                column(events, |(stored, _)| stored.cursor as i64),
+                column(events, |(stored, _)| stored.event.intent_id.clone()),
+                column(events, |(stored, _)| stored.event.seq as i64),
+                column(events, |(stored, _)| stored.event.event_type.clone()),
+                column(events, |(stored, _)| {
+                    stored.event.status.as_str().to_string()
+                }),
+                column(events, |(stored, _)| {
+                    stored
+                        .event
+                        .waiting_reason
+                        .map(|reason| reason.as_str().to_string())
+                }),
+                column(events, |(stored, _)| stored.event.actor.clone()),
+                column(events, |(stored, _)| stored.event.at.to_string()),
+                json_column(events, |(stored, _)| Some(&stored.event.details))?,
+                column(events, |(stored, _)| {
+                    stored.event.task_stream_effect().is_some()
+                }),
+                json_column(events, |(stored, _)| stored.task.as_ref())?,
+                column(events, |(_, hash)| hash.clone()),
+            ],
+        ));
+    }
+    let messages = &staged.messages;
+    if !messages.is_empty() {
+        statements.push((
+            INSERT_MESSAGES,
+            vec![
+                column(messages, |message| message.cursor as i64),
+                column(messages, |message| message.thread_id.clone()),
+                column(messages, |message| message.author.clone()),
+                column(messages, |message| message.message.clone()),
+                column(messages, |message| message.at.to_string()),
+            ],
+        ));
+    }
+    let intents: Vec<&Intent> = staged.intents.values().collect();
+    if !intents.is_empty() {
+        statements.push((SAVE_INTENTS, intent_columns(&intents)?));
+    }
+    let deliveries: Vec<(&StagedDelivery, u64)> =
+        staged.deliveries.iter().zip(seqs.iter().copied()).collect();
+    if !deliveries.is_empty() {
+        statements.push((
+            INSERT_DELIVERIES,
+            vec![
+                column(&deliveries, |(delivery, _)| delivery.agent.clone()),
+                column(&deliveries, |(_, seq)| *seq as i64),
+                column(&deliveries, |(delivery, _)| delivery.intent_id.clone()),
+                column(&deliveries, |(delivery, _)| delivery.event_type.clone()),
+                column(&deliveries, |(delivery, _)| delivery.at.to_string()),
+                column(&deliveries, |(delivery, _)| delivery.commit_cursor as i64),
+            ],
+        ));
+    }
+    let ended: Vec<String> = staged.ended.iter().cloned().collect();
+    if !ended.is_empty() {
+        statements.push((DELETE_TIMERS_OF, vec![Box::new(ended.clone())]));
+        statements.push((DELETE_OUTBOX_OF, vec![Box::new(ended)]));
+    }
+    let (replaced, fired): (Vec<_>, Vec<_>) =
+        staged.timers.iter().partition(|(_, timer)| timer.is_some());
+    if !fired.is_empty() {
+        statements.push((
+            DELETE_FIRED_TIMERS,
+            vec![
+                column(&fired, |((intent_id, _), _)| intent_id.clone()),
+                column(&fired, |((_, kind), _)| kind.as_str().to_string()),
+            ],
+        ));
+    }
+    let replaced: Vec<(&String, &TimerSpec)> = replaced
+        .into_iter()
+        .filter_map(|((intent_id, _), timer)| timer.as_ref().map(|timer| (intent_id, timer)))
+        .collect();
+    if !replaced.is_empty() {
+        statements.push((
+            UPSERT_TIMERS,
+            vec![
+                column(&replaced, |(intent_id, _)| intent_id.to_string()),
+                column(&replaced, |(_, timer)| timer.kind.as_str().to_string()),
+                column(&replaced, |(_, timer)| timer.due_at.to_string()),
+                column(&replaced, |(_, timer)| i64::from(timer.attempt)),
+            ],
+        ));
+    }
+    let notifications = &staged.notifications;
+    if !notifications.is_empty() {
+        statements.push((
+            INSERT_OUTBOX,
+            vec![
+                column(notifications, |(intent_id, _, _)| intent_id.clone()),
+                column(notifications, |(_, notification, _)| {
+                    notification.channel.as_str().to_string()
+                }),
+                column(notifications, |(_, notification, _)| {
+                    notification.recipient.clone()
+                }),
+                column(notifications, |(_, notification, _)| {
+                    notification.target.clone()
+                }),
+                json_column(notifications, |(_, notification, _)| {
+                    Some(&notification.message)
+                })?,
+                column(notifications, |(_, _, at)| at.to_string()),
+            ],
+        ));
+    }
+    let (sent, retries): (Vec<OutboxUpdate>, Vec<OutboxUpdate>) = staged
+        .outbox_updates
+        .iter()
+        .partition(|update| matches!(update, OutboxUpdate::Done { .. }));
+    if !sent.is_empty() {
+        statements.push((
+            DELETE_SENT,
+            vec![column(&sent, |update| match update {
+                OutboxUpdate::Done { outbox_id } | OutboxUpdate::Retry { outbox_id, .. } => {
+                    *outbox_id
+                }
+            })],
+        ));
+    }
+    let retries: Vec<(i64, Timestamp)> = retries
+        .iter()
+        .filter_map(|update| match update {
+            OutboxUpdate::Retry { outbox_id, at } => Some((*outbox_id, *at)),
+            OutboxUpdate::Done { .. } => None,
+        })
+        .collect();
+    if !retries.is_empty() {
+        statements.push((
+            RETRY_LATER,
+            vec![
+                column(&retries, |(outbox_id, _)| *outbox_id),
+                column(&retries, |(_, at)| at.to_string()),
+            ],
+        ));
+    }
+    let claims: Vec<_> = staged.claims.iter().collect();
+    if !claims.is_empty() {
+        statements.push((
+            INSERT_CLAIMS,
+            vec![
+                column(&claims, |((principal, _, _), _)| principal.clone()),
+                column(&claims, |((_, endpoint, _), _)| endpoint.clone()),
+                column(&claims, |((_, _, key), _)| key.clone()),
+                column(&claims, |(_, (hash, _, _))| hash.clone()),
+                column(&claims, |(_, (_, response, _))| response.to_string()),
+                column(&claims, |(_, (_, _, at))| at.to_string()),
+            ],
+        ));
+    }
+    Ok(statements)
+}
+
+/// The 24 array parameters of [`SAVE_INTENTS`].
+fn intent_columns(intents: &[&Intent]) -> Result<Params> {
+    Ok(vec![
+        column(intents, |intent| intent.intent_id.clone()),
+        column(intents, |intent| intent.intent_type.clone()),
+        column(intents, |intent| intent.correlation_id.clone()),
+        column(intents, |intent| intent.from_agent.clone()),
+        column(intents, |intent| intent.to_agent.clone()),
+        column(intents, |intent| intent.reply_to.clone()),
+        json_column(intents, |intent| Some(&intent.payload))?,
+        column(intents, |intent| intent.status.as_str().to_string()),
+        column(intents, |intent| {
+            intent
+                .waiting_reason
+                .map(|reason| reason.as_str().to_string())
+        }),
+        column(intents, |intent| intent.created_at.to_string()),
+        column(intents, |intent| intent.updated_at.to_string()),
+        json_column(intents, |intent| intent.human_task.as_ref())?,
+        json_column(intents, |intent| Some(&intent.assignees))?,
+        column(intents, |intent| time_text(intent.assigned_at)),
+        column(intents, |intent| time_text(intent.due_at)),
+        column(intents, |intent| i64::from(intent.remind_count)),
+        column(intents, |intent| i64::from(intent.escalation_stage)),
+        json_column(intents, |intent| intent.result.as_ref())?,
+        json_column(intents, |intent| Some(&intent.lifecycle))?,
+        column(intents, |intent| intent.last_seq as i64),
+        column(intents, |intent| intent.last_cursor as i64),
+        json_column(intents, |intent| intent.workflow.as_ref())?,
+        json_column(intents, |intent| intent.step_of.as_ref())?,
+        json_column(intents, |intent| Some(&intent.votes))?,
+    ])
+}

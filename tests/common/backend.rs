@@ -1,0 +1,158 @@
+//! Which database a test runs on.
+//!
+//! Every suite runs on SQLite. The test crates named `*_on_postgres` include a
+//! suite's file again (`#[path = "api.rs"] mod suite;`), and everything the
+//! suite starts through this module then runs on PostgreSQL instead: the crate's
+//! name is the switch, so the suite's code is shared, not copied. Each test gets
+//! a schema of its own in the database `SIGNOFF_TEST_PG_URL` names, dropped when
+//! the test ends. Without that variable, PostgreSQL tests say they were skipped.
+
+use std::sync::Arc;
+
+use signoff::clock::Clock;
+use signoff::config::DatabaseLocation;
+use signoff::engine::{Engine, EngineSettings};
+use signoff::store::Durability;
+use signoff::store::postgres::PostgresOptions;
+use tempfile::TempDir;
+
+pub const PG_URL_VARIABLE: &str = "SIGNOFF_TEST_PG_URL";
+
+/// Whether this test crate runs its suite on PostgreSQL.
+pub fn on_postgres() -> bool {
+    module_path!()
+        .split("::")
+        .next()
+        .is_some_and(|krate| krate.ends_with("_on_postgres"))
+}
+
+/// The PostgreSQL server for tests, or `None` (after saying that `test` is
+/// skipped) when `SIGNOFF_TEST_PG_URL` is not set.
+pub fn postgres_url_or_skip(test: &str) -> Option<String> {
+    match std::env::var(PG_URL_VARIABLE) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            // Straight to stderr: the test harness hides what passing tests print.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: it needs PostgreSQL; set {PG_URL_VARIABLE}=postgres://user@host:port/db to run it"
+            );
+            None
+        }
+    }
+}
+
+/// The name of the test running on this thread, for skip messages.
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_string()
+}
+
+/// A schema of its own in the test database, dropped (with everything in it)
+/// when this is dropped.
+pub struct Schema {
+    base_url: String,
+    pub name: String,
+}
+
+impl Schema {
+    pub async fn create(base_url: &str) -> Schema {
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        run_sql(base_url, &format!("CREATE SCHEMA {name}")).await;
+        Schema {
+            base_url: base_url.to_string(),
+            name,
+        }
+    }
+
+    /// The URL that puts a connection in this schema.
+    pub fn url(&self) -> String {
+        let separator = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!(
+            "{}{separator}options=-csearch_path%3D{}",
+            self.base_url, self.name
+        )
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (url, name) = (self.base_url.clone(), self.name.clone());
+        // Drop may run inside the test's runtime, which cannot block on itself.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(run_sql(
+                    &url,
+                    &format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {name} CASCADE"),
+                ))
+        });
+        let _ = dropped.join();
+    }
+}
+
+async fn run_sql(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to {PG_URL_VARIABLE}: {err}"));
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    drop(client);
+    let _ = driver.await;
+}
+
+/// Where a test's engine keeps its data; dropping it removes the data.
+pub enum TestDatabase {
+    Sqlite(TempDir),
+    Postgres(Schema),
+}
+
+impl TestDatabase {
+    /// A fresh, empty database on this crate's backend, or `None` when it is
+    /// PostgreSQL and none is configured (the test is then skipped).
+    pub async fn create() -> Option<TestDatabase> {
+        if !on_postgres() {
+            return Some(TestDatabase::Sqlite(tempfile::tempdir().expect("temp dir")));
+        }
+        let url = postgres_url_or_skip(&current_test())?;
+        Some(TestDatabase::Postgres(Schema::create(&url).await))
+    }
+
+    pub fn location(&self) -> DatabaseLocation {
+        match self {
+            TestDatabase::Sqlite(dir) => DatabaseLocation::Sqlite(dir.path().join("signoff.db")),
+            TestDatabase::Postgres(schema) => {
+                DatabaseLocation::parse("test database", &schema.url()).expect("valid URL")
+            }
+        }
+    }
+
+    /// An engine on this database.
+    pub async fn engine(&self, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
+        let options = PostgresOptions {
+            pool_size: 4,
+            ..PostgresOptions::default()
+        };
+        Engine::open(
+            &self.location(),
+            Durability::Normal,
+            &options,
+            clock,
+            settings,
+        )
+        .await
+        .expect("open store")
+    }
+}

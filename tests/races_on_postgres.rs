@@ -1,0 +1,7 @@
+//! The races suite (tests/races.rs) again, on PostgreSQL: every server and
+//! engine it starts gets a schema of its own in the database named by
+//! `SIGNOFF_TEST_PG_URL` (see tests/common/backend.rs). Without that variable
+//! each test says it was skipped.
+
+#[path = "races.rs"]
+mod suite;
