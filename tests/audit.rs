@@ -17,7 +17,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 use signoff::domain::audit::{AuditRecord, GENESIS, event_hash};
 use signoff::domain::{PrincipalKind, Timestamp};
-use signoff::store::sqlite::{AuditFilter, AuditReader};
+use signoff::store::audit::AuditFilter;
+use signoff::store::sqlite::AuditReader;
 use time::format_description::well_known::Rfc3339;
 
 const AGENT: &str = "agent://acme/deployer";

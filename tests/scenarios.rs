@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::backend::TestDatabase;
 use common::{TestServer, next_matching, task_intent};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
@@ -183,15 +182,13 @@ async fn a_two_step_chain_runs_each_step_in_turn_and_completes() {
         json!({"step": "finance_approval"})
     );
     // The hash chain verifies with steps created inside other intents' writes.
-    if let TestDatabase::Sqlite(dir) = &server.database {
-        verify_audit_chain(&dir.path().join("signoff.db"));
-    }
+    verify_audit_chain(&server.database.arg());
     server.stop().await;
 }
 
 /// `signoff audit verify` passes on the database file: the scenario's 8 events
 /// and 4 per step (created, submitted, assigned, completed).
-fn verify_audit_chain(database: &std::path::Path) {
+fn verify_audit_chain(database: &str) {
     let verified = std::process::Command::new(common::binary())
         .args(["audit", "verify", "--json", "--db"])
         .arg(database)

@@ -16,14 +16,16 @@ use crate::domain::audit::{
     AuditRecord, BrokenLink, GENESIS, VerifiedLog, Verifier, actor_kind, canonical, describe,
 };
 use crate::domain::time::parse_duration;
-use crate::store::sqlite::{AuditError, AuditFilter, AuditReader};
+use crate::store::audit::{AuditError, AuditFilter, AuditSource};
+use crate::store::postgres::audit::PgAuditReader;
+use crate::store::sqlite::AuditReader;
 
 /// Exit code when the chain is broken.
 pub const EXIT_BROKEN: u8 = 1;
 
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
-    /// SQLite file (or sqlite:// URL) [default: as for `serve`]
+    /// SQLite file (or sqlite:// URL), or a postgres:// URL [default: as for `serve`]
     #[arg(long = "db", env = "SIGNOFF_DATABASE_URL", value_name = "PATH|URL")]
     pub database: Option<String>,
 }
@@ -69,14 +71,16 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-fn open(cli: &Cli, database: &DatabaseArg) -> Result<AuditReader> {
+async fn open(cli: &Cli, database: &DatabaseArg) -> Result<AuditSource> {
     let file = cli.file_config()?;
-    match DatabaseLocation::resolve(&file, database.database.as_deref())? {
-        DatabaseLocation::Sqlite(path) => Ok(AuditReader::open(&path)?),
-        DatabaseLocation::Postgres(url) => anyhow::bail!(
-            "signoff audit reads SQLite files; for {url}, export with GET /v1/intents/{{id}}/events or pg_dump"
-        ),
-    }
+    Ok(
+        match DatabaseLocation::resolve(&file, database.database.as_deref())? {
+            DatabaseLocation::Sqlite(path) => AuditSource::Sqlite(AuditReader::open(&path)?),
+            DatabaseLocation::Postgres(url) => {
+                AuditSource::Postgres(PgAuditReader::open(url.secret(), &url.to_string()).await?)
+            }
+        },
+    )
 }
 
 /// `--since`: a timestamp, or how far back from now.
@@ -95,8 +99,8 @@ pub async fn run(cli: &Cli, command: &AuditCommand) -> Result<ExitCode> {
             database,
             expect_head,
             json,
-        } => run_verify(cli, database, expect_head.as_deref(), *json),
-        AuditCommand::Export(args) => run_export(cli, args),
+        } => run_verify(cli, database, expect_head.as_deref(), *json).await,
+        AuditCommand::Export(args) => run_export(cli, args).await,
     }
 }
 
@@ -135,23 +139,25 @@ fn report(verified: &VerifiedLog, broken: Option<&BrokenLink>, as_json: bool) {
     }
 }
 
-fn run_verify(
+async fn run_verify(
     cli: &Cli,
     database: &DatabaseArg,
     expect_head: Option<&str>,
     as_json: bool,
 ) -> Result<ExitCode> {
-    let reader = open(cli, database)?;
+    let mut reader = open(cli, database).await?;
     let mut verifier = Verifier::default();
     let mut broken = None;
     let mut seen_expected = expect_head.is_none();
-    let walked = reader.for_each(&AuditFilter::default(), |record| {
-        seen_expected |= expect_head == Some(record.hash.as_str());
-        verifier.check(&record).map_err(|link| {
-            broken = Some(link);
-            crate::domain::Error::internal("broken link")
+    let walked = reader
+        .for_each(&AuditFilter::default(), |record| {
+            seen_expected |= expect_head == Some(record.hash.as_str());
+            verifier.check(&record).map_err(|link| {
+                broken = Some(link);
+                crate::domain::Error::internal("broken link")
+            })
         })
-    });
+        .await;
     let verified = verifier.finish();
     match walked {
         Err(AuditError::Damaged(link)) => broken = Some(link),
@@ -219,7 +225,7 @@ fn export_line(record: &AuditRecord, format: Format) -> String {
     }
 }
 
-fn run_export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
+async fn run_export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
     let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
     let filter = AuditFilter {
         intent_id: args.intent_id.clone(),
@@ -229,7 +235,7 @@ fn run_export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
             .map(|text| parse_since(text, now))
             .transpose()?,
     };
-    let reader = open(cli, &args.database)?;
+    let mut reader = open(cli, &args.database).await?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -241,13 +247,15 @@ fn run_export(cli: &Cli, args: &ExportArgs) -> Result<ExitCode> {
         writeln!(out, "{CSV_HEADER}")?;
     }
     let mut written = 0u64;
-    reader.for_each(&filter, |record| {
-        writeln!(out, "{}", export_line(&record, args.format)).map_err(|err| {
-            crate::domain::Error::internal(format!("cannot write the export: {err}"))
-        })?;
-        written += 1;
-        Ok(())
-    })?;
+    reader
+        .for_each(&filter, |record| {
+            writeln!(out, "{}", export_line(&record, args.format)).map_err(|err| {
+                crate::domain::Error::internal(format!("cannot write the export: {err}"))
+            })?;
+            written += 1;
+            Ok(())
+        })
+        .await?;
     out.flush().context("cannot write the export")?;
     if written == 0
         && args.since.is_none()

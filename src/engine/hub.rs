@@ -26,6 +26,9 @@ pub struct Hub {
     pub timers: Wakeup,
     /// Wakes the notification sender when a commit queues notifications.
     pub outbox: Wakeup,
+    /// Bumped on every key revocation: it tells open streams to re-check their
+    /// key, and makes cached key lookups stale.
+    pub revocations: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Hub {
@@ -36,6 +39,7 @@ impl Default for Hub {
             tasks: broadcast::channel(4 * CHANNEL_CAPACITY).0,
             timers: Wakeup::default(),
             outbox: Wakeup::default(),
+            revocations: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -108,6 +112,10 @@ impl Hub {
 }
 
 impl CommitSink for Hub {
+    fn keys_revoked(&self) {
+        self.revocations.send_modify(|generation| *generation += 1);
+    }
+
     fn committed(&self, batch: &[Arc<Committed>]) {
         for committed in batch {
             if !committed.events.is_empty() {

@@ -30,7 +30,8 @@ use crate::domain::{
 use crate::store::postgres::{PgStore, PostgresOptions};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Change, ChangeFn, Durability, IdempotencyClaim, KeyRecord, NewKey, Store, Target, TimerFn,
+    Change, ChangeFn, CommitSink, Durability, IdempotencyClaim, KeyRecord, NewKey, Store, Target,
+    TimerFn,
 };
 use hub::Hub;
 use notify::{NotifyKind, NotifySettings, queue_notifications};
@@ -48,13 +49,18 @@ pub struct EngineSettings {
 }
 
 /// How long a successful key lookup is trusted before the database is asked again.
-/// Revocations made through this engine take effect at once; this bounds how long
-/// a revocation made elsewhere (another process on the same database) takes.
+/// Revocations made through this engine, or through another instance on the same
+/// PostgreSQL database, take effect at once; this bounds how long a revocation
+/// made any other way (another process on the same SQLite file) takes.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 const KEY_CACHE_LIMIT: usize = 10_000;
 
 /// How many events one database read returns at most.
 const PAGE: usize = 500;
+
+/// A principal by key hash, with when it was looked up and the revocation
+/// generation it was looked up in (a revocation since makes it stale).
+type CachedKey = (Principal, Instant, u64);
 
 #[derive(Clone)]
 pub struct Engine {
@@ -62,10 +68,7 @@ pub struct Engine {
     hub: Arc<Hub>,
     clock: Arc<dyn Clock>,
     settings: Arc<EngineSettings>,
-    key_cache: Arc<Mutex<HashMap<String, (Principal, Instant)>>>,
-    /// Bumped on every revocation: it tells open streams to re-check their key,
-    /// and keeps a lookup that raced a revocation out of the cache.
-    revocations: Arc<tokio::sync::watch::Sender<u64>>,
+    key_cache: Arc<Mutex<HashMap<String, CachedKey>>>,
     /// What firing a timer does, handed to the store with each batch.
     fire_timer: TimerFn,
 }
@@ -85,7 +88,6 @@ impl Engine {
             fire_timer: Engine::timer_fn(settings.clone()),
             settings,
             key_cache: Arc::new(Mutex::new(HashMap::new())),
-            revocations: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
@@ -144,13 +146,14 @@ impl Engine {
     /// Finds the principal behind an API key.
     pub async fn authenticate(&self, secret: &str) -> Result<Principal> {
         let hash = keys::hash_secret(secret);
+        let generation = *self.hub.revocations.borrow();
         if let Ok(cache) = self.key_cache.lock()
-            && let Some((principal, seen)) = cache.get(&hash)
+            && let Some((principal, seen, cached_in)) = cache.get(&hash)
             && seen.elapsed() < KEY_CACHE_TTL
+            && *cached_in == generation
         {
             return Ok(principal.clone());
         }
-        let generation = *self.revocations.borrow();
         let record = self
             .store
             .key_by_hash(&hash)
@@ -159,12 +162,12 @@ impl Engine {
             .ok_or_else(|| Error::unauthorized("the API key is not valid (unknown or revoked)"))?;
         // A revocation that committed while we read must not be undone by caching
         // what we read before it.
-        let unchanged = *self.revocations.borrow() == generation;
+        let unchanged = *self.hub.revocations.borrow() == generation;
         if unchanged && let Ok(mut cache) = self.key_cache.lock() {
             if cache.len() >= KEY_CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(hash, (record.principal.clone(), Instant::now()));
+            cache.insert(hash, (record.principal.clone(), Instant::now(), generation));
         }
         Ok(record.principal)
     }
@@ -236,17 +239,18 @@ impl Engine {
         if let Ok(mut cache) = self.key_cache.lock() {
             cache.clear();
         }
-        self.revocations.send_modify(|generation| *generation += 1);
+        self.hub.keys_revoked();
         Ok(())
     }
 
-    /// Resolves when the key with this hash is revoked (through this server), so
-    /// open streams end as soon as their key stops working.
+    /// Resolves when the key with this hash is revoked (through this server or,
+    /// on PostgreSQL, another instance), so open streams end as soon as their key
+    /// stops working.
     pub fn key_revoked(
         &self,
         key_hash: String,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut generations = self.revocations.subscribe();
+        let mut generations = self.hub.revocations.subscribe();
         let store = self.store.clone();
         async move {
             while generations.changed().await.is_ok() {

@@ -5,6 +5,7 @@
 //! and records events. The store runs it, persists the outcome atomically, commits,
 //! and only then hands the committed result to the [`CommitSink`] for live delivery.
 
+pub mod audit;
 pub mod postgres;
 pub mod rows;
 pub mod sqlite;
@@ -419,6 +420,9 @@ pub struct WriteResult {
 /// Receives each committed batch, in commit order, before callers hear back.
 pub trait CommitSink: Send + Sync {
     fn committed(&self, batch: &[Arc<Committed>]);
+
+    /// A key was revoked by another instance sharing the database.
+    fn keys_revoked(&self) {}
 }
 
 /// The reviewer tasks waiting right now, and the commit position they reflect.

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::{self, AuditError, AuditFilter, check_schema_version};
 use super::rows::{
     self, Columns, Damage, EVENT_COLUMNS, INTENT_COLUMNS, KEY_COLUMNS, OUTBOX_COLUMNS,
     TIMER_COLUMNS,
@@ -27,7 +28,7 @@ use super::{
     TaskSnapshot, TimerFn, WriteResult,
 };
 use crate::clock::Clock;
-use crate::domain::audit::{AuditRecord, BrokenLink};
+use crate::domain::audit::AuditRecord;
 use crate::domain::{
     Error, ErrorKind, Event, Intent, Result, StoredEvent, TimerKind, TimerSpec, Timestamp,
 };
@@ -977,14 +978,6 @@ fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> rusqlite::Resu
     rows.collect()
 }
 
-/// Which events an audit export covers.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub intent_id: Option<String>,
-    /// Events at or after this time.
-    pub since: Option<Timestamp>,
-}
-
 /// Reads the event log straight from the database file, read-only, for
 /// `signoff audit`. It works while a server is running (WAL readers never block
 /// the writer) and never changes the file.
@@ -1006,16 +999,7 @@ impl AuditReader {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(storage_error)?;
-        if version as usize != MIGRATIONS.len() {
-            return Err(Error::invalid(
-                "schema_version",
-                format!(
-                    "{} has schema version {version}; this signoff reads version {} (start `signoff serve` on it once to migrate)",
-                    path.display(),
-                    MIGRATIONS.len()
-                ),
-            ));
-        }
+        check_schema_version(&path.display().to_string(), version, MIGRATIONS.len())?;
         Ok(AuditReader { conn })
     }
 
@@ -1036,68 +1020,13 @@ impl AuditReader {
             ))
             .map_err(storage_error)?;
         let since = filter.since.map(|at| at.to_string());
-        let mut rows = statement
+        let mut found = statement
             .query(params![filter.intent_id, since])
             .map_err(storage_error)?;
-        while let Some(row) = rows.next().map_err(storage_error)? {
-            let cursor = row.get::<_, i64>(0).map_err(storage_error)? as u64;
-            let record = decoded(row, rows::event).and_then(|event| {
-                Ok(AuditRecord {
-                    cursor,
-                    event,
-                    hash: row.get(9)?,
-                })
-            });
-            match record {
-                Ok(record) => visit(record)?,
-                Err(err) => return Err(AuditError::Damaged(damaged(row, cursor, &err))),
-            }
+        while let Some(row) = found.next().map_err(storage_error)? {
+            visit(audit::record(row)?)?;
         }
         Ok(())
-    }
-}
-
-/// Why an audit walk stopped.
-#[derive(Debug)]
-pub enum AuditError {
-    /// A row could not be read as an event: it was changed outside signoff.
-    Damaged(BrokenLink),
-    Failed(Error),
-}
-
-impl From<Error> for AuditError {
-    fn from(error: Error) -> Self {
-        AuditError::Failed(error)
-    }
-}
-
-impl std::fmt::Display for AuditError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AuditError::Damaged(link) => write!(
-                f,
-                "the event at cursor {} (intent {}, seq {}) {}",
-                link.cursor, link.intent_id, link.seq, link.reason
-            ),
-            AuditError::Failed(error) => error.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for AuditError {}
-
-/// The broken link for a row that does not parse, with whatever of its identity
-/// can still be read.
-fn damaged(row: &Row<'_>, cursor: u64, err: &rusqlite::Error) -> BrokenLink {
-    let why = match err {
-        rusqlite::Error::FromSqlConversionFailure(_, _, inner) => inner.to_string(),
-        other => other.to_string(),
-    };
-    BrokenLink {
-        cursor,
-        intent_id: row.get::<_, String>(1).unwrap_or_else(|_| "?".into()),
-        seq: row.get::<_, i64>(2).map_or(0, |seq| seq as u64),
-        reason: format!("cannot be read ({why}): it was changed outside signoff"),
     }
 }
 

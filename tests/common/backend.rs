@@ -139,6 +139,14 @@ impl TestDatabase {
         }
     }
 
+    /// How `--db` names this database.
+    pub fn arg(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(dir) => dir.path().join("signoff.db").display().to_string(),
+            TestDatabase::Postgres(schema) => schema.url(),
+        }
+    }
+
     /// An engine on this database.
     pub async fn engine(&self, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
         let options = PostgresOptions {

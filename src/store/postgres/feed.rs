@@ -24,6 +24,9 @@ use crate::domain::{Result, Timestamp};
 use crate::store::rows::{self, Damage, EVENT_COLUMNS};
 use crate::store::{AgentDelivery, CommitSink, Committed};
 
+/// The notification that a key was revoked.
+pub const KEYS_REVOKED: &str = "keys";
+
 /// Cursor ranges read back from the database per query.
 const PAGE: i64 = 1000;
 /// The longest wait between attempts to re-establish the listening connection.
@@ -195,6 +198,7 @@ impl Feed {
     async fn run(mut self) {
         loop {
             match self.notices.recv().await {
+                Some(Some(payload)) if payload == KEYS_REVOKED => self.setup.sink.keys_revoked(),
                 Some(Some(payload)) => match Notice::parse(&payload) {
                     Some(notice) => {
                         if let Err(err) = self.on_notice(notice).await {

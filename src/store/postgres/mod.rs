@@ -14,6 +14,7 @@
 //!
 //! Reads, key management and the timer and outbox claims use a connection pool.
 
+pub mod audit;
 mod feed;
 mod writer;
 
@@ -75,6 +76,8 @@ pub struct PgStore {
     feed: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// This instance's name in timer leases and notifications.
     instance: String,
+    /// Where commits and revocations are announced to the other instances.
+    channel: String,
     timer_lease_seconds: i64,
 }
 
@@ -237,6 +240,7 @@ impl PgStore {
                 .map_err(storage_error)?;
         }
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let channel_name = channel.clone();
         let writer = Writer::new(writer::WriterSetup {
             config,
             client,
@@ -254,6 +258,7 @@ impl PgStore {
             writer: Mutex::new(Some(writer)),
             feed: Mutex::new(Some(feed)),
             instance,
+            channel: channel_name,
             timer_lease_seconds: options.timer_lease_seconds,
         })
     }
@@ -515,13 +520,19 @@ impl Store for PgStore {
         decode_all(&found, rows::key)
     }
 
+    /// Revokes the key and tells the other instances, so their cached lookups
+    /// and open streams drop it at once.
     async fn revoke_key(&self, key_id: &str, at: Timestamp) -> Result<bool> {
-        self.execute(
-            "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
-            &[&key_id, &at.to_string()],
-        )
-        .await
-        .map(|rows| rows > 0)
+        let revoked = self
+            .query(
+                "WITH revoked AS (
+                     UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL
+                     RETURNING key_id)
+                 SELECT pg_notify($3, $4) FROM revoked",
+                &[&key_id, &at.to_string(), &self.channel, &feed::KEYS_REVOKED],
+            )
+            .await?;
+        Ok(!revoked.is_empty())
     }
 
     async fn prune_idempotency(&self, before: Timestamp) -> Result<u64> {
