@@ -64,18 +64,22 @@ pub struct Notice {
     pub last: u64,
     pub earliest_timer: Option<Timestamp>,
     pub outbox_due: Option<Timestamp>,
+    /// Whether the commit queued agent deliveries (most do not, and then other
+    /// instances need not look for them).
+    pub deliveries: bool,
 }
 
 impl Notice {
     pub fn payload(&self) -> String {
         let time = |at: Option<Timestamp>| at.map_or_else(|| "-".to_string(), |at| at.to_string());
         format!(
-            "{} {} {} {} {}",
+            "{} {} {} {} {} {}",
             self.instance,
             self.first,
             self.last,
             time(self.earliest_timer),
-            time(self.outbox_due)
+            time(self.outbox_due),
+            u8::from(self.deliveries)
         )
     }
 
@@ -92,6 +96,11 @@ impl Notice {
             last: next()?.parse().ok()?,
             earliest_timer: time(next()?)?,
             outbox_due: time(next()?)?,
+            deliveries: match next()? {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
         };
         (next().is_none() && notice.first <= notice.last).then_some(notice)
     }
@@ -217,7 +226,7 @@ impl Feed {
             return Ok(());
         }
         if notice.first > self.published + 1 {
-            self.publish_from_database(notice.first - 1).await?;
+            self.publish_from_database(notice.first - 1, true).await?;
         }
         let own = (notice.instance == self.setup.instance)
             .then(|| self.setup.stash.take(notice.first))
@@ -225,14 +234,9 @@ impl Feed {
         match own {
             Some(batch) => self.setup.sink.committed(&batch),
             None => {
-                self.publish_from_database(notice.last).await?;
-                self.setup.sink.committed(&[Arc::new(Committed {
-                    intent_id: String::new(),
-                    events: Vec::new(),
-                    deliveries: Vec::new(),
-                    earliest_timer: notice.earliest_timer,
-                    outbox_due: notice.outbox_due,
-                })]);
+                self.publish_from_database(notice.last, notice.deliveries)
+                    .await?;
+                self.wake(notice.earliest_timer, notice.outbox_due);
             }
         }
         self.published = notice.last;
@@ -258,7 +262,7 @@ impl Feed {
             }
         }
         let caught_up = match latest_cursor(&self.setup.pool).await {
-            Ok(latest) => self.publish_from_database(latest).await,
+            Ok(latest) => self.publish_from_database(latest, true).await,
             Err(err) => Err(err),
         };
         if let Err(err) = caught_up {
@@ -266,23 +270,32 @@ impl Feed {
         }
         // Timers or notifications may have come due meanwhile.
         let now = Some(self.setup.clock.now());
+        self.wake(now, now);
+        tracing::info!("listening for other instances' commits again");
+    }
+
+    /// Wakes this instance's scheduler and notification sender for work another
+    /// instance queued.
+    fn wake(&self, earliest_timer: Option<Timestamp>, outbox_due: Option<Timestamp>) {
+        if earliest_timer.is_none() && outbox_due.is_none() {
+            return;
+        }
         self.setup.sink.committed(&[Arc::new(Committed {
             intent_id: String::new(),
             events: Vec::new(),
             deliveries: Vec::new(),
-            earliest_timer: now,
-            outbox_due: now,
+            earliest_timer,
+            outbox_due,
         })]);
-        tracing::info!("listening for other instances' commits again");
     }
 
     /// Publishes every commit after the published position up to `to`, read from
-    /// the database, page by page.
-    async fn publish_from_database(&mut self, to: u64) -> Result<()> {
+    /// the database, page by page, with their agent deliveries if `deliveries`.
+    async fn publish_from_database(&mut self, to: u64, deliveries: bool) -> Result<()> {
         while self.published < to {
             let from = self.published + 1;
             let until = to.min(self.published + PAGE as u64);
-            let batch = read_range(&self.setup.pool, from, until).await?;
+            let batch = read_range(&self.setup.pool, from, until, deliveries).await?;
             self.setup.stash.forget(from, until);
             if !batch.is_empty() {
                 self.setup.sink.committed(&batch);
@@ -294,8 +307,13 @@ impl Feed {
 }
 
 /// The commits in cursor range `from..=to`, one per run of consecutive events
-/// of an intent, with the agent deliveries they queued.
-async fn read_range(pool: &Pool, from: u64, to: u64) -> Result<Vec<Arc<Committed>>> {
+/// of an intent, with the agent deliveries they queued (if `with_deliveries`).
+async fn read_range(
+    pool: &Pool,
+    from: u64,
+    to: u64,
+    with_deliveries: bool,
+) -> Result<Vec<Arc<Committed>>> {
     let client = pool.get().await.map_err(storage_error)?;
     let (from, to) = (from as i64, to as i64);
     let events = client
@@ -316,10 +334,12 @@ async fn read_range(pool: &Pool, from: u64, to: u64) -> Result<Vec<Arc<Committed
         .await
         .map_err(storage_error)?;
     let range: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&from, &to];
-    let (events, deliveries) = futures::try_join!(
-        client.query(&events, &range),
-        client.query(&deliveries, &range),
-    )
+    let (events, deliveries) = futures::try_join!(client.query(&events, &range), async {
+        match with_deliveries {
+            true => client.query(&deliveries, &range).await,
+            false => Ok(Vec::new()),
+        }
+    })
     .map_err(storage_error)?;
     let events = decode_all(&events, rows::stored_event)?;
     let deliveries = decode_all(&deliveries, |row| {
@@ -376,15 +396,18 @@ mod tests {
             last: 9,
             earliest_timer: Some(Timestamp::parse("2026-11-21T12:00:00Z").unwrap()),
             outbox_due: None,
+            deliveries: true,
         };
         assert_eq!(Notice::parse(&notice.payload()), Some(notice));
         for garbage in [
             "",
             "abc",
-            "abc 9 5 - -",
-            "abc 1 2 - - extra",
-            "abc x 2 - -",
-            "abc 1 2 soon -",
+            "abc 9 5 - - 0",
+            "abc 1 2 - - 0 extra",
+            "abc x 2 - - 0",
+            "abc 1 2 soon - 0",
+            "abc 1 2 - - maybe",
+            "abc 1 2 - -",
         ] {
             assert_eq!(Notice::parse(garbage), None, "{garbage:?}");
         }

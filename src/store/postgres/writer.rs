@@ -196,6 +196,19 @@ struct Batch {
     loaded: HashMap<String, Option<Intent>>,
 }
 
+impl Batch {
+    /// Keeps the intents read for `wanted`; an id that found no row is new.
+    fn remember(&mut self, wanted: Vec<String>, found: &[tokio_postgres::Row]) -> Result<()> {
+        for intent_id in wanted {
+            self.loaded.entry(intent_id).or_insert(None);
+        }
+        for intent in decode_all(found, rows::intent)? {
+            self.loaded.insert(intent.intent_id.clone(), Some(intent));
+        }
+        Ok(())
+    }
+}
+
 /// What a job will be told once the batch's fate is known.
 enum Answer {
     Write {
@@ -222,13 +235,8 @@ impl Writer {
     pub async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
         while let Some(first) = receiver.recv().await {
             let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            self.run_batch(jobs).await;
+            take_waiting(&mut receiver, &mut jobs);
+            self.run_batch(jobs, &mut receiver).await;
         }
     }
 
@@ -282,8 +290,21 @@ impl Writer {
         Ok(())
     }
 
-    async fn run_batch(&mut self, jobs: Vec<Job>) {
-        let mut batch = match self.begin(intents_of(&jobs)).await {
+    /// Runs `jobs`, and the writes that queued while this instance waited for the
+    /// chain head (the other instances' batches), in one transaction: the longer
+    /// the wait, the bigger the batch, which is what keeps a fleet's throughput up.
+    async fn run_batch(&mut self, mut jobs: Vec<Job>, receiver: &mut mpsc::Receiver<Job>) {
+        let began = self.begin(intents_of(&jobs)).await;
+        let queued_meanwhile = jobs.len();
+        take_waiting(receiver, &mut jobs);
+        let began = match began {
+            Ok(mut batch) if jobs.len() > queued_meanwhile => self
+                .load_into(&mut batch, intents_of(&jobs[queued_meanwhile..]))
+                .await
+                .map(|()| batch),
+            other => other,
+        };
+        let mut batch = match began {
             Ok(batch) => batch,
             Err(error) => {
                 self.rollback().await;
@@ -354,11 +375,7 @@ impl Writer {
         let head = self
             .statement("SELECT cursor, hash FROM chain_head WHERE id = 1 FOR UPDATE")
             .await?;
-        let intents = self
-            .statement(&format!(
-                "SELECT {INTENT_COLUMNS} FROM intents WHERE intent_id = ANY($1)"
-            ))
-            .await?;
+        let intents = self.statement(&LOAD_INTENTS).await?;
         let client = &self.setup.client;
         let wanted_ids: [&(dyn ToSql + Sync); 1] = [&wanted];
         // Pipelined: the head lock is waited for before the intents are read, so
@@ -375,19 +392,20 @@ impl Writer {
         let cursor = rows::unsigned::<u64>(&head, 0, "cursor").map_err(storage_error)?;
         let hash: Option<String> = head.get(1);
         let chain = Chain::after(cursor, hash);
-        let mut loaded: HashMap<String, Option<Intent>> = wanted
-            .into_iter()
-            .map(|intent_id| (intent_id, None))
-            .collect();
-        for intent in decode_all(&found, rows::intent)? {
-            loaded.insert(intent.intent_id.clone(), Some(intent));
-        }
-        Ok(Batch {
+        let mut batch = Batch {
             first_cursor: chain.next_cursor,
             chain,
             staged: Staged::default(),
-            loaded,
-        })
+            loaded: HashMap::new(),
+        };
+        batch.remember(wanted, &found)?;
+        Ok(batch)
+    }
+
+    /// Reads more intents into the batch, in one query.
+    async fn load_into(&mut self, batch: &mut Batch, wanted: Vec<String>) -> Result<()> {
+        let found = self.query(&LOAD_INTENTS, &[&wanted]).await?;
+        batch.remember(wanted, &found)
     }
 
     /// The intent as this batch has it: the draft's, the batch's, or the database's.
@@ -403,15 +421,8 @@ impl Writer {
         if let Some(loaded) = batch.loaded.get(intent_id) {
             return Ok(loaded.clone());
         }
-        let found = self
-            .query(
-                &format!("SELECT {INTENT_COLUMNS} FROM intents WHERE intent_id = ANY($1)"),
-                &[&vec![intent_id.to_string()]],
-            )
-            .await?;
-        let intent = decode_all(&found, rows::intent)?.pop();
-        batch.loaded.insert(intent_id.to_string(), intent.clone());
-        Ok(intent)
+        self.load_into(batch, vec![intent_id.to_string()]).await?;
+        Ok(batch.loaded.get(intent_id).cloned().flatten())
     }
 
     async fn load_target(
@@ -729,6 +740,7 @@ impl Writer {
                 last,
                 earliest_timer: committed.iter().filter_map(|c| c.earliest_timer).min(),
                 outbox_due: committed.iter().filter_map(|c| c.outbox_due).min(),
+                deliveries: committed.iter().any(|c| !c.deliveries.is_empty()),
             };
             statements.push((
                 "SELECT pg_notify($1, $2)",
@@ -743,22 +755,29 @@ impl Writer {
             prepared.push((self.statement(sql).await?, params));
         }
         let client = &self.setup.client;
-        let results = futures::future::join_all(prepared.iter().map(|(statement, params)| {
-            client.execute_raw(
-                statement,
-                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)),
-            )
-        }))
-        .await;
-        if let Some(err) = results.into_iter().find_map(|result| result.err()) {
-            return Err(self.failed(err));
-        }
         if assigned {
             // Before the commit, so it is there when the notification comes round.
             self.setup.stash.put(batch.first_cursor, committed.clone());
         }
-        let result = self.setup.client.batch_execute("COMMIT").await;
-        result.map_err(|err| self.failed(err))?;
+        // COMMIT goes in the same pipeline. If a statement before it failed, the
+        // server ends the transaction with a rollback instead, so a failure below
+        // means nothing was kept.
+        let (results, ended) = futures::join!(
+            futures::future::join_all(prepared.iter().map(|(statement, params)| {
+                client.execute_raw(
+                    statement,
+                    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)),
+                )
+            })),
+            client.batch_execute("COMMIT"),
+        );
+        let failure = results
+            .into_iter()
+            .find_map(|result| result.err())
+            .or(ended.err());
+        if let Some(err) = failure {
+            return Err(self.failed(err));
+        }
         Ok(committed)
     }
 }
@@ -785,7 +804,17 @@ impl Answer {
     }
 }
 
-/// The existing intents the jobs work on, to read in one query.
+/// Moves the writes waiting in the queue into `jobs`, up to a batch.
+fn take_waiting(receiver: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// The intents the jobs work on, to read in one query.
 fn intents_of(jobs: &[Job]) -> Vec<String> {
     jobs.iter()
         .flat_map(|job| match job {
@@ -793,7 +822,12 @@ fn intents_of(jobs: &[Job]) -> Vec<String> {
                 target: Target::Existing(intent_id),
                 ..
             } => vec![intent_id.clone()],
-            Job::Write { .. } => vec![],
+            // Read too, so that a new intent's id is known to be free without a
+            // query of its own.
+            Job::Write {
+                target: Target::New(intent),
+                ..
+            } => vec![intent.intent_id.clone()],
             Job::Fire { timers, .. } => {
                 timers.iter().map(|timer| timer.intent_id.clone()).collect()
             }
@@ -840,6 +874,11 @@ fn json_column<T, J: serde::Serialize>(
 fn time_text(at: Option<Timestamp>) -> Option<String> {
     at.map(|at| at.to_string())
 }
+
+/// The intents with the given ids.
+static LOAD_INTENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {INTENT_COLUMNS} FROM intents WHERE intent_id = ANY($1)")
+});
 
 const INSERT_EVENTS: &str = "INSERT INTO events (cursor, intent_id, seq, event_type, status,
         waiting_reason, actor, at, details, affects_tasks, task, hash)
