@@ -423,6 +423,13 @@ pub trait CommitSink: Send + Sync {
 
     /// A key was revoked by another instance sharing the database.
     fn keys_revoked(&self) {}
+
+    /// Whether anyone here follows a commit (of another instance) that changed
+    /// `intent_ids`, and queued agent deliveries if `deliveries`; if not, it
+    /// need not be read back from the database.
+    fn wants(&self, _intent_ids: &[String], _deliveries: bool) -> bool {
+        true
+    }
 }
 
 /// The reviewer tasks waiting right now, and the commit position they reflect.

@@ -67,19 +67,45 @@ pub struct Notice {
     /// Whether the commit queued agent deliveries (most do not, and then other
     /// instances need not look for them).
     pub deliveries: bool,
+    /// The intents the commit changed, when few enough to list, so instances
+    /// with nobody following them need not read the commit back at all.
+    pub intents: Option<Vec<String>>,
 }
 
+/// At most this many intents are named in a notification (which PostgreSQL caps
+/// at 8,000 bytes); a commit touching more says `*`.
+const MAX_NAMED_INTENTS: usize = 150;
+
 impl Notice {
+    /// The notice for a commit of `committed`, numbered `first..=last`.
+    pub fn of(instance: &str, first: u64, last: u64, committed: &[Arc<Committed>]) -> Notice {
+        let mut intents: Vec<String> = committed.iter().map(|c| c.intent_id.clone()).collect();
+        intents.sort();
+        intents.dedup();
+        Notice {
+            instance: instance.to_string(),
+            first,
+            last,
+            earliest_timer: committed.iter().filter_map(|c| c.earliest_timer).min(),
+            outbox_due: committed.iter().filter_map(|c| c.outbox_due).min(),
+            deliveries: committed.iter().any(|c| !c.deliveries.is_empty()),
+            intents: (intents.len() <= MAX_NAMED_INTENTS).then_some(intents),
+        }
+    }
+
     pub fn payload(&self) -> String {
         let time = |at: Option<Timestamp>| at.map_or_else(|| "-".to_string(), |at| at.to_string());
         format!(
-            "{} {} {} {} {} {}",
+            "{} {} {} {} {} {} {}",
             self.instance,
             self.first,
             self.last,
             time(self.earliest_timer),
             time(self.outbox_due),
-            u8::from(self.deliveries)
+            u8::from(self.deliveries),
+            self.intents
+                .as_ref()
+                .map_or_else(|| "*".to_string(), |ids| ids.join(","))
         )
     }
 
@@ -100,6 +126,11 @@ impl Notice {
                 "0" => false,
                 "1" => true,
                 _ => return None,
+            },
+            intents: match next()? {
+                "*" => None,
+                "" => Some(Vec::new()),
+                ids => Some(ids.split(',').map(str::to_string).collect()),
             },
         };
         (next().is_none() && notice.first <= notice.last).then_some(notice)
@@ -233,6 +264,15 @@ impl Feed {
             .flatten();
         match own {
             Some(batch) => self.setup.sink.committed(&batch),
+            // Nobody here follows what it changed: a stream that starts later
+            // reads it from the database, since it committed before this check.
+            None if notice
+                .intents
+                .as_ref()
+                .is_some_and(|intents| !self.setup.sink.wants(intents, notice.deliveries)) =>
+            {
+                self.wake(notice.earliest_timer, notice.outbox_due);
+            }
             None => {
                 self.publish_from_database(notice.last, notice.deliveries)
                     .await?;
@@ -397,17 +437,25 @@ mod tests {
             earliest_timer: Some(Timestamp::parse("2026-11-21T12:00:00Z").unwrap()),
             outbox_due: None,
             deliveries: true,
+            intents: Some(vec!["i1".into(), "i2".into()]),
         };
-        assert_eq!(Notice::parse(&notice.payload()), Some(notice));
+        assert_eq!(Notice::parse(&notice.payload()), Some(notice.clone()));
+        for intents in [None, Some(vec![])] {
+            let notice = Notice {
+                intents,
+                ..notice.clone()
+            };
+            assert_eq!(Notice::parse(&notice.payload()), Some(notice));
+        }
         for garbage in [
             "",
             "abc",
-            "abc 9 5 - - 0",
-            "abc 1 2 - - 0 extra",
-            "abc x 2 - - 0",
-            "abc 1 2 soon - 0",
-            "abc 1 2 - - maybe",
-            "abc 1 2 - -",
+            "abc 9 5 - - 0 *",
+            "abc 1 2 - - 0 * extra",
+            "abc x 2 - - 0 *",
+            "abc 1 2 soon - 0 *",
+            "abc 1 2 - - maybe *",
+            "abc 1 2 - - 0",
         ] {
             assert_eq!(Notice::parse(garbage), None, "{garbage:?}");
         }

@@ -72,7 +72,7 @@ impl Default for PostgresOptions {
 pub struct PgStore {
     pool: Pool,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     feed: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// This instance's name in timer leases and notifications.
     instance: String,
@@ -240,27 +240,22 @@ impl PgStore {
             clock: clock.clone(),
         })
         .await?;
-        if durability == Durability::Normal {
-            // A PostgreSQL crash may lose the last commits, never corrupt them:
-            // the same promise as `normal` on SQLite.
-            client
-                .batch_execute("SET synchronous_commit = off")
-                .await
-                .map_err(storage_error)?;
-        }
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let channel_name = channel.clone();
-        let writer = Writer::new(writer::WriterSetup {
-            config,
-            client,
-            durability,
-            clock,
-            sink,
-            stash,
-            channel,
-            instance: instance.clone(),
-        });
-        let writer = tokio::spawn(writer.run(receiver));
+        drop(client);
+        let writer = Writer::start(
+            writer::WriterSetup {
+                config,
+                durability,
+                clock,
+                sink,
+                stash,
+                channel,
+                instance: instance.clone(),
+            },
+            receiver,
+        )
+        .await?;
         Ok(PgStore {
             pool,
             jobs: Mutex::new(Some(sender)),
@@ -670,7 +665,7 @@ impl Store for PgStore {
         }
         let writer = self.writer.lock().ok().and_then(|mut writer| writer.take());
         if let Some(writer) = writer {
-            let _ = writer.await;
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
         let feed = self.feed.lock().ok().and_then(|mut feed| feed.take());
         if let Some(feed) = feed {

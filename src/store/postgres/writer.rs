@@ -52,7 +52,6 @@ pub enum Job {
 
 pub struct WriterSetup {
     pub config: tokio_postgres::Config,
-    pub client: tokio_postgres::Client,
     pub durability: Durability,
     pub clock: Arc<dyn Clock>,
     pub sink: Arc<dyn CommitSink>,
@@ -63,6 +62,7 @@ pub struct WriterSetup {
 
 pub struct Writer {
     setup: WriterSetup,
+    client: tokio_postgres::Client,
     /// Prepared statements of the current connection, by their SQL.
     statements: HashMap<String, Statement>,
     /// The connection broke; open a new one before the next batch.
@@ -224,15 +224,55 @@ enum Answer {
 type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
 impl Writer {
-    pub fn new(setup: WriterSetup) -> Writer {
-        Writer {
-            setup,
-            statements: HashMap::new(),
-            reconnect: false,
-        }
+    /// Starts the writer on a thread of its own, with its own connection, and
+    /// returns once it is connected. Batches hold the fleet-wide chain head from
+    /// the moment it is granted until they commit, so the writer must not wait
+    /// behind the server's request handling for a core: its own thread is
+    /// scheduled by the OS alongside them.
+    pub async fn start(
+        setup: WriterSetup,
+        receiver: mpsc::Receiver<Job>,
+    ) -> Result<std::thread::JoinHandle<()>> {
+        let (ready, started) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("signoff-pg-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready.send(Err(storage_error(err)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match open_connection(&setup.config, setup.durability).await {
+                        Ok(client) => {
+                            let _ = ready.send(Ok(()));
+                            let writer = Writer {
+                                setup,
+                                client,
+                                statements: HashMap::new(),
+                                reconnect: false,
+                            };
+                            writer.run(receiver).await;
+                        }
+                        Err(error) => {
+                            let _ = ready.send(Err(error));
+                        }
+                    }
+                });
+            })
+            .map_err(|err| storage_error(format!("cannot start the writer thread: {err}")))?;
+        started
+            .await
+            .map_err(|_| storage_error("the writer thread stopped while starting"))??;
+        Ok(thread)
     }
 
-    pub async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Job>) {
         while let Some(first) = receiver.recv().await {
             let mut jobs = vec![first];
             take_waiting(&mut receiver, &mut jobs);
@@ -245,7 +285,6 @@ impl Writer {
             return Ok(statement.clone());
         }
         let statement = self
-            .setup
             .client
             .prepare(sql)
             .await
@@ -256,7 +295,7 @@ impl Writer {
 
     /// A database error; a closed connection is re-opened before the next batch.
     fn failed(&mut self, err: tokio_postgres::Error) -> Error {
-        if self.setup.client.is_closed() {
+        if self.client.is_closed() {
             self.reconnect = true;
         }
         storage_error(err)
@@ -268,22 +307,15 @@ impl Writer {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>> {
         let statement = self.statement(sql).await?;
-        let result = self.setup.client.query(&statement, params).await;
+        let result = self.client.query(&statement, params).await;
         result.map_err(|err| self.failed(err))
     }
 
     async fn ensure_connected(&mut self) -> Result<()> {
-        if !self.reconnect && !self.setup.client.is_closed() {
+        if !self.reconnect && !self.client.is_closed() {
             return Ok(());
         }
-        let client = connect(&self.setup.config).await?;
-        if self.setup.durability == Durability::Normal {
-            client
-                .batch_execute("SET synchronous_commit = off")
-                .await
-                .map_err(storage_error)?;
-        }
-        self.setup.client = client;
+        self.client = open_connection(&self.setup.config, self.setup.durability).await?;
         self.statements.clear();
         self.reconnect = false;
         tracing::info!("the writer reconnected to PostgreSQL");
@@ -360,8 +392,8 @@ impl Writer {
     }
 
     async fn rollback(&mut self) {
-        if !self.setup.client.is_closed()
-            && let Err(err) = self.setup.client.batch_execute("ROLLBACK").await
+        if !self.client.is_closed()
+            && let Err(err) = self.client.batch_execute("ROLLBACK").await
         {
             tracing::warn!("rollback failed: {err}");
             self.reconnect = true;
@@ -376,7 +408,7 @@ impl Writer {
             .statement("SELECT cursor, hash FROM chain_head WHERE id = 1 FOR UPDATE")
             .await?;
         let intents = self.statement(&LOAD_INTENTS).await?;
-        let client = &self.setup.client;
+        let client = &self.client;
         let wanted_ids: [&(dyn ToSql + Sync); 1] = [&wanted];
         // Pipelined: the head lock is waited for before the intents are read, so
         // they are read as the previous holder committed them.
@@ -734,14 +766,7 @@ impl Writer {
                     Box::new(batch.chain.last_hash.clone()),
                 ],
             ));
-            let notice = Notice {
-                instance: self.setup.instance.clone(),
-                first: batch.first_cursor,
-                last,
-                earliest_timer: committed.iter().filter_map(|c| c.earliest_timer).min(),
-                outbox_due: committed.iter().filter_map(|c| c.outbox_due).min(),
-                deliveries: committed.iter().any(|c| !c.deliveries.is_empty()),
-            };
+            let notice = Notice::of(&self.setup.instance, batch.first_cursor, last, &committed);
             statements.push((
                 "SELECT pg_notify($1, $2)",
                 vec![
@@ -754,7 +779,7 @@ impl Writer {
         for (sql, params) in statements {
             prepared.push((self.statement(sql).await?, params));
         }
-        let client = &self.setup.client;
+        let client = &self.client;
         if assigned {
             // Before the commit, so it is there when the notification comes round.
             self.setup.stash.put(batch.first_cursor, committed.clone());
@@ -802,6 +827,22 @@ impl Answer {
             }
         }
     }
+}
+
+/// The writer's connection. With durability `normal` a PostgreSQL crash may lose
+/// the last commits, never corrupt them: the same promise as `normal` on SQLite.
+async fn open_connection(
+    config: &tokio_postgres::Config,
+    durability: Durability,
+) -> Result<tokio_postgres::Client> {
+    let client = connect(config).await?;
+    if durability == Durability::Normal {
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(storage_error)?;
+    }
+    Ok(client)
 }
 
 /// Moves the writes waiting in the queue into `jobs`, up to a batch.
