@@ -63,6 +63,55 @@ pub(crate) fn check_follow_up_depth(depth: usize) -> Result<()> {
     Ok(())
 }
 
+/// A writer's job queue; `None` once the store is closed.
+pub(crate) type WriterQueue<J> = std::sync::Mutex<Option<tokio::sync::mpsc::Sender<J>>>;
+
+/// Hands `job` to a writer's queue and waits for its answer on `answer`. A full
+/// queue refuses the write with `429 overloaded` rather than queueing without
+/// limit.
+pub(crate) async fn submit_to_writer<J, T>(
+    queue: &WriterQueue<J>,
+    job: J,
+    answer: tokio::sync::oneshot::Receiver<Result<T>>,
+) -> Result<T> {
+    use crate::domain::{Error, ErrorKind};
+    use tokio::sync::mpsc::error::TrySendError;
+    let sender = queue
+        .lock()
+        .map_err(|_| Error::internal("writer queue lock poisoned"))?
+        .clone()
+        .ok_or_else(|| Error::internal("the store is closed"))?;
+    match sender.try_send(job) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                "overloaded",
+                "too many writes are queued; retry shortly",
+            ));
+        }
+        Err(TrySendError::Closed(_)) => return Err(Error::internal("the store is closed")),
+    }
+    answer
+        .await
+        .map_err(|_| Error::internal("the writer stopped before answering"))?
+}
+
+/// Closes a writer's queue and waits for its thread to finish what was queued.
+pub(crate) async fn stop_writer<J>(
+    queue: &WriterQueue<J>,
+    thread: &std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+) {
+    // Dropping the only sender ends the writer loop once the queue is drained.
+    if let Ok(mut jobs) = queue.lock() {
+        jobs.take();
+    }
+    let handle = thread.lock().ok().and_then(|mut thread| thread.take());
+    if let Some(handle) = handle {
+        let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+    }
+}
+
 /// Which intent a write works on.
 pub enum Target {
     New(Box<Intent>),

@@ -95,6 +95,21 @@ fn waiting_reason(row: &impl Columns, index: usize) -> Result<Option<WaitingReas
     })
 }
 
+/// What saving an intent that already exists changes: everything that may
+/// change after it was created. Both backends' upserts end with this.
+macro_rules! intent_upsert_update {
+    () => {
+        "ON CONFLICT (intent_id) DO UPDATE SET
+            status = excluded.status, waiting_reason = excluded.waiting_reason,
+            updated_at = excluded.updated_at, assignees = excluded.assignees,
+            assigned_at = excluded.assigned_at, due_at = excluded.due_at,
+            remind_count = excluded.remind_count, escalation_stage = excluded.escalation_stage,
+            result = excluded.result, last_seq = excluded.last_seq, last_cursor = excluded.last_cursor,
+            workflow = excluded.workflow, votes = excluded.votes"
+    };
+}
+pub(crate) use intent_upsert_update;
+
 pub const INTENT_COLUMNS: &str =
     "intent_id, intent_type, correlation_id, from_agent, to_agent, reply_to,
     payload, status, waiting_reason, created_at, updated_at, human_task, assignees, assigned_at,

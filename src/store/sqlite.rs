@@ -25,13 +25,11 @@ use super::rows::{
 use super::{
     AgentDelivery, Chain, ChangeFn, CommitSink, Committed, DueTimer, Durability, IdempotencyClaim,
     InboxMessage, KeyRecord, NewKey, Notification, OutboxItem, OutboxUpdate, Sealed, Store, Target,
-    TaskSnapshot, TimerFn, WriteResult,
+    TaskSnapshot, TimerFn, WriteResult, WriterQueue, stop_writer, submit_to_writer,
 };
 use crate::clock::Clock;
 use crate::domain::audit::AuditRecord;
-use crate::domain::{
-    Error, ErrorKind, Event, Intent, Result, StoredEvent, TimerKind, TimerSpec, Timestamp,
-};
+use crate::domain::{Error, Event, Intent, Result, StoredEvent, TimerKind, TimerSpec, Timestamp};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_init.sql"),
@@ -47,7 +45,7 @@ const IDLE_READERS: usize = 4;
 
 pub struct SqliteStore {
     path: PathBuf,
-    jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    jobs: WriterQueue<Box<dyn Job>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -141,36 +139,13 @@ impl SqliteStore {
         })
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Box<dyn Job>>> {
-        self.jobs
-            .lock()
-            .map_err(|_| Error::internal("writer queue lock poisoned"))?
-            .clone()
-            .ok_or_else(|| Error::internal("the store is closed"))
-    }
-
     /// Queues `work` for the writer thread and waits for its committed result.
     async fn submit<T: Outcome>(
         &self,
         work: impl FnOnce(&mut Writer) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (job, answer) = queued(work);
-        match self.sender()?.try_send(job) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(Error::new(
-                    ErrorKind::Overloaded,
-                    "overloaded",
-                    "too many writes are queued; retry shortly",
-                ));
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(Error::internal("the store is closed"));
-            }
-        }
-        answer
-            .await
-            .map_err(|_| Error::internal("the writer stopped before answering"))?
+        submit_to_writer(&self.jobs, job, answer).await
     }
 
     /// Runs a plain statement on the writer connection.
@@ -679,20 +654,15 @@ fn optional_json<T: serde::Serialize>(value: &Option<T>) -> rusqlite::Result<Opt
 
 /// Writes the whole intent row, inserting it the first time.
 fn save_intent(conn: &Connection, intent: &Intent) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+    conn.prepare_cached(concat!(
         "INSERT INTO intents (intent_id, intent_type, correlation_id, from_agent, to_agent, reply_to,
              payload, status, waiting_reason, created_at, updated_at, human_task, assignees,
              assigned_at, due_at, remind_count, escalation_stage, result, lifecycle, last_seq, last_cursor,
              workflow, step_of, votes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-             ?22, ?23, ?24)
-         ON CONFLICT (intent_id) DO UPDATE SET
-             status = excluded.status, waiting_reason = excluded.waiting_reason,
-             updated_at = excluded.updated_at, assignees = excluded.assignees,
-             assigned_at = excluded.assigned_at, due_at = excluded.due_at,
-             remind_count = excluded.remind_count, escalation_stage = excluded.escalation_stage,
-             result = excluded.result, last_seq = excluded.last_seq, last_cursor = excluded.last_cursor,
-             workflow = excluded.workflow, votes = excluded.votes",
+             ?22, ?23, ?24) ",
+        rows::intent_upsert_update!()
+    ),
     )?
     .execute(params![
         intent.intent_id,
@@ -1280,14 +1250,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        // Dropping the only sender ends the writer loop once the queue is drained.
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
-        let handle = self.writer.lock().ok().and_then(|mut writer| writer.take());
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        stop_writer(&self.jobs, &self.writer).await;
         if let Ok(mut readers) = self.readers.lock() {
             readers.clear();
         }

@@ -33,10 +33,11 @@ use super::rows::{
 };
 use super::{
     AgentDelivery, ChangeFn, CommitSink, DueTimer, Durability, IdempotencyClaim, InboxMessage,
-    KeyRecord, NewKey, OutboxItem, Store, Target, TaskSnapshot, TimerFn, WriteResult,
+    KeyRecord, NewKey, OutboxItem, Store, Target, TaskSnapshot, TimerFn, WriteResult, WriterQueue,
+    stop_writer, submit_to_writer,
 };
 use crate::clock::Clock;
-use crate::domain::{Error, ErrorKind, Event, Intent, Result, StoredEvent, Timestamp};
+use crate::domain::{Error, Event, Intent, Result, StoredEvent, Timestamp};
 use writer::{Job, Writer};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
@@ -71,7 +72,7 @@ impl Default for PostgresOptions {
 
 pub struct PgStore {
     pool: Pool,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: WriterQueue<Job>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     feed: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// This instance's name in timer leases and notifications.
@@ -269,29 +270,8 @@ impl PgStore {
 
     /// Queues a job for the writer and waits for its committed result.
     async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
-        let sender = self
-            .jobs
-            .lock()
-            .map_err(|_| Error::internal("writer queue lock poisoned"))?
-            .clone()
-            .ok_or_else(|| Error::internal("the store is closed"))?;
         let (reply, answer) = oneshot::channel();
-        match sender.try_send(job(reply)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(Error::new(
-                    ErrorKind::Overloaded,
-                    "overloaded",
-                    "too many writes are queued; retry shortly",
-                ));
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(Error::internal("the store is closed"));
-            }
-        }
-        answer
-            .await
-            .map_err(|_| Error::internal("the writer stopped before answering"))?
+        submit_to_writer(&self.jobs, job(reply), answer).await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -659,14 +639,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
-        // Dropping the only sender ends the writer loop once the queue is drained.
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
-        let writer = self.writer.lock().ok().and_then(|mut writer| writer.take());
-        if let Some(writer) = writer {
-            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-        }
+        stop_writer(&self.jobs, &self.writer).await;
         let feed = self.feed.lock().ok().and_then(|mut feed| feed.take());
         if let Some(feed) = feed {
             feed.abort();

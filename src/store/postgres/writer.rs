@@ -929,21 +929,17 @@ const INSERT_EVENTS: &str = "INSERT INTO events (cursor, intent_id, seq, event_t
 const INSERT_MESSAGES: &str = "INSERT INTO inbox_messages (cursor, thread_id, author, message, at)
     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])";
 
-const SAVE_INTENTS: &str = "INSERT INTO intents (intent_id, intent_type, correlation_id,
+const SAVE_INTENTS: &str = concat!(
+    "INSERT INTO intents (intent_id, intent_type, correlation_id,
         from_agent, to_agent, reply_to, payload, status, waiting_reason, created_at, updated_at,
         human_task, assignees, assigned_at, due_at, remind_count, escalation_stage, result,
         lifecycle, last_seq, last_cursor, workflow, step_of, votes)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
         $14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::text[], $19::text[],
-        $20::bigint[], $21::bigint[], $22::text[], $23::text[], $24::text[])
-    ON CONFLICT (intent_id) DO UPDATE SET
-        status = excluded.status, waiting_reason = excluded.waiting_reason,
-        updated_at = excluded.updated_at, assignees = excluded.assignees,
-        assigned_at = excluded.assigned_at, due_at = excluded.due_at,
-        remind_count = excluded.remind_count, escalation_stage = excluded.escalation_stage,
-        result = excluded.result, last_seq = excluded.last_seq, last_cursor = excluded.last_cursor,
-        workflow = excluded.workflow, votes = excluded.votes";
+        $20::bigint[], $21::bigint[], $22::text[], $23::text[], $24::text[]) ",
+    rows::intent_upsert_update!()
+);
 
 const INSERT_DELIVERIES: &str = "INSERT INTO agent_deliveries (agent, seq, intent_id, event_type,
         at, commit_cursor)
