@@ -26,7 +26,12 @@ pub const EXIT_BROKEN: u8 = 1;
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
     /// SQLite file (or sqlite:// URL), or a postgres:// URL [default: as for `serve`]
-    #[arg(long = "db", env = "SIGNOFF_DATABASE_URL", value_name = "PATH|URL")]
+    #[arg(
+        long = "db",
+        env = "SIGNOFF_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     pub database: Option<String>,
 }
 

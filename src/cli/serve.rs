@@ -27,7 +27,12 @@ pub struct ServeArgs {
 
     /// SQLite file (or sqlite:// URL), or a postgres:// URL shared by several
     /// instances [default: $XDG_DATA_HOME/signoff/signoff.db]
-    #[arg(long = "db", env = "SIGNOFF_DATABASE_URL", value_name = "PATH|URL")]
+    #[arg(
+        long = "db",
+        env = "SIGNOFF_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     pub database: Option<String>,
 
     /// full: fsync every commit (survives power loss); normal: survives a process crash

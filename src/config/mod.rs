@@ -189,16 +189,35 @@ impl PostgresUrl {
 
 impl std::fmt::Display for PostgresUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match url::Url::parse(&self.0) {
-            Ok(mut parsed) if parsed.password().is_some() => {
-                // Setting a password on a URL that already has one cannot fail.
-                let _ = parsed.set_password(Some("***"));
-                f.write_str(parsed.as_str())
-            }
-            Ok(_) => f.write_str(&self.0),
-            Err(_) => f.write_str("postgres://(unparsable URL)"),
-        }
+        f.write_str(&redacted_url(&self.0))
     }
+}
+
+/// `text` with any password (in the user part or a `password=` query pair)
+/// replaced by `***`; text that does not parse as a URL is not shown at all.
+fn redacted_url(text: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(text) else {
+        return "(a URL that cannot be parsed)".to_string();
+    };
+    if parsed.password().is_some() {
+        // Setting a password on a URL that already has one cannot fail.
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query_pairs().any(|(key, _)| key == "password") {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "password" {
+                    "***".into()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 impl std::fmt::Debug for PostgresUrl {
@@ -233,7 +252,10 @@ impl DatabaseLocation {
         if path.is_empty() || path.contains("://") {
             return Err(invalid(
                 key,
-                format!("`{text}` is neither a file path nor a sqlite:// or postgres:// URL"),
+                format!(
+                    "`{}` is neither a file path nor a sqlite:// or postgres:// URL",
+                    redacted_url(text)
+                ),
             ));
         }
         Ok(DatabaseLocation::Sqlite(PathBuf::from(path)))
@@ -532,6 +554,17 @@ mod tests {
             assert!(!shown.contains("hunter2"), "password shown: {shown}");
             assert!(shown.contains("signoff:***@db.internal"), "{shown}");
         }
+        let in_query = "postgres://db.internal/signoff?user=u&password=hunter2";
+        let DatabaseLocation::Postgres(parsed) = DatabaseLocation::parse("k", in_query).unwrap()
+        else {
+            panic!("a postgres URL is PostgreSQL");
+        };
+        assert!(!parsed.to_string().contains("hunter2"), "{parsed}");
+        assert!(parsed.to_string().contains("password=***"), "{parsed}");
+        let typo = DatabaseLocation::parse("--db", "Postgres://u:hunter2@h/d")
+            .unwrap_err()
+            .to_string();
+        assert!(!typo.contains("hunter2"), "password shown: {typo}");
         let err = DatabaseLocation::parse("--db", "postgres://u:pw@h/d?sslmode=sometimes")
             .unwrap_err()
             .to_string();

@@ -1,8 +1,8 @@
 //! Live fan-out of committed changes to open streams.
 //!
-//! The store calls [`Hub::committed`] from its writer, after each commit and in
-//! commit order, so every subscriber sees changes in the order the database has
-//! them. Subscribers that fall behind are told so (`Lagged`) and catch up from the
+//! The store calls [`Hub::committed`] after each commit and in commit order (on
+//! PostgreSQL, for every instance's commits), so every subscriber sees changes in
+//! the order the database has them. Subscribers that fall behind are told so (`Lagged`) and catch up from the
 //! database; the hub is a fast path, never the source of truth.
 
 use std::collections::HashMap;

@@ -466,7 +466,9 @@ pub struct WriteResult {
     pub committed: Vec<Arc<Committed>>,
 }
 
-/// Receives each committed batch, in commit order, before callers hear back.
+/// Receives each committed batch, in commit order: on SQLite before callers hear
+/// back; on PostgreSQL when the commit's notification comes round (just after),
+/// together with other instances' commits.
 pub trait CommitSink: Send + Sync {
     fn committed(&self, batch: &[Arc<Committed>]);
 

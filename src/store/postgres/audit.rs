@@ -20,15 +20,20 @@ impl PgAuditReader {
     pub async fn open(url: &str, shown: &str) -> Result<PgAuditReader> {
         let config: tokio_postgres::Config = url.parse().map_err(storage_error)?;
         let client = connect(&config).await?;
-        let version: i64 = client
-            .query_opt(
-                "SELECT version FROM signoff_schema WHERE to_regclass('signoff_schema') IS NOT NULL",
-                &[],
-            )
+        // A database signoff never started on has no version table: version 0.
+        let exists: bool = client
+            .query_one("SELECT to_regclass('signoff_schema') IS NOT NULL", &[])
             .await
-            .ok()
-            .flatten()
-            .map_or(0, |row| row.get(0));
+            .map_err(storage_error)?
+            .get(0);
+        let version: i64 = match exists {
+            false => 0,
+            true => client
+                .query_opt("SELECT version FROM signoff_schema", &[])
+                .await
+                .map_err(storage_error)?
+                .map_or(0, |row| row.get(0)),
+        };
         check_schema_version(shown, version, MIGRATIONS.len())?;
         Ok(PgAuditReader { client })
     }

@@ -29,6 +29,10 @@ pub const KEYS_REVOKED: &str = "keys";
 
 /// Cursor ranges read back from the database per query.
 const PAGE: i64 = 1000;
+/// How often the published position is compared with the database's, so a
+/// notification lost without the connection failing (or whose read failed) is
+/// published anyway, late rather than never.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to re-establish the listening connection.
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
 
@@ -236,8 +240,17 @@ pub fn delivery(row: &Row) -> std::result::Result<AgentDelivery, Damage> {
 
 impl Feed {
     async fn run(mut self) {
+        let mut audit = tokio::time::interval(CATCH_UP_EVERY);
+        audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match self.notices.recv().await {
+            let received = tokio::select! {
+                received = self.notices.recv() => received,
+                _ = audit.tick() => {
+                    self.catch_up().await;
+                    continue;
+                }
+            };
+            match received {
                 Some(Some(payload)) if payload == KEYS_REVOKED => self.setup.sink.keys_revoked(),
                 Some(Some(payload)) => match Notice::parse(&payload) {
                     Some(notice) => {
@@ -301,17 +314,26 @@ impl Feed {
                 }
             }
         }
+        self.catch_up().await;
+        // Timers or notifications may have come due meanwhile, and keys may have
+        // been revoked: open streams check theirs again.
+        let now = Some(self.setup.clock.now());
+        self.wake(now, now);
+        self.setup.sink.keys_revoked();
+        tracing::info!("listening for other instances' commits again");
+    }
+
+    /// Publishes, from the database, whatever committed that this instance has
+    /// not published: after a reconnect, and every [`CATCH_UP_EVERY`] in case a
+    /// notification was lost or a read of one failed.
+    async fn catch_up(&mut self) {
         let caught_up = match latest_cursor(&self.setup.pool).await {
             Ok(latest) => self.publish_from_database(latest, true).await,
             Err(err) => Err(err),
         };
         if let Err(err) = caught_up {
-            tracing::warn!("could not catch up on commits after reconnecting: {err}");
+            tracing::warn!("could not catch up on commits from the database: {err}");
         }
-        // Timers or notifications may have come due meanwhile.
-        let now = Some(self.setup.clock.now());
-        self.wake(now, now);
-        tracing::info!("listening for other instances' commits again");
     }
 
     /// Wakes this instance's scheduler and notification sender for work another

@@ -1,6 +1,6 @@
 //! The PostgreSQL store: several stateless signoff instances on one database.
 //!
-//! Writes go through one writer task per instance ([`writer`]), which batches
+//! Writes go through one writer thread per instance ([`writer`]), which batches
 //! queued writes into one transaction, like the SQLite writer. Each transaction
 //! first locks the one `chain_head` row, so across the fleet commit positions are
 //! handed out gap-free, commit in that order, and the audit hash chain stays one
@@ -198,10 +198,16 @@ impl PgStore {
             Some(given) => format!("{given} -c plan_cache_mode=force_custom_plan"),
             None => "-c plan_cache_mode=force_custom_plan".to_string(),
         };
+        // Keepalives notice a connection whose peer vanished (a partition, a
+        // paused machine) in about half a minute rather than the system's two hours.
         config
             .connect_timeout(options.connect_timeout)
             .application_name("signoff")
-            .options(&session_options);
+            .options(&session_options)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(15))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
         let mut client = connect(&config).await?;
         migrate(&mut client).await?;
         let schema: Option<String> = client

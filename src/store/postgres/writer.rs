@@ -1,4 +1,4 @@
-//! The instance's writer: one task, one connection, one transaction per batch of
+//! The instance's writer: one thread, one connection, one transaction per batch of
 //! queued writes (group commit, as on SQLite).
 //!
 //! A batch locks `chain_head` first, so batches of all instances run one at a
@@ -413,7 +413,9 @@ impl Writer {
         // Pipelined: the head lock is waited for before the intents are read, so
         // they are read as the previous holder committed them.
         let (began, head, found) = futures::join!(
-            client.batch_execute("BEGIN"),
+            // The reads below must see what the previous holder of the chain
+            // head committed, whatever the role's default isolation is.
+            client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
             client.query_one(&head, &[]),
             client.query(&intents, &wanted_ids),
         );
@@ -779,32 +781,50 @@ impl Writer {
         for (sql, params) in statements {
             prepared.push((self.statement(sql).await?, params));
         }
-        let client = &self.client;
         if assigned {
             // Before the commit, so it is there when the notification comes round.
             self.setup.stash.put(batch.first_cursor, committed.clone());
         }
-        // COMMIT goes in the same pipeline. If a statement before it failed, the
-        // server ends the transaction with a rollback instead, so a failure below
-        // means nothing was kept.
-        let (results, ended) = futures::join!(
-            futures::future::join_all(prepared.iter().map(|(statement, params)| {
-                client.execute_raw(
-                    statement,
-                    params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)),
-                )
-            })),
-            client.batch_execute("COMMIT"),
-        );
-        let failure = results
-            .into_iter()
-            .find_map(|result| result.err())
-            .or(ended.err());
-        if let Some(err) = failure {
+        if let Some(err) = pipeline_and_commit(&self.client, &prepared).await {
             return Err(self.failed(err));
         }
         Ok(committed)
     }
+}
+
+/// Sends the writes and COMMIT in one pipeline; returns the first error.
+async fn pipeline_and_commit(
+    client: &tokio_postgres::Client,
+    prepared: &[(Statement, Params)],
+) -> Option<tokio_postgres::Error> {
+    let mut writes: Vec<_> = prepared
+        .iter()
+        .map(|(statement, params)| {
+            futures::future::maybe_done(Box::pin(client.execute_raw(
+                statement,
+                params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)),
+            )))
+        })
+        .collect();
+    // Polling each write once sends it, or refuses it here if a parameter
+    // cannot be encoded; COMMIT may follow only writes that were all sent.
+    for write in &mut writes {
+        let _ = futures::poll!(&mut *write);
+        if let Some(Err(_)) = std::pin::Pin::new(&mut *write).output_mut() {
+            return std::pin::Pin::new(write).take_output()?.err();
+        }
+    }
+    // COMMIT goes in the same pipeline. If a statement before it fails on the
+    // server, the server ends the transaction with a rollback instead, so a
+    // failure here means nothing was kept.
+    let (_, ended) = futures::join!(
+        futures::future::join_all(writes.iter_mut()),
+        client.batch_execute("COMMIT"),
+    );
+    writes
+        .iter_mut()
+        .find_map(|write| std::pin::Pin::new(write).take_output()?.err())
+        .or(ended.err())
 }
 
 impl Answer {
@@ -836,6 +856,12 @@ async fn open_connection(
     durability: Durability,
 ) -> Result<tokio_postgres::Client> {
     let client = connect(config).await?;
+    // Every instance's writes wait while one holds the chain head; an instance
+    // that stops mid-transaction (paused, cut off) must not hold it for long.
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = '30s'")
+        .await
+        .map_err(storage_error)?;
     if durability == Durability::Normal {
         client
             .batch_execute("SET synchronous_commit = off")
@@ -973,9 +999,10 @@ const INSERT_CLAIMS: &str = "INSERT INTO idempotency_keys (principal, endpoint, 
         response, created_at)
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])";
 
-/// The multi-row statements that write everything staged. Their effects never
-/// overlap (ended intents have no timers or notifications staged; fired and
-/// replaced timers are different keys), so their order does not matter.
+/// The multi-row statements that write everything staged. Their order does not
+/// matter: ended intents have no timers or notifications staged, fired and
+/// replaced timers are different keys, and where deletions overlap (an ended
+/// intent's outbox rows, one of which was also sent) either order leaves none.
 fn flush_statements(staged: &Staged, seqs: &[u64]) -> Result<Vec<(&'static str, Params)>> {
     let mut statements: Vec<(&'static str, Params)> = Vec::new();
     let events = &staged.events;
@@ -1092,27 +1119,17 @@ fn flush_statements(staged: &Staged, seqs: &[u64]) -> Result<Vec<(&'static str, 
             ],
         ));
     }
-    let (sent, retries): (Vec<OutboxUpdate>, Vec<OutboxUpdate>) = staged
-        .outbox_updates
-        .iter()
-        .partition(|update| matches!(update, OutboxUpdate::Done { .. }));
-    if !sent.is_empty() {
-        statements.push((
-            DELETE_SENT,
-            vec![column(&sent, |update| match update {
-                OutboxUpdate::Done { outbox_id } | OutboxUpdate::Retry { outbox_id, .. } => {
-                    *outbox_id
-                }
-            })],
-        ));
+    let mut sent: Vec<i64> = Vec::new();
+    let mut retries: Vec<(i64, Timestamp)> = Vec::new();
+    for update in &staged.outbox_updates {
+        match *update {
+            OutboxUpdate::Done { outbox_id } => sent.push(outbox_id),
+            OutboxUpdate::Retry { outbox_id, at } => retries.push((outbox_id, at)),
+        }
     }
-    let retries: Vec<(i64, Timestamp)> = retries
-        .iter()
-        .filter_map(|update| match update {
-            OutboxUpdate::Retry { outbox_id, at } => Some((*outbox_id, *at)),
-            OutboxUpdate::Done { .. } => None,
-        })
-        .collect();
+    if !sent.is_empty() {
+        statements.push((DELETE_SENT, vec![Box::new(sent)]));
+    }
     if !retries.is_empty() {
         statements.push((
             RETRY_LATER,

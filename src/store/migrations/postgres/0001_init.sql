@@ -113,7 +113,7 @@ CREATE TABLE inbox_messages (
 CREATE INDEX inbox_messages_by_thread ON inbox_messages (thread_id, cursor);
 
 -- Lifecycle timers. An instance claims due rows with a lease (FOR UPDATE SKIP
--- LOCKED, so instances never claim the same row), then fires each in a write
+-- LOCKED, so no two instances hold a claim on a row at once), then fires each in a write
 -- transaction that deletes the row with its effect. A row still leased to an
 -- instance that died is claimed again once `lease_until` passes.
 CREATE TABLE timers (
