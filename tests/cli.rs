@@ -50,8 +50,31 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
     );
     let message = serve_refuses(home.path(), &["--db", "mysql://db/x"]);
     assert!(message.contains("--db"), "{message}");
-    let message = serve_refuses(home.path(), &["--db", "postgres://localhost/x"]);
-    assert!(message.contains("PostgreSQL"), "{message}");
+    let message = serve_refuses(
+        home.path(),
+        &[
+            "--db",
+            "postgres://signoff:hunter2@127.0.0.1:1/x",
+            "--pg-connect-timeout",
+            "2",
+        ],
+    );
+    assert!(
+        message.contains("cannot connect to PostgreSQL"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "password shown: {message}");
+    let message = serve_refuses(
+        home.path(),
+        &["--db", "postgres://127.0.0.1:1/x", "--pg-pool-size", "0"],
+    );
+    assert!(
+        message.contains("--pg-pool-size") && message.contains("out of range"),
+        "{message}"
+    );
+    let output = signoff(home.path(), &["serve", "--pg-timer-lease", "soon"]);
+    assert_eq!(output.status.code(), Some(EXIT_USAGE));
+    assert!(stderr(&output).contains("--pg-timer-lease"));
     let output = signoff(home.path(), &["serve", "--no-such-flag"]);
     assert_eq!(output.status.code(), Some(EXIT_USAGE));
     assert!(stderr(&output).contains("--no-such-flag"));

@@ -262,7 +262,8 @@ impl PgStore {
             },
             receiver,
         )
-        .await?;
+        .await
+        .inspect_err(|_| feed.abort())?;
         Ok(PgStore {
             pool,
             jobs: Mutex::new(Some(sender)),
