@@ -86,9 +86,10 @@ pub(crate) fn storage_error(err: impl std::fmt::Display) -> Error {
     Error::internal(format!("storage error: {err}"))
 }
 
-fn damaged(damage: Damage) -> Error {
+/// A row that does not decode: `what` names it when known.
+pub(crate) fn damaged(what: &str, damage: &str) -> Error {
     storage_error(format!(
-        "a row cannot be read ({damage}): it was changed outside signoff"
+        "{what} cannot be read ({damage}): it was changed outside signoff"
     ))
 }
 
@@ -109,7 +110,7 @@ pub(crate) fn decode_all<T>(
 ) -> Result<Vec<T>> {
     found
         .iter()
-        .map(|row| decode(row).map_err(damaged))
+        .map(|row| decode(row).map_err(|damage| damaged("a row", &damage)))
         .collect()
 }
 
@@ -395,7 +396,8 @@ impl Store for PgStore {
         tx.commit().await.map_err(storage_error)?;
         Ok(TaskSnapshot {
             tasks: decode_all(&found, rows::intent)?,
-            cursor: rows::unsigned(&head, 0, "cursor").map_err(damaged)?,
+            cursor: rows::unsigned(&head, 0, "cursor")
+                .map_err(|damage| damaged("a row", &damage))?,
         })
     }
 

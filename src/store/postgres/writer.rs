@@ -20,10 +20,10 @@ use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 use super::feed::{Notice, Stash};
-use super::{connect, decode_all, storage_error};
+use super::{connect, damaged, decode_all, storage_error};
 use crate::clock::Clock;
 use crate::domain::{Error, Intent, Result, Status, StoredEvent, TimerKind, TimerSpec, Timestamp};
-use crate::store::rows::{self, INTENT_COLUMNS, TIMER_COLUMNS};
+use crate::store::rows::{self, Columns, Damage, INTENT_COLUMNS, TIMER_COLUMNS};
 use crate::store::{
     AgentDelivery, Chain, Change, ChangeFn, CommitSink, Committed, DueTimer, Durability,
     IdempotencyClaim, InboxMessage, Notification, OutboxUpdate, Sealed, Target, TimerFn,
@@ -192,20 +192,24 @@ struct Batch {
     /// The chain's position when the batch began.
     first_cursor: u64,
     staged: Staged,
-    /// Intent rows as read from the database in this transaction.
-    loaded: HashMap<String, Option<Intent>>,
+    /// Intent rows as read from the database in this transaction (`None`: no
+    /// such row). A row that cannot be read fails only the writes that load it.
+    loaded: HashMap<String, std::result::Result<Option<Intent>, Damage>>,
 }
 
 impl Batch {
     /// Keeps the intents read for `wanted`; an id that found no row is new.
-    fn remember(&mut self, wanted: Vec<String>, found: &[tokio_postgres::Row]) -> Result<()> {
+    fn remember(&mut self, wanted: Vec<String>, found: &[tokio_postgres::Row]) {
         for intent_id in wanted {
-            self.loaded.entry(intent_id).or_insert(None);
+            self.loaded.entry(intent_id).or_insert(Ok(None));
         }
-        for intent in decode_all(found, rows::intent)? {
-            self.loaded.insert(intent.intent_id.clone(), Some(intent));
+        for row in found {
+            let Ok(Some(intent_id)) = row.text(0) else {
+                continue;
+            };
+            let intent = rows::intent(row).map(Some);
+            self.loaded.insert(intent_id, intent);
         }
-        Ok(())
     }
 }
 
@@ -432,14 +436,15 @@ impl Writer {
             staged: Staged::default(),
             loaded: HashMap::new(),
         };
-        batch.remember(wanted, &found)?;
+        batch.remember(wanted, &found);
         Ok(batch)
     }
 
     /// Reads more intents into the batch, in one query.
     async fn load_into(&mut self, batch: &mut Batch, wanted: Vec<String>) -> Result<()> {
         let found = self.query(&LOAD_INTENTS, &[&wanted]).await?;
-        batch.remember(wanted, &found)
+        batch.remember(wanted, &found);
+        Ok(())
     }
 
     /// The intent as this batch has it: the draft's, the batch's, or the database's.
@@ -452,11 +457,14 @@ impl Writer {
         if let Some(intent) = draft.intent(intent_id).or(batch.staged.intent(intent_id)) {
             return Ok(Some(intent.clone()));
         }
-        if let Some(loaded) = batch.loaded.get(intent_id) {
-            return Ok(loaded.clone());
+        if !batch.loaded.contains_key(intent_id) {
+            self.load_into(batch, vec![intent_id.to_string()]).await?;
         }
-        self.load_into(batch, vec![intent_id.to_string()]).await?;
-        Ok(batch.loaded.get(intent_id).cloned().flatten())
+        match batch.loaded.get(intent_id) {
+            Some(Ok(intent)) => Ok(intent.clone()),
+            Some(Err(damage)) => Err(damaged(&format!("intent {intent_id}"), damage)),
+            None => Ok(None),
+        }
     }
 
     async fn load_target(
