@@ -604,7 +604,7 @@ impl Store for PgStore {
         let claimed = self
             .query(
                 &format!(
-                    "UPDATE outbox SET lease_until = $2
+                    "UPDATE outbox SET lease_until = $2, lease_owner = $4
                      WHERE outbox_id IN (
                          SELECT outbox_id FROM outbox
                          WHERE next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
@@ -616,6 +616,7 @@ impl Store for PgStore {
                     &now.to_string(),
                     &now.plus_seconds(lease_seconds).to_string(),
                     &(limit as i64),
+                    &self.instance,
                 ],
             )
             .await?;

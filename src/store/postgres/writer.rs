@@ -761,7 +761,7 @@ impl Writer {
     /// commits. The statements are pipelined; none depends on another's result.
     async fn commit(&mut self, batch: &mut Batch) -> Result<Vec<Arc<Committed>>> {
         let seqs = self.number_deliveries(batch).await?;
-        let mut statements = flush_statements(&batch.staged, &seqs)?;
+        let mut statements = flush_statements(&batch.staged, &seqs, &self.setup.instance)?;
         let assigned = batch.chain.next_cursor > batch.first_cursor;
         let committed: Vec<Arc<Committed>> = std::mem::take(&mut batch.staged.committed)
             .into_iter()
@@ -996,10 +996,12 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (intent_id, channel, recipient, 
 
 const DELETE_SENT: &str = "DELETE FROM outbox WHERE outbox_id = ANY($1)";
 
+/// A failed send is rescheduled only by the instance still holding its lease: one
+/// whose lease ran out meanwhile must not free a row another instance now sends.
 const RETRY_LATER: &str = "UPDATE outbox o SET attempts = o.attempts + 1,
-        next_attempt_at = retry.at, lease_until = NULL
+        next_attempt_at = retry.at, lease_until = NULL, lease_owner = NULL
     FROM UNNEST($1::bigint[], $2::text[]) AS retry (outbox_id, at)
-    WHERE o.outbox_id = retry.outbox_id";
+    WHERE o.outbox_id = retry.outbox_id AND o.lease_owner = $3";
 
 const DELETE_OUTBOX_OF: &str = "DELETE FROM outbox WHERE intent_id = ANY($1)";
 
@@ -1011,7 +1013,11 @@ const INSERT_CLAIMS: &str = "INSERT INTO idempotency_keys (principal, endpoint, 
 /// matter: ended intents have no timers or notifications staged, fired and
 /// replaced timers are different keys, and where deletions overlap (an ended
 /// intent's outbox rows, one of which was also sent) either order leaves none.
-fn flush_statements(staged: &Staged, seqs: &[u64]) -> Result<Vec<(&'static str, Params)>> {
+fn flush_statements(
+    staged: &Staged,
+    seqs: &[u64],
+    instance: &str,
+) -> Result<Vec<(&'static str, Params)>> {
     let mut statements: Vec<(&'static str, Params)> = Vec::new();
     let events = &staged.events;
     if !events.is_empty() {
@@ -1144,6 +1150,7 @@ fn flush_statements(staged: &Staged, seqs: &[u64]) -> Result<Vec<(&'static str, 
             vec![
                 column(&retries, |(outbox_id, _)| *outbox_id),
                 column(&retries, |(_, at)| at.to_string()),
+                Box::new(instance.to_string()),
             ],
         ));
     }

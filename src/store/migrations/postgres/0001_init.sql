@@ -137,6 +137,7 @@ CREATE TABLE outbox (
     message          TEXT NOT NULL,
     attempts         BIGINT NOT NULL DEFAULT 0,
     next_attempt_at  TEXT NOT NULL,
+    lease_owner      TEXT,   -- the instance sending it; only its result is recorded
     lease_until      TEXT
 );
 
