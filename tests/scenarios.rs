@@ -495,24 +495,26 @@ fn quorum_task(needed: u32) -> Value {
     }))
 }
 
-/// A server and an agent that has asked ann, bob and cat for a quorum; `None`
-/// when the test is skipped.
-async fn quorum_started(needed: u32) -> Option<(TestServer, Client, String)> {
+/// A server, an agent that has asked ann, bob and cat for a quorum, the task's
+/// id, and the three reviewers' clients; `None` when the test is skipped.
+async fn quorum_started(needed: u32) -> Option<(TestServer, Client, String, [Client; 3])> {
     let server = TestServer::start().await?;
     let agent = server.agent("agent://acme/deployer").await;
     let created = agent.create_intent(&quorum_task(needed), None).await;
     let id = created.unwrap().intent_id;
-    Some((server, agent, id))
+    let reviewers = [
+        server.reviewer("ann@example.com", &[]).await,
+        server.reviewer("bob@example.com", &[]).await,
+        server.reviewer("cat@example.com", &[]).await,
+    ];
+    Some((server, agent, id, reviewers))
 }
 
 #[tokio::test]
 async fn two_of_three_completes_on_the_second_approval() {
-    let Some((server, agent, id)) = quorum_started(2).await else {
+    let Some((server, agent, id, [ann, bob, cat])) = quorum_started(2).await else {
         return;
     };
-    let ann = server.reviewer("ann@example.com", &[]).await;
-    let bob = server.reviewer("bob@example.com", &[]).await;
-    let cat = server.reviewer("cat@example.com", &[]).await;
 
     let after_ann = ann
         .decide(&id, "approved", Some("lgtm"), Map::new())
@@ -568,11 +570,9 @@ async fn two_of_three_completes_on_the_second_approval() {
 
 #[tokio::test]
 async fn two_of_three_fails_once_approval_is_out_of_reach() {
-    let Some((server, agent, id)) = quorum_started(2).await else {
+    let Some((server, agent, id, [ann, bob, _])) = quorum_started(2).await else {
         return;
     };
-    let ann = server.reviewer("ann@example.com", &[]).await;
-    let bob = server.reviewer("bob@example.com", &[]).await;
     let waiting = ann
         .decide(&id, "rejected", Some("breaks replicas"), Map::new())
         .await

@@ -113,16 +113,16 @@ impl Hub {
 
 impl CommitSink for Hub {
     fn wants(&self, intent_ids: &[String], deliveries: bool) -> bool {
-        let followed = |channels: &Channels<_>| {
-            channels
-                .lock()
-                .map_or(true, |channels| !channels.is_empty())
-        };
         let follows_intent = self.intents.lock().map_or(true, |channels| {
             intent_ids.iter().any(|id| channels.contains_key(id))
         });
+        let follows_agents = deliveries
+            && self
+                .agents
+                .lock()
+                .map_or(true, |channels| !channels.is_empty());
         // Task streams follow every task change; an open one needs it all.
-        self.tasks.receiver_count() > 0 || follows_intent || (deliveries && followed(&self.agents))
+        self.tasks.receiver_count() > 0 || follows_intent || follows_agents
     }
 
     fn keys_revoked(&self) {

@@ -574,9 +574,11 @@ impl Store for PgStore {
                 }
             }
         }
+        let dropped = claimed.len() - timers.len();
         if timers.is_empty() {
-            return Ok(claimed.len());
+            return Ok(dropped);
         }
+        // The claimed timers, and any already-due ones their firing scheduled.
         let fired = self
             .submit(|reply| Job::Fire {
                 now,
@@ -585,7 +587,7 @@ impl Store for PgStore {
                 reply,
             })
             .await?;
-        Ok(fired.max(claimed.len()))
+        Ok(dropped + fired)
     }
 
     /// When the next timer is due, or when a lease on one runs out (so a timer
