@@ -189,6 +189,12 @@ async fn a_two_step_chain_runs_each_step_in_turn_and_completes() {
 /// `signoff audit verify` passes on the database file: the scenario's 8 events
 /// and 4 per step (created, submitted, assigned, completed).
 fn verify_audit_chain(database: &str) {
+    assert_eq!(verified_events(database), 8 + 2 * 4);
+}
+
+/// Runs `signoff audit verify` on the database, expects it to pass, and
+/// returns how many events it verified.
+fn verified_events(database: &str) -> u64 {
     let verified = std::process::Command::new(common::binary())
         .args(["audit", "verify", "--json", "--db"])
         .arg(database)
@@ -200,7 +206,48 @@ fn verify_audit_chain(database: &str) {
         String::from_utf8_lossy(&verified.stderr)
     );
     let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
-    assert_eq!(report["events"], 8 + 2 * 4, "{report}");
+    report["events"].as_u64().unwrap()
+}
+
+/// The audit chain verifies whatever text the events carry (quotes, escapes,
+/// line breaks, any script, emoji, text that looks like the canonical JSON's own
+/// keys): what each backend stores and reads back hashes as it was written.
+#[tokio::test]
+async fn the_audit_chain_verifies_over_any_text() {
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
+    let agent = server.agent("agent://acme/deployer").await;
+    let manager = server.reviewer(MANAGER, &[]).await;
+    let comments = [
+        "quotes \" and \\ backslashes",
+        "a line\nbreak, a\ttab and \u{7f}",
+        "ünïcödé — 中文 — עברית — 😀👍🏽",
+        "\"cursor\":0,\"details\":{}",
+    ];
+    for comment in comments {
+        let task = json!({"title": comment, "task_type": "approval", "assignees": [MANAGER]});
+        let created = agent.create_intent(&task_intent(task), None).await.unwrap();
+        manager
+            .decide(&created.intent_id, "approved", Some(comment), Map::new())
+            .await
+            .unwrap();
+        let events = agent.events(&created.intent_id, 0).await.unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|event| event.details.to_string().contains(
+                    &serde_json::to_string(comment)
+                        .unwrap()
+                        .trim_matches('"')
+                        .to_string()
+                )),
+            "the comment {comment:?} is in the audited events"
+        );
+    }
+    let events = verified_events(&server.database.arg());
+    assert!(events >= 3 * comments.len() as u64, "{events}");
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
+use futures::future::{BoxFuture, maybe_done};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Statement;
@@ -330,16 +331,7 @@ impl Writer {
     /// chain head (the other instances' batches), in one transaction: the longer
     /// the wait, the bigger the batch, which is what keeps a fleet's throughput up.
     async fn run_batch(&mut self, mut jobs: Vec<Job>, receiver: &mut mpsc::Receiver<Job>) {
-        let began = self.begin(intents_of(&jobs)).await;
-        let queued_meanwhile = jobs.len();
-        take_waiting(receiver, &mut jobs);
-        let began = match began {
-            Ok(mut batch) if jobs.len() > queued_meanwhile => self
-                .load_into(&mut batch, intents_of(&jobs[queued_meanwhile..]))
-                .await
-                .map(|()| batch),
-            other => other,
-        };
+        let began = self.begin(&mut jobs, receiver).await;
         let mut batch = match began {
             Ok(batch) => batch,
             Err(error) => {
@@ -405,28 +397,74 @@ impl Writer {
     }
 
     /// Opens the transaction, takes the chain head and reads the intents the
-    /// batch's jobs work on.
-    async fn begin(&mut self, wanted: Vec<String>) -> Result<Batch> {
+    /// batch's jobs work on. Writes that queue while this instance waits for the
+    /// head (other instances' batches hold it) join the batch, and the read of
+    /// their intents is sent at once, behind the lock: the database runs it as
+    /// soon as the head is granted, with no round trip to this process while
+    /// the fleet waits. The longer the wait, the bigger the batch, which is what
+    /// keeps a fleet's throughput up.
+    async fn begin(
+        &mut self,
+        jobs: &mut Vec<Job>,
+        receiver: &mut mpsc::Receiver<Job>,
+    ) -> Result<Batch> {
         self.ensure_connected().await?;
         let head = self
             .statement("SELECT cursor, hash FROM chain_head WHERE id = 1 FOR UPDATE")
             .await?;
         let intents = self.statement(&LOAD_INTENTS).await?;
-        let client = &self.client;
-        let wanted_ids: [&(dyn ToSql + Sync); 1] = [&wanted];
-        // Pipelined: the head lock is waited for before the intents are read, so
-        // they are read as the previous holder committed them.
-        let (began, head, found) = futures::join!(
-            // The reads below must see what the previous holder of the chain
-            // head committed, whatever the role's default isolation is.
-            client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
-            client.query_one(&head, &[]),
-            client.query(&intents, &wanted_ids),
-        );
-        let (head, found) = match (began, head, found) {
-            (Ok(()), Ok(head), Ok(found)) => (head, found),
-            (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => return Err(self.failed(err)),
+        // The pending statements borrow the connection until their results are in.
+        let read_all = {
+            let client = &self.client;
+            let read = |wanted: Vec<String>| {
+                let intents = intents.clone();
+                let read: BoxFuture<'_, _> = Box::pin(async move {
+                    let found = client.query(&intents, &[&wanted]).await;
+                    found.map(|found| (wanted, found))
+                });
+                maybe_done(read)
+            };
+            // Sent in this order: the reads wait behind the lock, so they see
+            // what the previous holder of the chain head committed, whatever the
+            // role's default isolation is.
+            let mut began = maybe_done(Box::pin(
+                client.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED"),
+            ));
+            let _ = futures::poll!(&mut began);
+            let mut granted = std::pin::pin!(client.query_one(&head, &[]));
+            let _ = futures::poll!(&mut granted);
+            let mut reads = vec![read(intents_of(jobs))];
+            let _ = futures::poll!(&mut reads[0]);
+            let head = loop {
+                tokio::select! {
+                    biased;
+                    head = &mut granted => break head,
+                    Some(job) = receiver.recv(), if jobs.len() < MAX_BATCH => {
+                        let joined = jobs.len();
+                        jobs.push(job);
+                        take_waiting(receiver, jobs);
+                        let mut more = read(intents_of(&jobs[joined..]));
+                        let _ = futures::poll!(&mut more);
+                        reads.push(more);
+                    }
+                }
+            };
+            (&mut began).await;
+            futures::future::join_all(reads.iter_mut()).await;
+            let began = std::pin::Pin::new(&mut began).take_output();
+            let reads: Vec<_> = reads
+                .iter_mut()
+                .filter_map(|read| std::pin::Pin::new(read).take_output())
+                .collect();
+            match (began, head) {
+                (Some(Err(err)), _) | (_, Err(err)) => Err(err),
+                (_, Ok(head)) => reads
+                    .into_iter()
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map(|found_all| (head, found_all)),
+            }
         };
+        let (head, found_all) = read_all.map_err(|err| self.failed(err))?;
         let cursor = rows::unsigned::<u64>(&head, 0, "cursor").map_err(storage_error)?;
         let hash: Option<String> = head.get(1);
         let chain = Chain::after(cursor, hash);
@@ -436,7 +474,9 @@ impl Writer {
             staged: Staged::default(),
             loaded: HashMap::new(),
         };
-        batch.remember(wanted, &found);
+        for (wanted, found) in found_all {
+            batch.remember(wanted, &found);
+        }
         Ok(batch)
     }
 
@@ -769,17 +809,12 @@ impl Writer {
             .collect();
         if assigned {
             let last = batch.chain.next_cursor - 1;
+            let notice = Notice::of(&self.setup.instance, batch.first_cursor, last, &committed);
             statements.push((
-                "UPDATE chain_head SET cursor = $1, hash = $2 WHERE id = 1",
+                MOVE_HEAD_AND_NOTIFY,
                 vec![
                     Box::new(last as i64),
                     Box::new(batch.chain.last_hash.clone()),
-                ],
-            ));
-            let notice = Notice::of(&self.setup.instance, batch.first_cursor, last, &committed);
-            statements.push((
-                "SELECT pg_notify($1, $2)",
-                vec![
                     Box::new(self.setup.channel.clone()),
                     Box::new(notice.payload()),
                 ],
@@ -978,6 +1013,12 @@ const SAVE_INTENTS: &str = concat!(
 const INSERT_DELIVERIES: &str = "INSERT INTO agent_deliveries (agent, seq, intent_id, event_type,
         at, commit_cursor)
     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])";
+
+/// Moves the chain head past the batch and queues its notification, in one
+/// statement: every statement run while the head is held holds up the fleet.
+const MOVE_HEAD_AND_NOTIFY: &str = "WITH moved AS (
+        UPDATE chain_head SET cursor = $1, hash = $2 WHERE id = 1)
+    SELECT pg_notify($3, $4)";
 
 const DELETE_TIMERS_OF: &str = "DELETE FROM timers WHERE intent_id = ANY($1)";
 
