@@ -3,7 +3,8 @@
 //!
 //! A batch locks `chain_head` first, so batches of all instances run one at a
 //! time, and under that lock reads what it needs (the intents its writes work
-//! on, in one query). Each write then runs in memory against a draft: a write
+//! on, in queries sent with the lock's, so they run as soon as it is granted).
+//! Each write then runs in memory against a draft: a write
 //! that fails leaves nothing behind, and the ones after it see what the earlier
 //! ones changed. At the end the whole batch is written with a handful of
 //! pipelined multi-row statements, the chain head moves, `NOTIFY` tells the other
@@ -401,8 +402,7 @@ impl Writer {
     /// head (other instances' batches hold it) join the batch, and the read of
     /// their intents is sent at once, behind the lock: the database runs it as
     /// soon as the head is granted, with no round trip to this process while
-    /// the fleet waits. The longer the wait, the bigger the batch, which is what
-    /// keeps a fleet's throughput up.
+    /// the fleet waits.
     async fn begin(
         &mut self,
         jobs: &mut Vec<Job>,
