@@ -1124,6 +1124,7 @@ async fn a_stream_resumes_on_another_instance_without_a_gap() {
     let database = fleet.database().await;
     task_stream_resumes_elsewhere(&fleet, &database).await;
     intent_stream_resumes_elsewhere(&fleet).await;
+    one_commit_reaches_the_followers_of_each_intent(&fleet, &database).await;
     agent_stream_crosses_instances(&fleet, &database).await;
 }
 
@@ -1249,6 +1250,48 @@ async fn intent_stream_resumes_elsewhere(fleet: &Fleet) {
         ["intent.viewed", COMPLETED],
         "the second view and the decision came after the resume point"
     );
+}
+
+/// One commit of B decides two tasks: one followed on A, the other on C, and no
+/// task stream is open anywhere, so each instance reads back only the events of
+/// the intent it follows. Each follower still gets its intent's whole history,
+/// each event once.
+async fn one_commit_reaches_the_followers_of_each_intent(fleet: &Fleet, database: &Database) {
+    let agent = fleet
+        .member(PrincipalKind::Agent, "agent://fleet/split")
+        .await;
+    let alice = fleet.member(PrincipalKind::Reviewer, ALICE).await;
+    let on_a_id = create_task(&agent[B], "followed on A", &[ALICE], json!({})).await;
+    let on_c_id = create_task(&agent[B], "followed on C", &[ALICE], json!({})).await;
+    let on_a = IntentFollower::open(&agent[A], &on_a_id, 0).await;
+    let on_c = IntentFollower::open(&agent[C], &on_c_id, 0).await;
+
+    database.hold_writes().await;
+    let decisions = tokio::spawn({
+        let (alice, on_a_id, on_c_id) = (alice[B].clone(), on_a_id.clone(), on_c_id.clone());
+        async move { futures::join!(approve(&alice, &on_a_id), approve(&alice, &on_c_id)) }
+    });
+    eventually(
+        "B's writer waits for the chain head",
+        PATIENCE,
+        async || (database.writers_waiting().await > 0).then_some(()),
+    )
+    .await;
+    // Both decisions queue behind the held head meanwhile and join one batch.
+    tokio::time::sleep(GRACE).await;
+    database.release_writes().await;
+    decisions.await.expect("both decided");
+
+    for (follower, intent_id) in [(on_a, &on_a_id), (on_c, &on_c_id)] {
+        let seen = follower.until_closed().await;
+        let history = gap_free_history(&agent[B], intent_id).await;
+        assert_eq!(
+            types(&history).last(),
+            Some(&COMPLETED),
+            "{intent_id}: {history:#?}"
+        );
+        assert_eq!(seen, history, "{intent_id}: every event once, in order");
+    }
 }
 
 /// An agent's delivery stream: intents addressed to it (no human task) are

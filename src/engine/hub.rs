@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use super::worker::Wakeup;
-use crate::store::{AgentDelivery, CommitSink, Committed};
+use crate::store::{AgentDelivery, CommitSink, Committed, Interest};
 
 /// How many changes a slow subscriber may fall behind before it must re-read.
 const CHANNEL_CAPACITY: usize = 256;
@@ -112,17 +112,28 @@ impl Hub {
 }
 
 impl CommitSink for Hub {
-    fn wants(&self, intent_ids: &[String], deliveries: bool) -> bool {
-        let follows_intent = self.intents.lock().map_or(true, |channels| {
-            intent_ids.iter().any(|id| channels.contains_key(id))
-        });
+    fn interest(&self, intent_ids: &[String], deliveries: bool) -> Interest {
         let follows_agents = deliveries
             && self
                 .agents
                 .lock()
                 .map_or(true, |channels| !channels.is_empty());
         // Task streams follow every task change; an open one needs it all.
-        self.tasks.receiver_count() > 0 || follows_intent || follows_agents
+        if self.tasks.receiver_count() > 0 || follows_agents {
+            return Interest::Everything;
+        }
+        let Ok(channels) = self.intents.lock() else {
+            return Interest::Everything;
+        };
+        let followed: Vec<String> = intent_ids
+            .iter()
+            .filter(|id| channels.contains_key(*id))
+            .cloned()
+            .collect();
+        match followed.is_empty() {
+            true => Interest::Nothing,
+            false => Interest::Intents(followed),
+        }
     }
 
     fn keys_revoked(&self) {
@@ -151,5 +162,51 @@ impl CommitSink for Hub {
                 self.outbox.work_due(due);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn reads_back_only_what_its_streams_follow() {
+        let hub = Arc::new(Hub::default());
+        let changed = ids(&["a", "b", "c"]);
+        assert_eq!(hub.interest(&changed, false), Interest::Nothing);
+        assert_eq!(hub.interest(&changed, true), Interest::Nothing);
+
+        let following_b = hub.subscribe_intent("b");
+        let following_c = hub.subscribe_intent("c");
+        assert_eq!(
+            hub.interest(&changed, false),
+            Interest::Intents(ids(&["b", "c"]))
+        );
+        assert_eq!(hub.interest(&ids(&["a"]), false), Interest::Nothing);
+        drop(following_c);
+        assert_eq!(
+            hub.interest(&changed, false),
+            Interest::Intents(ids(&["b"]))
+        );
+
+        // Deliveries matter only while an agent stream is open.
+        let agent = hub.subscribe_agent("agent://x");
+        assert_eq!(
+            hub.interest(&changed, false),
+            Interest::Intents(ids(&["b"]))
+        );
+        assert_eq!(hub.interest(&changed, true), Interest::Everything);
+        drop(agent);
+
+        // An open task stream needs every task change, whoever follows what.
+        let tasks = hub.subscribe_tasks();
+        assert_eq!(hub.interest(&ids(&["a"]), false), Interest::Everything);
+        drop(tasks);
+        drop(following_b);
+        assert_eq!(hub.interest(&changed, false), Interest::Nothing);
     }
 }

@@ -475,12 +475,23 @@ pub trait CommitSink: Send + Sync {
     /// A key was revoked by another instance sharing the database.
     fn keys_revoked(&self) {}
 
-    /// Whether anyone here follows a commit (of another instance) that changed
-    /// `intent_ids`, and queued agent deliveries if `deliveries`; if not, it
-    /// need not be read back from the database.
-    fn wants(&self, _intent_ids: &[String], _deliveries: bool) -> bool {
-        true
+    /// What this instance needs to read back of a commit (of another instance)
+    /// that changed `intent_ids`, and queued agent deliveries if `deliveries`.
+    fn interest(&self, _intent_ids: &[String], _deliveries: bool) -> Interest {
+        Interest::Everything
     }
+}
+
+/// How much of another instance's commit must be read back from the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interest {
+    /// Nothing: nobody here follows what it changed.
+    Nothing,
+    /// The events of these intents, which intent streams here follow; nobody
+    /// here needs the tasks they carry or the commit's agent deliveries.
+    Intents(Vec<String>),
+    /// All of it: a task stream is open, or an agent here may be owed a delivery.
+    Everything,
 }
 
 /// The reviewer tasks waiting right now, and the commit position they reflect.

@@ -22,7 +22,7 @@ use tokio_postgres::{AsyncMessage, Row};
 use super::{decode_all, storage_error};
 use crate::domain::{Result, Timestamp};
 use crate::store::rows::{self, Damage, EVENT_COLUMNS};
-use crate::store::{AgentDelivery, CommitSink, Committed};
+use crate::store::{AgentDelivery, CommitSink, Committed, Interest};
 
 /// The notification that a key was revoked.
 pub const KEYS_REVOKED: &str = "keys";
@@ -270,28 +270,35 @@ impl Feed {
             return Ok(());
         }
         if notice.first > self.published + 1 {
-            self.publish_from_database(notice.first - 1, true).await?;
+            self.publish_from_database(notice.first - 1, Reading::All(true))
+                .await?;
         }
         let own = (notice.instance == self.setup.instance)
             .then(|| self.setup.stash.take(notice.first))
             .flatten();
-        match own {
-            Some(batch) => self.setup.sink.committed(&batch),
-            // Nobody here follows what it changed: a stream that starts later
-            // reads it from the database, since it committed before this check.
-            None if notice
-                .intents
-                .as_ref()
-                .is_some_and(|intents| !self.setup.sink.wants(intents, notice.deliveries)) =>
-            {
-                self.wake(notice.earliest_timer, notice.outbox_due);
-            }
-            None => {
-                self.publish_from_database(notice.last, notice.deliveries)
+        if let Some(batch) = own {
+            self.setup.sink.committed(&batch);
+            self.published = notice.last;
+            return Ok(());
+        }
+        let interest = match &notice.intents {
+            Some(intents) => self.setup.sink.interest(intents, notice.deliveries),
+            None => Interest::Everything,
+        };
+        // What nobody here follows now is not read: a stream that starts later
+        // reads it from the database, since it committed before this check.
+        match interest {
+            Interest::Nothing => {}
+            Interest::Intents(intents) => {
+                self.publish_from_database(notice.last, Reading::Events(intents))
                     .await?;
-                self.wake(notice.earliest_timer, notice.outbox_due);
+            }
+            Interest::Everything => {
+                self.publish_from_database(notice.last, Reading::All(notice.deliveries))
+                    .await?;
             }
         }
+        self.wake(notice.earliest_timer, notice.outbox_due);
         self.published = notice.last;
         Ok(())
     }
@@ -328,7 +335,7 @@ impl Feed {
     /// notification was lost or a read of one failed.
     async fn catch_up(&mut self) {
         let caught_up = match latest_cursor(&self.setup.pool).await {
-            Ok(latest) => self.publish_from_database(latest, true).await,
+            Ok(latest) => self.publish_from_database(latest, Reading::All(true)).await,
             Err(err) => Err(err),
         };
         if let Err(err) = caught_up {
@@ -352,12 +359,12 @@ impl Feed {
     }
 
     /// Publishes every commit after the published position up to `to`, read from
-    /// the database, page by page, with their agent deliveries if `deliveries`.
-    async fn publish_from_database(&mut self, to: u64, deliveries: bool) -> Result<()> {
+    /// the database page by page: as much of them as `reading` says.
+    async fn publish_from_database(&mut self, to: u64, reading: Reading) -> Result<()> {
         while self.published < to {
             let from = self.published + 1;
             let until = to.min(self.published + PAGE as u64);
-            let batch = read_range(&self.setup.pool, from, until, deliveries).await?;
+            let batch = read_range(&self.setup.pool, from, until, &reading).await?;
             self.setup.stash.forget(from, until);
             if !batch.is_empty() {
                 self.setup.sink.committed(&batch);
@@ -368,19 +375,30 @@ impl Feed {
     }
 }
 
+/// How much of a range of commits to read back.
+enum Reading {
+    /// Every event with its task, and the agent deliveries if `true`.
+    All(bool),
+    /// Only these intents' events, without their tasks.
+    Events(Vec<String>),
+}
+
 /// The commits in cursor range `from..=to`, one per run of consecutive events
-/// of an intent, with the agent deliveries they queued (if `with_deliveries`).
+/// of an intent, with as much as `reading` asks for.
 async fn read_range(
     pool: &Pool,
     from: u64,
     to: u64,
-    with_deliveries: bool,
+    reading: &Reading,
 ) -> Result<Vec<Arc<Committed>>> {
     let client = pool.get().await.map_err(storage_error)?;
     let (from, to) = (from as i64, to as i64);
+    // `$3` names the intents to read, without tasks; NULL reads everything.
     let events = client
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS}, task FROM events WHERE cursor BETWEEN $1 AND $2 ORDER BY cursor"
+            "SELECT {EVENT_COLUMNS}, CASE WHEN $3::text[] IS NULL THEN task END FROM events
+             WHERE cursor BETWEEN $1 AND $2 AND ($3::text[] IS NULL OR intent_id = ANY($3))
+             ORDER BY cursor"
         ))
         .await
         .map_err(storage_error)?;
@@ -395,10 +413,14 @@ async fn read_range(
         )
         .await
         .map_err(storage_error)?;
-    let range: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&from, &to];
+    let (only, with_deliveries) = match reading {
+        Reading::All(deliveries) => (None, *deliveries),
+        Reading::Events(intents) => (Some(intents), false),
+    };
+    let range: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&from, &to, &only];
     let (events, deliveries) = futures::try_join!(client.query(&events, &range), async {
         match with_deliveries {
-            true => client.query(&deliveries, &range).await,
+            true => client.query(&deliveries, &range[..2]).await,
             false => Ok(Vec::new()),
         }
     })
