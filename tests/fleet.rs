@@ -1277,7 +1277,8 @@ async fn one_commit_reaches_the_followers_of_each_intent(fleet: &Fleet, database
         async || (database.writers_waiting().await > 0).then_some(()),
     )
     .await;
-    // Both decisions queue behind the held head meanwhile and join one batch.
+    // Both decisions queue behind the held head meanwhile, so B commits them
+    // together (one batch of its writer).
     tokio::time::sleep(GRACE).await;
     database.release_writes().await;
     decisions.await.expect("both decided");
