@@ -270,3 +270,29 @@ async fn ctrl_e_writes_the_comment_in_the_editor() {
     );
     drop(tmux);
 }
+
+/// `signoff bench inbox` finds the inbox it started under tmux by its process
+/// name, which is the binary's own name: a renamed copy (as when comparing two
+/// builds) must report its real memory, not nothing.
+#[test]
+fn bench_inbox_measures_a_renamed_binary() {
+    let home = tempfile::tempdir().unwrap();
+    let renamed = home.path().join("signoff-under-test");
+    std::fs::copy(env!("CARGO_BIN_EXE_signoff"), &renamed).unwrap();
+    let output = std::process::Command::new(&renamed)
+        .args(["bench", "inbox", "--tasks", "20", "--runs", "1", "--json"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let median = &report["median"];
+    assert_eq!(median["tasks"], 20);
+    let rss = median["rss_mib"].as_f64().unwrap();
+    assert!(rss > 1.0, "the inbox's resident memory: {rss} MiB");
+    assert!(median["first_frame_with_data_ms"].as_f64().unwrap() > 0.0);
+}

@@ -576,9 +576,19 @@ pub struct InboxReport {
     pub rss_mib: f64,
 }
 
-/// The process running in a tmux pane: the pane's own process, or its child when
-/// tmux started it through a shell.
-fn pane_process(socket: &Path, session: &str) -> anyhow::Result<u32> {
+/// The name Linux gives a process started from `binary` (`/proc/<pid>/comm`):
+/// the file name, cut to 15 bytes.
+fn process_name(binary: &Path) -> String {
+    let name = binary
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&name.as_bytes()[..name.len().min(15)]).into_owned()
+}
+
+/// The process `binary` runs as in a tmux pane: the pane's own process, or its
+/// child when tmux started it through a shell.
+fn pane_process(socket: &Path, session: &str, binary: &Path) -> anyhow::Result<u32> {
     let output = Command::new("tmux")
         .arg("-S")
         .arg(socket)
@@ -586,7 +596,7 @@ fn pane_process(socket: &Path, session: &str) -> anyhow::Result<u32> {
         .output()?;
     let pane: u32 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
     let name = std::fs::read_to_string(format!("/proc/{pane}/comm")).unwrap_or_default();
-    if name.trim() == "signoff" {
+    if name.trim() == process_name(binary) {
         return Ok(pane);
     }
     let children =
@@ -671,18 +681,30 @@ pub async fn run_inbox(binary: &Path, tasks: usize) -> anyhow::Result<InboxRepor
     };
     // Let the first history load and notifications settle before measuring memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = pane_process(&socket, session).ok().and_then(rss_kib_of);
+    let rss_kib = pane_process(&socket, session, binary).and_then(|pid| {
+        rss_kib_of(pid).ok_or_else(|| anyhow::anyhow!("cannot read the memory of process {pid}"))
+    });
     stop();
     Ok(InboxReport {
         tasks,
         first_frame_with_data_ms: first_frame.as_secs_f64() * 1000.0,
-        rss_mib: rss.map_or(0.0, |kib| kib as f64 / 1024.0),
+        rss_mib: rss_kib? as f64 / 1024.0,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_is_named_after_its_binary_cut_to_fifteen_bytes() {
+        assert_eq!(process_name(Path::new("target/release/signoff")), "signoff");
+        assert_eq!(
+            process_name(Path::new("/tmp/signoff-before-the-change")),
+            "signoff-before-"
+        );
+        assert_eq!(process_name(Path::new("/")), "");
+    }
 
     #[test]
     fn the_search_path_starts_or_extends_the_query() {
