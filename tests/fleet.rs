@@ -61,8 +61,11 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// After the last expected stream item, how long to go on listening for an
 /// item that should not come (a repeat) before judging a stream.
 const GRACE: Duration = Duration::from_millis(500);
-/// The idle window asked for on bounded streams; the tests never idle that long.
-const WAIT_SECONDS: u64 = 30;
+/// The idle window asked for on bounded streams (the most the server allows).
+/// The tests never idle that long, and it is longer than [`PATIENCE`], so an
+/// event that misses its live delivery fails the wait for it instead of being
+/// found by the follower's resume after the idle window.
+const WAIT_SECONDS: u64 = 60;
 
 const AGENT: &str = "agent://fleet/sender";
 const ALICE: &str = "alice@example.com";
