@@ -92,6 +92,19 @@ async fn one_fleet_at_a_time() -> MutexGuard<'static, ()> {
     TURN.lock().await
 }
 
+/// This test's turn and a fleet of `size` instances started with
+/// `extra_flags`, or `None` (after saying the test was skipped) without
+/// PostgreSQL.
+async fn fleet_or_skip(
+    test: &str,
+    size: usize,
+    extra_flags: &[&str],
+) -> Option<(MutexGuard<'static, ()>, Fleet)> {
+    let url = common::backend::postgres_url_or_skip(&format!("fleet::{test}"))?;
+    let turn = one_fleet_at_a_time().await;
+    Some((turn, Fleet::start(&url, size, extra_flags).await))
+}
+
 /// `signoff serve` processes on one fresh schema, each with a home of its own.
 /// Fields drop in order: the processes die before their homes are removed and
 /// before the schema is dropped, which would otherwise wait on their locks.
@@ -640,13 +653,11 @@ async fn round_trip(n: usize, agents: &[Vec<Client>], reviewers: &[Vec<Client>])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_tasks_across_three_instances() {
-    let Some(url) =
-        common::backend::postgres_url_or_skip("fleet::a_thousand_tasks_across_three_instances")
+    let Some((_turn, fleet)) =
+        fleet_or_skip("a_thousand_tasks_across_three_instances", 3, &[]).await
     else {
         return;
     };
-    let _turn = one_fleet_at_a_time().await;
-    let fleet = Fleet::start(&url, 3, &[]).await;
     let mut agents = Vec::new();
     for agent in 0..AGENTS {
         let address = format!("agent://fleet/agent-{agent}");
@@ -746,12 +757,6 @@ const CLAIMER: usize = 0;
 const WATCHED: usize = 2;
 const SURVIVORS: [usize; 2] = [1, 2];
 
-/// A fleet whose instances lease claimed timers for [`TIMER_LEASE_SECONDS`].
-async fn timer_fleet(url: &str) -> Fleet {
-    let lease = TIMER_LEASE_SECONDS.to_string();
-    Fleet::start(url, 3, &["--pg-timer-lease", &lease]).await
-}
-
 /// `count` tasks for alice over the three instances, each with one reminder due
 /// [`REMIND_AFTER_SECONDS`] after it was created; returns their ids.
 async fn tasks_with_one_reminder(agent: &[Client], count: usize) -> Vec<String> {
@@ -798,6 +803,64 @@ impl Database {
 
     /// PostgreSQL sessions of signoff waiting for a lock: writers queued
     /// behind the chain head.
+    /// From now on, every event of `intent_id` is stored with a status no
+    /// signoff writes: a row "changed outside signoff" as it commits.
+    async fn damage_events_of(&self, intent_id: &str) {
+        let intent_id = intent_id.replace('\'', "''");
+        self.client
+            .batch_execute(&format!(
+                "CREATE FUNCTION damage_event() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN NEW.status := 'BOGUS'; RETURN NEW; END $$;
+                 CREATE TRIGGER damage_event BEFORE INSERT ON events FOR EACH ROW
+                 WHEN (NEW.intent_id = '{intent_id}') EXECUTE FUNCTION damage_event()"
+            ))
+            .await
+            .expect("install the damaging trigger");
+    }
+
+    /// The chain head: the newest commit position and its hash.
+    async fn chain_head(&self) -> (i64, Option<String>) {
+        let row = self
+            .client
+            .query_one("SELECT cursor, hash FROM chain_head WHERE id = 1", &[])
+            .await
+            .expect("read the chain head");
+        (row.get(0), row.get(1))
+    }
+
+    /// Puts the database back to `head` as if restored from a backup taken
+    /// then: the `intents` created since lose every row that names them.
+    async fn rewind(&self, head: &(i64, Option<String>), intents: &[String]) {
+        let tables: Vec<String> = self
+            .client
+            .query(
+                "SELECT table_name::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND column_name = 'intent_id'",
+                &[],
+            )
+            .await
+            .expect("list the tables")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for table in tables {
+            self.client
+                .execute(
+                    &format!("DELETE FROM {table} WHERE intent_id = ANY($1)"),
+                    &[&intents],
+                )
+                .await
+                .unwrap_or_else(|err| panic!("forget in {table}: {err}"));
+        }
+        self.client
+            .execute(
+                "UPDATE chain_head SET cursor = $1, hash = $2 WHERE id = 1",
+                &[&head.0, &head.1],
+            )
+            .await
+            .expect("put the chain head back");
+    }
+
     async fn writers_waiting(&self) -> i64 {
         self.count(
             "SELECT count(*) FROM pg_stat_activity
@@ -863,13 +926,15 @@ async fn reminders_fired_once(readers: &[&Client], tasks: &[String]) -> Vec<Time
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timers_fire_exactly_once_even_when_an_instance_is_killed() {
-    let Some(url) = common::backend::postgres_url_or_skip(
-        "fleet::timers_fire_exactly_once_even_when_an_instance_is_killed",
-    ) else {
+    let Some((_turn, mut fleet)) = fleet_or_skip(
+        "timers_fire_exactly_once_even_when_an_instance_is_killed",
+        3,
+        &["--pg-timer-lease", &TIMER_LEASE_SECONDS.to_string()],
+    )
+    .await
+    else {
         return;
     };
-    let _turn = one_fleet_at_a_time().await;
-    let mut fleet = timer_fleet(&url).await;
     let database = fleet.database().await;
     let agent = fleet.member(PrincipalKind::Agent, AGENT).await;
     let alice = fleet.member(PrincipalKind::Reviewer, ALICE).await;
@@ -921,13 +986,15 @@ async fn timers_fire_exactly_once_even_when_an_instance_is_killed() {
 /// no longer its own and leave them alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimer_held_up_past_its_lease_does_not_fire_again() {
-    let Some(url) = common::backend::postgres_url_or_skip(
-        "fleet::a_claimer_held_up_past_its_lease_does_not_fire_again",
-    ) else {
+    let Some((_turn, fleet)) = fleet_or_skip(
+        "a_claimer_held_up_past_its_lease_does_not_fire_again",
+        3,
+        &["--pg-timer-lease", &TIMER_LEASE_SECONDS.to_string()],
+    )
+    .await
+    else {
         return;
     };
-    let _turn = one_fleet_at_a_time().await;
-    let fleet = timer_fleet(&url).await;
     let database = fleet.database().await;
     let agent = fleet.member(PrincipalKind::Agent, AGENT).await;
     let alice = fleet.member(PrincipalKind::Reviewer, ALICE).await;
@@ -1027,13 +1094,15 @@ fn one_winner(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_cross_instance_races_have_one_winner_each() {
-    let Some(url) = common::backend::postgres_url_or_skip(
-        "fleet::a_hundred_cross_instance_races_have_one_winner_each",
-    ) else {
+    let Some((_turn, fleet)) = fleet_or_skip(
+        "a_hundred_cross_instance_races_have_one_winner_each",
+        3,
+        &[],
+    )
+    .await
+    else {
         return;
     };
-    let _turn = one_fleet_at_a_time().await;
-    let fleet = Fleet::start(&url, 3, &[]).await;
     let agent = fleet.member(PrincipalKind::Agent, AGENT).await;
     let alice = fleet.member(PrincipalKind::Reviewer, ALICE).await;
     let bob = fleet.member(PrincipalKind::Reviewer, BOB).await;
@@ -1117,13 +1186,11 @@ const C: usize = 2;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_resumes_on_another_instance_without_a_gap() {
-    let Some(url) = common::backend::postgres_url_or_skip(
-        "fleet::a_stream_resumes_on_another_instance_without_a_gap",
-    ) else {
+    let Some((_turn, fleet)) =
+        fleet_or_skip("a_stream_resumes_on_another_instance_without_a_gap", 3, &[]).await
+    else {
         return;
     };
-    let _turn = one_fleet_at_a_time().await;
-    let fleet = Fleet::start(&url, 3, &[]).await;
     let database = fleet.database().await;
     task_stream_resumes_elsewhere(&fleet, &database).await;
     intent_stream_resumes_elsewhere(&fleet).await;
@@ -1385,4 +1452,96 @@ async fn read_deliveries(
     .await
     .unwrap_or_else(|_| panic!("{count} deliveries did not arrive"));
     received
+}
+
+/// What an instance reads back of other instances' commits may be damaged (a
+/// row changed outside signoff), and the database may go back in time (restored
+/// from a backup while the fleet runs, or its last commits lost to a crash under
+/// `--durability normal`). Neither may stop an instance publishing what commits
+/// after: B must skip the row it cannot read, and notice that the commit
+/// positions it already published are being handed out again.
+#[tokio::test]
+async fn live_updates_go_on_past_a_damaged_row_and_a_rewound_database() {
+    let Some((_turn, fleet)) = fleet_or_skip(
+        "live_updates_go_on_past_a_damaged_row_and_a_rewound_database",
+        2,
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let database = fleet.database().await;
+    let agent = fleet.member(PrincipalKind::Agent, AGENT).await;
+    let alice = fleet.member(PrincipalKind::Reviewer, ALICE).await;
+    // An open task stream makes B read every commit of A back.
+    let on_b = TaskWatcher::open("alice's task stream on B", &alice[B], None).await;
+
+    let damaged = create_task(&agent[A], "damaged", &[ALICE], json!({})).await;
+    database.damage_events_of(&damaged).await;
+    approve(&alice[A], &damaged).await;
+    decided_task_reaches(&agent, &alice, "after the damaged row").await;
+    assert!(
+        fleet.instances[B]
+            .log()
+            .contains("not publishing an event that cannot be read"),
+        "B says what it skipped:\n{}",
+        fleet.instances[B].log()
+    );
+
+    let head = database.chain_head().await;
+    let mut forgotten = Vec::new();
+    for title in ["forgotten 1", "forgotten 2", "forgotten 3"] {
+        forgotten.push(create_task(&agent[A], title, &[ALICE], json!({})).await);
+    }
+    let newest = database.last_task_event().await;
+    on_b.items_once("the forgotten tasks", |items| {
+        items.last().is_some_and(|item| item.cursor() >= newest)
+    })
+    .await;
+    database.rewind(&head, &forgotten).await;
+    eventually("B notices the database went back", PATIENCE, async || {
+        let log = fleet.instances[B].log();
+        log.contains("the database holds fewer commits than were published")
+            .then_some(())
+    })
+    .await;
+    // Its commits take the positions the forgotten tasks had.
+    decided_task_reaches(&agent, &alice, "after the rewind").await;
+
+    // Anyone who may LISTEN may NOTIFY: a notification naming positions far
+    // beyond the database's is ignored, not followed through empty pages.
+    let (latest, _) = database.chain_head().await;
+    let channel = signoff::store::postgres::channel_for(&fleet.schema.name);
+    database
+        .client
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[
+                &channel,
+                &format!("forged {} {} - - 1 *", latest + 1, u64::MAX),
+            ],
+        )
+        .await
+        .expect("notify");
+    decided_task_reaches(&agent, &alice, "after a forged notification").await;
+    eventually("B says what it ignored", PATIENCE, async || {
+        let log = fleet.instances[B].log();
+        log.contains("ignoring a notification of commits the database does not hold")
+            .then_some(())
+    })
+    .await;
+}
+
+/// A task created and decided through A, followed on B from its creation: B
+/// must deliver its whole history live.
+async fn decided_task_reaches(agent: &[Client], alice: &[Client], title: &str) {
+    let intent_id = create_task(&agent[A], title, &[ALICE], json!({})).await;
+    let follower = IntentFollower::open(&agent[B], &intent_id, 0).await;
+    approve(&alice[A], &intent_id).await;
+    assert_eq!(
+        follower.until_closed().await,
+        gap_free_history(&agent[A], &intent_id).await,
+        "{title}: B delivered the task's whole history live"
+    );
 }

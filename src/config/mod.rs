@@ -194,30 +194,61 @@ impl std::fmt::Display for PostgresUrl {
 }
 
 /// `text` with any password (in the user part or a `password=` query pair)
-/// replaced by `***`; text that does not parse as a URL is not shown at all.
+/// replaced by `***`; text without a `scheme://` is not shown at all.
+///
+/// This works on the text rather than through a URL parser because the two
+/// disagree with libpq-style parsing: tokio-postgres reads credentials up to an
+/// `@` and does not treat `#` as a fragment, so a password holding an unencoded
+/// `#`, `/` or `?` would slip past `url::Url`. Everything up to the last `@` is
+/// therefore treated as credentials, and the user name is shown only when it is
+/// plainly a name.
 fn redacted_url(text: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(text) else {
+    let Some((scheme, rest)) = text.split_once("://") else {
         return "(a URL that cannot be parsed)".to_string();
     };
-    if parsed.password().is_some() {
-        // Setting a password on a URL that already has one cannot fail.
-        let _ = parsed.set_password(Some("***"));
+    let (credentials, location) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let shown_user = credentials.map(|credentials| {
+        let (user, password) = match credentials.split_once(':') {
+            Some((user, _)) => (user, "***"),
+            None => (credentials, ""),
+        };
+        let plain_name = user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.%".contains(c));
+        match (plain_name, password) {
+            (true, "") => format!("{user}@"),
+            (true, _) => format!("{user}:***@"),
+            (false, _) => "***@".to_string(),
+        }
+    });
+    let (address, query) = match location.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (location, None),
+    };
+    let mut shown = format!("{scheme}://{}{address}", shown_user.unwrap_or_default());
+    if let Some(query) = query {
+        let pairs: Vec<String> = query.split('&').map(redacted_query_pair).collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
     }
-    if parsed.query_pairs().any(|(key, _)| key == "password") {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(key, value)| {
-                let value = if key == "password" {
-                    "***".into()
-                } else {
-                    value.into_owned()
-                };
-                (key.into_owned(), value)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    shown
+}
+
+/// One `key=value` pair of a connection URL's query, with the value hidden when
+/// the key (percent-decoded, as tokio-postgres decodes it) names the password.
+fn redacted_query_pair(pair: &str) -> String {
+    let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+    let decoded: String = url::form_urlencoded::parse(key.as_bytes())
+        .map(|(name, _)| name.into_owned())
+        .collect();
+    if decoded.eq_ignore_ascii_case("password") {
+        format!("{key}=***")
+    } else {
+        pair.to_string()
     }
-    parsed.to_string()
 }
 
 impl std::fmt::Debug for PostgresUrl {
@@ -571,6 +602,44 @@ mod tests {
         assert!(err.starts_with("--db: "), "{err}");
         assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
         assert!(!err.contains("pw@"), "password shown: {err}");
+    }
+
+    /// tokio-postgres and `url::Url` split a URL differently; whatever a
+    /// password holds, none of it may be shown.
+    #[test]
+    fn passwords_with_url_delimiters_are_never_shown() {
+        for (url, expected) in [
+            (
+                "postgres://u:#hunter2@h/d?sslmode=disable",
+                "postgres://u:***@h/d?sslmode=disable",
+            ),
+            (
+                "postgres://u:hun/ter?2@h:5432/d",
+                "postgres://u:***@h:5432/d",
+            ),
+            ("postgres://u:hun@ter2@h/d", "postgres://u:***@h/d"),
+            (
+                "postgres://h/d?user=u#&password=hunter2",
+                "postgres://h/d?user=u#&password=***",
+            ),
+            (
+                "postgresql://h/d?pass%77ord=hunter2&application_name=a",
+                "postgresql://h/d?pass%77ord=***&application_name=a",
+            ),
+            ("postgres://h/d?password=hun@ter2", "postgres://***@ter2"),
+            ("postgres://u@h/d", "postgres://u@h/d"),
+        ] {
+            assert_eq!(redacted_url(url), expected, "for {url}");
+        }
+        let err = DatabaseLocation::parse("--db", "postgres://u:#hunter2@h/d?sslmode=sometimes")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+        assert!(!err.contains("hunter2"), "password shown: {err}");
+        assert_eq!(
+            redacted_url("no scheme at all"),
+            "(a URL that cannot be parsed)"
+        );
     }
 
     #[test]

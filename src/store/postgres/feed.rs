@@ -19,7 +19,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Row};
 
-use super::{decode_all, storage_error};
+use super::storage_error;
 use crate::domain::{Result, Timestamp};
 use crate::store::rows::{self, Damage, EVENT_COLUMNS};
 use crate::store::{AgentDelivery, CommitSink, Committed, Interest};
@@ -269,7 +269,20 @@ impl Feed {
         if notice.last <= self.published {
             return Ok(());
         }
-        if notice.first > self.published + 1 {
+        // PostgreSQL notifies only after the commit, so a notice never names a
+        // position the database does not hold yet; one that does was not sent
+        // by signoff, and following it would read empty pages for ever. Only a
+        // long range (rare: it follows missed notifications) is checked.
+        if notice.last.saturating_sub(self.published) > PAGE as u64
+            && notice.last > latest_cursor(&self.setup.pool).await?
+        {
+            tracing::warn!(
+                ?notice,
+                "ignoring a notification of commits the database does not hold"
+            );
+            return Ok(());
+        }
+        if notice.first > self.published.saturating_add(1) {
             self.publish_from_database(notice.first - 1, Reading::All(true))
                 .await?;
         }
@@ -335,12 +348,32 @@ impl Feed {
     /// notification was lost or a read of one failed.
     async fn catch_up(&mut self) {
         let caught_up = match latest_cursor(&self.setup.pool).await {
-            Ok(latest) => self.publish_from_database(latest, Reading::All(true)).await,
+            Ok(latest) => {
+                self.follow_a_rewound_head(latest);
+                self.publish_from_database(latest, Reading::All(true)).await
+            }
             Err(err) => Err(err),
         };
         if let Err(err) = caught_up {
             tracing::warn!("could not catch up on commits from the database: {err}");
         }
+    }
+
+    /// The database's newest cursor is behind what was published when it was
+    /// restored from a backup, or lost its last commits to a crash under
+    /// `durability = "normal"`. Its cursors are handed out again, so publishing
+    /// starts over from there rather than ignoring every new commit.
+    fn follow_a_rewound_head(&mut self, latest: u64) {
+        if latest >= self.published {
+            return;
+        }
+        tracing::error!(
+            published = self.published,
+            latest,
+            "the database holds fewer commits than were published; was it restored?"
+        );
+        self.published = latest;
+        self.setup.stash.forget(latest.saturating_add(1), u64::MAX);
     }
 
     /// Wakes this instance's scheduler and notification sender for work another
@@ -362,8 +395,8 @@ impl Feed {
     /// the database page by page: as much of them as `reading` says.
     async fn publish_from_database(&mut self, to: u64, reading: Reading) -> Result<()> {
         while self.published < to {
-            let from = self.published + 1;
-            let until = to.min(self.published + PAGE as u64);
+            let from = self.published.saturating_add(1);
+            let until = to.min(self.published.saturating_add(PAGE as u64));
             let batch = read_range(&self.setup.pool, from, until, &reading).await?;
             self.setup.stash.forget(from, until);
             if !batch.is_empty() {
@@ -425,13 +458,13 @@ async fn read_range(
         }
     })
     .map_err(storage_error)?;
-    let events = decode_all(&events, rows::stored_event)?;
-    let deliveries = decode_all(&deliveries, |row| {
+    let events = decode_readable(&events, "an event", rows::stored_event);
+    let deliveries = decode_readable(&deliveries, "an agent delivery", |row| {
         Ok((
             delivery(row)?,
             rows::unsigned::<u64>(row, 6, "commit_cursor")?,
         ))
-    })?;
+    });
     let mut batch: Vec<Committed> = Vec::new();
     for stored in events {
         match batch.last_mut() {
@@ -466,6 +499,26 @@ async fn read_range(
         }
     }
     Ok(batch.into_iter().map(Arc::new).collect())
+}
+
+/// What can be decoded of `found`; damaged rows are logged and skipped. The
+/// feed has to move past a row it cannot read, or nothing after it would ever
+/// be published; a stream that reads the row from the database reports it there.
+fn decode_readable<T>(
+    found: &[Row],
+    what: &str,
+    decode: impl Fn(&Row) -> std::result::Result<T, Damage>,
+) -> Vec<T> {
+    found
+        .iter()
+        .filter_map(|row| match decode(row) {
+            Ok(decoded) => Some(decoded),
+            Err(damage) => {
+                tracing::error!("not publishing {what} that cannot be read: {damage}");
+                None
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

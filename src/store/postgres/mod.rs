@@ -177,7 +177,7 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
 
 /// The notification channel for the schema signoff lives in, so deployments in
 /// different schemas of one database never hear each other.
-fn channel_for(schema: &str) -> String {
+pub fn channel_for(schema: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(schema.as_bytes());
     format!("signoff_{}", &hex::encode(digest)[..16])
@@ -576,11 +576,17 @@ impl Store for PgStore {
                 Err(damage) => {
                     let (intent_id, kind): (String, String) = (row.get(0), row.get(1));
                     tracing::error!(%intent_id, %kind, "dropping a timer row that cannot be read: {damage}");
-                    self.execute(
-                        "DELETE FROM timers WHERE intent_id = $1 AND kind = $2",
-                        &[&intent_id, &kind],
-                    )
-                    .await?;
+                    // Failing to drop it must not hold back the good timers
+                    // claimed with it; its lease runs out and it is tried again.
+                    if let Err(err) = self
+                        .execute(
+                            "DELETE FROM timers WHERE intent_id = $1 AND kind = $2",
+                            &[&intent_id, &kind],
+                        )
+                        .await
+                    {
+                        tracing::warn!(%intent_id, %kind, "could not drop the unreadable timer: {err}");
+                    }
                 }
             }
         }

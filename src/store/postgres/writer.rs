@@ -829,9 +829,41 @@ impl Writer {
             self.setup.stash.put(batch.first_cursor, committed.clone());
         }
         if let Some(err) = pipeline_and_commit(&self.client, &prepared).await {
-            return Err(self.failed(err));
+            let error = self.failed(err);
+            if assigned && self.reconnect && self.kept_after_all(batch).await {
+                tracing::warn!(
+                    "the connection broke before PostgreSQL confirmed a commit; it was kept"
+                );
+                return Ok(committed);
+            }
+            return Err(error);
         }
         Ok(committed)
+    }
+
+    /// Whether a batch whose connection broke after COMMIT was sent was kept
+    /// anyway: the server may have committed it and lost only the answer. Its
+    /// last event is then stored with the batch's hash (which covers everything
+    /// chained before it), and telling its writers it failed would be a lie a
+    /// retry turns into "already decided".
+    async fn kept_after_all(&mut self, batch: &Batch) -> bool {
+        let last = (batch.chain.next_cursor - 1) as i64;
+        let found = match self.ensure_connected().await {
+            Ok(()) => {
+                self.query("SELECT hash FROM events WHERE cursor = $1", &[&last])
+                    .await
+            }
+            Err(err) => Err(err),
+        };
+        match found {
+            Ok(rows) => rows.first().is_some_and(|row| {
+                row.try_get::<_, String>(0).ok().as_deref() == Some(batch.chain.last_hash.as_str())
+            }),
+            Err(err) => {
+                tracing::warn!("cannot tell whether a commit was kept: {err}");
+                false
+            }
+        }
     }
 }
 

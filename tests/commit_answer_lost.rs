@@ -1,0 +1,226 @@
+//! The PostgreSQL writer's connection breaks after COMMIT reached the server
+//! but before the server's answer came back. The batch may well have been
+//! kept, and then its writers must hear that it was: a reviewer told "failed"
+//! for a decision that stands would retry and be told the task is already
+//! decided. A proxy between `signoff serve` and PostgreSQL produces exactly that
+//! break: it passes the COMMIT on, holds back everything the server answers
+//! from then on, and closes the connection once the server has confirmed it.
+//!
+//! Needs PostgreSQL (`SIGNOFF_TEST_PG_URL`); says SKIPPED without it.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::ServeProcess;
+use common::backend::Schema;
+use serde_json::{Map, json};
+use signoff::client::Client;
+use signoff::domain::PrincipalKind;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// `COMMIT` sent as a simple query: type `Q`, length 11, the text and its NUL.
+const COMMIT_QUERY: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
+/// The server's confirmation: CommandComplete (`C`, length 11) tagged `COMMIT`.
+const COMMIT_DONE: &[u8] = b"C\0\0\0\x0bCOMMIT\0";
+
+/// Relays connections to PostgreSQL; when armed, cuts the next one that sends
+/// COMMIT as described in the module docs.
+struct CuttingProxy {
+    port: u16,
+    armed: Arc<AtomicBool>,
+    cuts: Arc<AtomicUsize>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: String) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let armed = Arc::new(AtomicBool::new(false));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (relay_armed, relay_cuts) = (armed.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(&upstream)
+                    .await
+                    .expect("reach PostgreSQL");
+                tokio::spawn(relay(
+                    client,
+                    server,
+                    relay_armed.clone(),
+                    relay_cuts.clone(),
+                ));
+            }
+        });
+        CuttingProxy { port, armed, cuts }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+/// Copies both ways. A connection that sends COMMIT while the proxy is armed
+/// takes the arming; from then on its server's answers are held back until one
+/// confirms the COMMIT, and then both sides are closed.
+async fn relay(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    armed: Arc<AtomicBool>,
+    cuts: Arc<AtomicUsize>,
+) {
+    let (mut from_client, mut to_client) = client.split();
+    let (mut from_server, mut to_server) = server.split();
+    let cutting = AtomicBool::new(false);
+    let upstream = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        // The end of the previous read, so a COMMIT split across reads is seen.
+        let mut carried: Vec<u8> = Vec::new();
+        loop {
+            let Some(bytes) = next_bytes(&mut from_client, &mut buffer).await else {
+                return;
+            };
+            carried.extend_from_slice(bytes);
+            // Decided before passing the COMMIT on, so its answer cannot slip by.
+            if contains(&carried, COMMIT_QUERY) && armed.swap(false, Ordering::SeqCst) {
+                cutting.store(true, Ordering::SeqCst);
+            }
+            let keep_from = carried.len().saturating_sub(COMMIT_QUERY.len() - 1);
+            carried.drain(..keep_from);
+            if to_server.write_all(bytes).await.is_err() {
+                return;
+            }
+        }
+    };
+    let downstream = async {
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut held: Vec<u8> = Vec::new();
+        loop {
+            let Some(bytes) = next_bytes(&mut from_server, &mut buffer).await else {
+                return;
+            };
+            if !cutting.load(Ordering::SeqCst) {
+                if to_client.write_all(bytes).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            held.extend_from_slice(bytes);
+            if contains(&held, COMMIT_DONE) {
+                cuts.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+        }
+    };
+    // Whichever direction ends first ends the connection: both sockets close.
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+    }
+}
+
+/// The next bytes `from` sends, or `None` once it closed or failed.
+async fn next_bytes<'a>(
+    from: &mut (impl AsyncRead + Unpin),
+    buffer: &'a mut [u8],
+) -> Option<&'a [u8]> {
+    match from.read(buffer).await {
+        Ok(0) | Err(_) => None,
+        Ok(read) => Some(&buffer[..read]),
+    }
+}
+
+#[tokio::test]
+async fn a_decision_kept_by_the_database_is_reported_as_kept() {
+    let Some(url) = common::backend::postgres_url_or_skip(
+        "commit_answer_lost::a_decision_kept_by_the_database_is_reported_as_kept",
+    ) else {
+        return;
+    };
+    let schema = Schema::create(&url).await;
+    let config: tokio_postgres::Config = url.parse().expect("a PostgreSQL URL");
+    let upstream = match (config.get_hosts().first(), config.get_ports().first()) {
+        (Some(tokio_postgres::config::Host::Tcp(host)), port) => {
+            format!("{host}:{}", port.copied().unwrap_or(5432))
+        }
+        other => panic!("the test database must be reached over TCP, not {other:?}"),
+    };
+    let proxy = CuttingProxy::start(upstream).await;
+    let mut through_proxy = url::Url::parse(&schema.url()).expect("URL");
+    through_proxy.set_host(Some("127.0.0.1")).expect("host");
+    through_proxy.set_port(Some(proxy.port)).expect("port");
+
+    let home = tempfile::tempdir().expect("home");
+    let (path, db) = (home.path().to_path_buf(), through_proxy.to_string());
+    let server = tokio::task::spawn_blocking(move || ServeProcess::start(&path, &["--db", &db]))
+        .await
+        .expect("signoff serve started");
+    let admin = Client::new(&server.url, &server.admin_key()).expect("client");
+    let agent = client_for(
+        &admin,
+        &server,
+        PrincipalKind::Agent,
+        "agent://acme/deployer",
+    )
+    .await;
+    let alice = client_for(
+        &admin,
+        &server,
+        PrincipalKind::Reviewer,
+        "alice@example.com",
+    )
+    .await;
+    let task = common::task_intent(json!({"title": "Deploy?", "task_type": "approval",
+                                          "assignees": ["alice@example.com"]}));
+    let create = || agent.create_intent(&task, None);
+
+    let first = create().await.expect("created").intent_id;
+    proxy.armed.store(true, Ordering::SeqCst);
+    let decided = alice.decide(&first, "approved", None, Map::new()).await;
+    assert_eq!(
+        proxy.cuts.load(Ordering::SeqCst),
+        1,
+        "the decision's COMMIT was cut off from its answer"
+    );
+    let decided = decided.unwrap_or_else(|err| {
+        panic!(
+            "the database kept the decision, so it succeeded: {err}\n{}",
+            server.log()
+        )
+    });
+    assert_eq!(decided.status.as_str(), "COMPLETED");
+    assert!(server.log().contains("it was kept"), "{}", server.log());
+
+    // Kept once: the history holds one decision, and a second one is refused.
+    let history = agent.events(&first, 0).await.expect("history");
+    let completions = history
+        .iter()
+        .filter(|event| event.event_type == "intent.completed")
+        .count();
+    assert_eq!(completions, 1, "{history:#?}");
+    assert!(
+        alice
+            .decide(&first, "rejected", None, Map::new())
+            .await
+            .is_err()
+    );
+    // The writer carries on over its new connection.
+    let second = create().await.expect("created").intent_id;
+    let decided = alice.decide(&second, "approved", None, Map::new()).await;
+    assert_eq!(decided.expect("decided").status.as_str(), "COMPLETED");
+}
+
+/// A client of `server` with a new key for `identity`.
+async fn client_for(
+    admin: &Client,
+    server: &ServeProcess,
+    kind: PrincipalKind,
+    identity: &str,
+) -> Client {
+    let created = admin.create_key(kind, identity, &[], None).await;
+    Client::new(&server.url, &created.expect("a key").key).expect("client")
+}
