@@ -12,6 +12,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use common::ServeProcess;
 use common::backend::Schema;
@@ -21,13 +22,16 @@ use signoff::domain::PrincipalKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// How signoff's writer opens its transactions, which tells its connection
+/// from the pool's.
+const WRITER_BEGINS: &[u8] = b"BEGIN ISOLATION LEVEL READ COMMITTED\0";
 /// `COMMIT` sent as a simple query: type `Q`, length 11, the text and its NUL.
 const COMMIT_QUERY: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
 /// The server's confirmation: CommandComplete (`C`, length 11) tagged `COMMIT`.
 const COMMIT_DONE: &[u8] = b"C\0\0\0\x0bCOMMIT\0";
 
-/// Relays connections to PostgreSQL; when armed, cuts the next one that sends
-/// COMMIT as described in the module docs.
+/// Relays connections to PostgreSQL; when armed, cuts the writer's connection
+/// at its next COMMIT as described in the module docs.
 struct CuttingProxy {
     port: u16,
     armed: Arc<AtomicBool>,
@@ -58,15 +62,37 @@ impl CuttingProxy {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
+/// Looks for a pattern in a byte stream that arrives in pieces, across pieces
+/// too, and only in what is new: it keeps less of the past than a whole match.
+struct Watch {
+    pattern: &'static [u8],
+    recent: Vec<u8>,
 }
 
-/// Copies both ways. A connection that sends COMMIT while the proxy is armed
-/// takes the arming; from then on its server's answers are held back until one
-/// confirms the COMMIT, and then both sides are closed.
+impl Watch {
+    fn new(pattern: &'static [u8]) -> Watch {
+        Watch {
+            pattern,
+            recent: Vec::new(),
+        }
+    }
+
+    /// Whether the pattern ends within `bytes`.
+    fn seen_in(&mut self, bytes: &[u8]) -> bool {
+        self.recent.extend_from_slice(bytes);
+        let seen = self
+            .recent
+            .windows(self.pattern.len())
+            .any(|window| window == self.pattern);
+        let keep_from = self.recent.len().saturating_sub(self.pattern.len() - 1);
+        self.recent.drain(..keep_from);
+        seen
+    }
+}
+
+/// Copies both ways. The writer's connection, sending COMMIT while the proxy is
+/// armed, takes the arming; from then on its server's answers are held back
+/// until one confirms the COMMIT, and then both sides are closed.
 async fn relay(
     mut client: TcpStream,
     mut server: TcpStream,
@@ -78,19 +104,17 @@ async fn relay(
     let cutting = AtomicBool::new(false);
     let upstream = async {
         let mut buffer = vec![0u8; 64 * 1024];
-        // The end of the previous read, so a COMMIT split across reads is seen.
-        let mut carried: Vec<u8> = Vec::new();
+        let (mut begins, mut commits) = (Watch::new(WRITER_BEGINS), Watch::new(COMMIT_QUERY));
+        let mut writer = false;
         loop {
             let Some(bytes) = next_bytes(&mut from_client, &mut buffer).await else {
                 return;
             };
-            carried.extend_from_slice(bytes);
+            writer = begins.seen_in(bytes) || writer;
             // Decided before passing the COMMIT on, so its answer cannot slip by.
-            if contains(&carried, COMMIT_QUERY) && armed.swap(false, Ordering::SeqCst) {
+            if commits.seen_in(bytes) && writer && armed.swap(false, Ordering::SeqCst) {
                 cutting.store(true, Ordering::SeqCst);
             }
-            let keep_from = carried.len().saturating_sub(COMMIT_QUERY.len() - 1);
-            carried.drain(..keep_from);
             if to_server.write_all(bytes).await.is_err() {
                 return;
             }
@@ -98,7 +122,7 @@ async fn relay(
     };
     let downstream = async {
         let mut buffer = vec![0u8; 64 * 1024];
-        let mut held: Vec<u8> = Vec::new();
+        let mut confirmed = Watch::new(COMMIT_DONE);
         loop {
             let Some(bytes) = next_bytes(&mut from_server, &mut buffer).await else {
                 return;
@@ -109,8 +133,7 @@ async fn relay(
                 }
                 continue;
             }
-            held.extend_from_slice(bytes);
-            if contains(&held, COMMIT_DONE) {
+            if confirmed.seen_in(bytes) {
                 cuts.fetch_add(1, Ordering::SeqCst);
                 return;
             }
@@ -147,7 +170,15 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
         (Some(tokio_postgres::config::Host::Tcp(host)), port) => {
             format!("{host}:{}", port.copied().unwrap_or(5432))
         }
-        other => panic!("the test database must be reached over TCP, not {other:?}"),
+        _ => {
+            // Straight to stderr: the test harness hides what passing tests print.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED commit_answer_lost: the proxy needs a TCP address in the URL"
+            );
+            return;
+        }
     };
     let proxy = CuttingProxy::start(upstream).await;
     let mut through_proxy = url::Url::parse(&schema.url()).expect("URL");
@@ -180,7 +211,12 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
 
     let first = create().await.expect("created").intent_id;
     proxy.armed.store(true, Ordering::SeqCst);
-    let decided = alice.decide(&first, "approved", None, Map::new()).await;
+    let decided = tokio::time::timeout(
+        Duration::from_secs(30),
+        alice.decide(&first, "approved", None, Map::new()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the decision is answered; log:\n{}", server.log()));
     assert_eq!(
         proxy.cuts.load(Ordering::SeqCst),
         1,

@@ -801,8 +801,6 @@ impl Database {
             .get(0)
     }
 
-    /// PostgreSQL sessions of signoff waiting for a lock: writers queued
-    /// behind the chain head.
     /// From now on, every event of `intent_id` is stored with a status no
     /// signoff writes: a row "changed outside signoff" as it commits.
     async fn damage_events_of(&self, intent_id: &str) {
@@ -861,6 +859,8 @@ impl Database {
             .expect("put the chain head back");
     }
 
+    /// PostgreSQL sessions of signoff waiting for a lock: writers queued
+    /// behind the chain head.
     async fn writers_waiting(&self) -> i64 {
         self.count(
             "SELECT count(*) FROM pg_stat_activity

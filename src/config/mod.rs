@@ -196,59 +196,108 @@ impl std::fmt::Display for PostgresUrl {
 /// `text` with any password (in the user part or a `password=` query pair)
 /// replaced by `***`; text without a `scheme://` is not shown at all.
 ///
-/// This works on the text rather than through a URL parser because the two
-/// disagree with libpq-style parsing: tokio-postgres reads credentials up to an
-/// `@` and does not treat `#` as a fragment, so a password holding an unencoded
-/// `#`, `/` or `?` would slip past `url::Url`. Everything up to the last `@` is
-/// therefore treated as credentials, and the user name is shown only when it is
-/// plainly a name.
+/// This works on the text rather than through a URL parser, because readers
+/// disagree on URLs that hold unencoded delimiters: `url::Url` ends the user
+/// part at the last `@` and starts a fragment at `#`, while tokio-postgres (like
+/// libpq) takes credentials up to the first `@` and knows no fragments. So a
+/// URL is shown in parts only when every reader splits it the same way: one
+/// `@` at most, with no `/`, `?`, `#`, `&` or `=` before it. Anything else shows
+/// the scheme alone.
 fn redacted_url(text: &str) -> String {
+    const UNREADABLE: &str = "(a URL that cannot be parsed)";
     let Some((scheme, rest)) = text.split_once("://") else {
-        return "(a URL that cannot be parsed)".to_string();
+        return UNREADABLE.to_string();
     };
-    let (credentials, location) = match rest.rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let shown_user = credentials.map(|credentials| {
-        let (user, password) = match credentials.split_once(':') {
-            Some((user, _)) => (user, "***"),
-            None => (credentials, ""),
-        };
-        let plain_name = user
+    let plain_scheme = !scheme.is_empty()
+        && scheme
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.%".contains(c));
-        match (plain_name, password) {
-            (true, "") => format!("{user}@"),
-            (true, _) => format!("{user}:***@"),
-            (false, _) => "***@".to_string(),
+            .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    if !plain_scheme {
+        return UNREADABLE.to_string();
+    }
+    let (user, location) = match rest.split_once('@') {
+        None => (String::new(), rest),
+        Some((credentials, location))
+            if !location.contains('@') && !credentials.contains(['/', '?', '#', '&', '=']) =>
+        {
+            (shown_credentials(credentials), location)
         }
-    });
+        Some(_) => return format!("{scheme}://***"),
+    };
     let (address, query) = match location.split_once('?') {
         Some((address, query)) => (address, Some(query)),
         None => (location, None),
     };
-    let mut shown = format!("{scheme}://{}{address}", shown_user.unwrap_or_default());
+    let mut shown = format!("{scheme}://{user}{address}");
     if let Some(query) = query {
-        let pairs: Vec<String> = query.split('&').map(redacted_query_pair).collect();
         shown.push('?');
-        shown.push_str(&pairs.join("&"));
+        shown.push_str(&redacted_query(query));
     }
     shown
 }
 
-/// One `key=value` pair of a connection URL's query, with the value hidden when
-/// the key (percent-decoded, as tokio-postgres decodes it) names the password.
-fn redacted_query_pair(pair: &str) -> String {
-    let key = pair.split_once('=').map_or(pair, |(key, _)| key);
-    let decoded: String = url::form_urlencoded::parse(key.as_bytes())
-        .map(|(name, _)| name.into_owned())
-        .collect();
-    if decoded.eq_ignore_ascii_case("password") {
-        format!("{key}=***")
-    } else {
-        pair.to_string()
+/// The user part of a URL as shown: the user name when it is plainly a name,
+/// and `***` for a password.
+fn shown_credentials(credentials: &str) -> String {
+    let (user, has_password) = match credentials.split_once(':') {
+        Some((user, _)) => (user, true),
+        None => (credentials, false),
+    };
+    let plain_name = user
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.%".contains(c));
+    match (plain_name, has_password) {
+        (true, false) => format!("{user}@"),
+        (true, true) => format!("{user}:***@"),
+        (false, _) => "***@".to_string(),
     }
+}
+
+/// The connection parameters tokio-postgres knows, but for the password: the
+/// only query pairs shown whole.
+const SHOWN_PARAMETERS: &[&str] = &[
+    "user",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "sslnegotiation",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+];
+
+/// A connection URL's query with the password's value hidden, and any piece
+/// that is not a known parameter hidden whole: a password holding an
+/// unencoded `&` splits into such pieces. Keys are compared percent-decoded,
+/// as tokio-postgres decodes them.
+fn redacted_query(query: &str) -> String {
+    let shown: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+            let decoded: String = url::form_urlencoded::parse(key.as_bytes())
+                .map(|(name, _)| name.into_owned())
+                .collect();
+            if decoded.eq_ignore_ascii_case("password") {
+                format!("{key}=***")
+            } else if SHOWN_PARAMETERS.contains(&decoded.as_str()) {
+                pair.to_string()
+            } else {
+                "***".to_string()
+            }
+        })
+        .collect();
+    shown.join("&")
 }
 
 impl std::fmt::Debug for PostgresUrl {
@@ -611,13 +660,12 @@ mod tests {
         for (url, expected) in [
             (
                 "postgres://u:#hunter2@h/d?sslmode=disable",
-                "postgres://u:***@h/d?sslmode=disable",
+                "postgres://***",
             ),
-            (
-                "postgres://u:hun/ter?2@h:5432/d",
-                "postgres://u:***@h:5432/d",
-            ),
-            ("postgres://u:hun@ter2@h/d", "postgres://u:***@h/d"),
+            ("postgres://u:hun/ter?2@h:5432/d", "postgres://***"),
+            ("postgres://u:hun@ter2@h/d", "postgres://***"),
+            ("postgres://app@db/prod?password=p@ssw0rd", "postgres://***"),
+            ("postgres://h/d?password=hun@ter2", "postgres://***"),
             (
                 "postgres://h/d?user=u#&password=hunter2",
                 "postgres://h/d?user=u#&password=***",
@@ -626,8 +674,13 @@ mod tests {
                 "postgresql://h/d?pass%77ord=hunter2&application_name=a",
                 "postgresql://h/d?pass%77ord=***&application_name=a",
             ),
-            ("postgres://h/d?password=hun@ter2", "postgres://***@ter2"),
+            (
+                "postgres://h/d?password=hun&ter&2=x&sslmode=disable",
+                "postgres://h/d?password=***&***&***&sslmode=disable",
+            ),
             ("postgres://u@h/d", "postgres://u@h/d"),
+            ("postgres://u%20x:pw@h/d", "postgres://u%20x:***@h/d"),
+            ("password=x host=a://b", "(a URL that cannot be parsed)"),
         ] {
             assert_eq!(redacted_url(url), expected, "for {url}");
         }
@@ -640,6 +693,32 @@ mod tests {
             redacted_url("no scheme at all"),
             "(a URL that cannot be parsed)"
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever delimiters a password holds unencoded, and wherever the URL
+        /// carries it, neither end of it is ever shown (its ends are distinctive,
+        /// so any piece shown would carry one of them). Only a password holding
+        /// `&` and a parameter's name (`&user=`) unencoded could show a piece:
+        /// every reader takes that for the parameter.
+        #[test]
+        fn no_piece_of_a_password_is_shown(
+            middle in "[0-9@/?#&=:%]{0,8}",
+            shape in 0usize..4,
+        ) {
+            let password = format!("S3cr{middle}Xy9");
+            let url = match shape {
+                0 => format!("postgres://signoff:{password}@db:5432/app?sslmode=disable"),
+                1 => format!("postgres://signoff@db/app?password={password}&sslmode=disable"),
+                2 => format!("postgresql://db/app?application_name=x&password={password}"),
+                _ => format!("postgres://:{password}@db/app"),
+            };
+            let shown = redacted_url(&url);
+            proptest::prop_assert!(
+                !shown.contains("S3cr") && !shown.contains("Xy9"),
+                "{url} is shown as {shown}"
+            );
+        }
     }
 
     #[test]

@@ -503,7 +503,8 @@ async fn read_range(
 
 /// What can be decoded of `found`; damaged rows are logged and skipped. The
 /// feed has to move past a row it cannot read, or nothing after it would ever
-/// be published; a stream that reads the row from the database reports it there.
+/// be published. Live followers miss the damaged event (the log names it);
+/// reading it from the database later reports the damage.
 fn decode_readable<T>(
     found: &[Row],
     what: &str,

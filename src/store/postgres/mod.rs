@@ -177,6 +177,7 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
 
 /// The notification channel for the schema signoff lives in, so deployments in
 /// different schemas of one database never hear each other.
+#[doc(hidden)]
 pub fn channel_for(schema: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(schema.as_bytes());
@@ -590,9 +591,9 @@ impl Store for PgStore {
                 }
             }
         }
-        let dropped = claimed.len() - timers.len();
+        let unreadable = claimed.len() - timers.len();
         if timers.is_empty() {
-            return Ok(dropped);
+            return Ok(unreadable);
         }
         // The claimed timers, and any already-due ones their firing scheduled.
         let fired = self
@@ -603,7 +604,7 @@ impl Store for PgStore {
                 reply,
             })
             .await?;
-        Ok(dropped + fired)
+        Ok(unreadable + fired)
     }
 
     /// When the next timer is due, or when a lease on one runs out (so a timer

@@ -843,22 +843,30 @@ impl Writer {
 
     /// Whether a batch whose connection broke after COMMIT was sent was kept
     /// anyway: the server may have committed it and lost only the answer. Its
-    /// last event is then stored with the batch's hash (which covers everything
-    /// chained before it), and telling its writers it failed would be a lie a
-    /// retry turns into "already decided".
+    /// last event is then stored with the batch's hash (which covers the
+    /// event's position and content and everything chained before it), and
+    /// telling its writers it failed would be a lie a retry turns into "already
+    /// decided". A batch without events cannot be told apart and counts as failed.
     async fn kept_after_all(&mut self, batch: &Batch) -> bool {
-        let last = (batch.chain.next_cursor - 1) as i64;
-        let found = match self.ensure_connected().await {
-            Ok(()) => {
-                self.query("SELECT hash FROM events WHERE cursor = $1", &[&last])
-                    .await
-            }
-            Err(err) => Err(err),
-        };
+        let (first, last) = (
+            batch.first_cursor as i64,
+            (batch.chain.next_cursor - 1) as i64,
+        );
+        let found = async {
+            self.ensure_connected().await?;
+            // Waits while the broken session's transaction still holds the
+            // head, so what it did is settled before it is looked for.
+            self.query("SELECT cursor FROM chain_head WHERE id = 1 FOR SHARE", &[])
+                .await?;
+            self.query(
+                "SELECT 1 FROM events WHERE cursor BETWEEN $1 AND $2 AND hash = $3",
+                &[&first, &last, &batch.chain.last_hash],
+            )
+            .await
+        }
+        .await;
         match found {
-            Ok(rows) => rows.first().is_some_and(|row| {
-                row.try_get::<_, String>(0).ok().as_deref() == Some(batch.chain.last_hash.as_str())
-            }),
+            Ok(rows) => !rows.is_empty(),
             Err(err) => {
                 tracing::warn!("cannot tell whether a commit was kept: {err}");
                 false
