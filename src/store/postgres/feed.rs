@@ -359,10 +359,11 @@ impl Feed {
         }
     }
 
-    /// The database's newest cursor is behind what was published when it was
-    /// restored from a backup, or lost its last commits to a crash under
-    /// `durability = "normal"`. Its cursors are handed out again, so publishing
-    /// starts over from there rather than ignoring every new commit.
+    /// Follows a database whose newest cursor (`latest`) is behind what this
+    /// instance published: it was restored from a backup, or lost its last
+    /// commits to a crash under `durability = "normal"`. It hands those cursors
+    /// out again, so publishing starts over from `latest` rather than ignoring
+    /// every new commit as already published.
     fn follow_a_rewound_head(&mut self, latest: u64) {
         if latest >= self.published {
             return;
