@@ -18,7 +18,6 @@ use common::ServeProcess;
 use common::backend::Schema;
 use serde_json::{Map, json};
 use signoff::client::Client;
-use signoff::domain::PrincipalKind;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -171,11 +170,9 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
             format!("{host}:{}", port.copied().unwrap_or(5432))
         }
         _ => {
-            // Straight to stderr: the test harness hides what passing tests print.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED commit_answer_lost: the proxy needs a TCP address in the URL"
+            common::backend::say_skipped(
+                "commit_answer_lost",
+                "the proxy needs a TCP address in the URL",
             );
             return;
         }
@@ -190,21 +187,9 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
     let server = tokio::task::spawn_blocking(move || ServeProcess::start(&path, &["--db", &db]))
         .await
         .expect("signoff serve started");
-    let admin = Client::new(&server.url, &server.admin_key()).expect("client");
-    let agent = client_for(
-        &admin,
-        &server,
-        PrincipalKind::Agent,
-        "agent://acme/deployer",
-    )
-    .await;
-    let alice = client_for(
-        &admin,
-        &server,
-        PrincipalKind::Reviewer,
-        "alice@example.com",
-    )
-    .await;
+    let (agent_key, alice_key) = server.deployer_and_alice_keys().await;
+    let agent = Client::new(&server.url, &agent_key).expect("client");
+    let alice = Client::new(&server.url, &alice_key).expect("client");
     let task = common::task_intent(json!({"title": "Deploy?", "task_type": "approval",
                                           "assignees": ["alice@example.com"]}));
     let create = || agent.create_intent(&task, None);
@@ -248,15 +233,4 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
     let second = create().await.expect("created").intent_id;
     let decided = alice.decide(&second, "approved", None, Map::new()).await;
     assert_eq!(decided.expect("decided").status.as_str(), "COMPLETED");
-}
-
-/// A client of `server` with a new key for `identity`.
-async fn client_for(
-    admin: &Client,
-    server: &ServeProcess,
-    kind: PrincipalKind,
-    identity: &str,
-) -> Client {
-    let created = admin.create_key(kind, identity, &[], None).await;
-    Client::new(&server.url, &created.expect("a key").key).expect("client")
 }

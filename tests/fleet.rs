@@ -757,6 +757,13 @@ const CLAIMER: usize = 0;
 const WATCHED: usize = 2;
 const SURVIVORS: [usize; 2] = [1, 2];
 
+/// [`fleet_or_skip`] for three instances that lease claimed timers for
+/// [`TIMER_LEASE_SECONDS`].
+async fn timer_fleet_or_skip(test: &str) -> Option<(MutexGuard<'static, ()>, Fleet)> {
+    let lease = TIMER_LEASE_SECONDS.to_string();
+    fleet_or_skip(test, 3, &["--pg-timer-lease", &lease]).await
+}
+
 /// `count` tasks for alice over the three instances, each with one reminder due
 /// [`REMIND_AFTER_SECONDS`] after it was created; returns their ids.
 async fn tasks_with_one_reminder(agent: &[Client], count: usize) -> Vec<String> {
@@ -926,12 +933,8 @@ async fn reminders_fired_once(readers: &[&Client], tasks: &[String]) -> Vec<Time
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timers_fire_exactly_once_even_when_an_instance_is_killed() {
-    let Some((_turn, mut fleet)) = fleet_or_skip(
-        "timers_fire_exactly_once_even_when_an_instance_is_killed",
-        3,
-        &["--pg-timer-lease", &TIMER_LEASE_SECONDS.to_string()],
-    )
-    .await
+    let Some((_turn, mut fleet)) =
+        timer_fleet_or_skip("timers_fire_exactly_once_even_when_an_instance_is_killed").await
     else {
         return;
     };
@@ -986,12 +989,8 @@ async fn timers_fire_exactly_once_even_when_an_instance_is_killed() {
 /// no longer its own and leave them alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimer_held_up_past_its_lease_does_not_fire_again() {
-    let Some((_turn, fleet)) = fleet_or_skip(
-        "a_claimer_held_up_past_its_lease_does_not_fire_again",
-        3,
-        &["--pg-timer-lease", &TIMER_LEASE_SECONDS.to_string()],
-    )
-    .await
+    let Some((_turn, fleet)) =
+        timer_fleet_or_skip("a_claimer_held_up_past_its_lease_does_not_fire_again").await
     else {
         return;
     };
@@ -1481,13 +1480,11 @@ async fn live_updates_go_on_past_a_damaged_row_and_a_rewound_database() {
     database.damage_events_of(&damaged).await;
     approve(&alice[A], &damaged).await;
     decided_task_reaches(&agent, &alice, "after the damaged row").await;
-    assert!(
-        fleet.instances[B]
-            .log()
-            .contains("not publishing an event that cannot be read"),
-        "B says what it skipped:\n{}",
-        fleet.instances[B].log()
-    );
+    logged(
+        &fleet.instances[B],
+        "not publishing an event that cannot be read",
+    )
+    .await;
 
     let head = database.chain_head().await;
     let mut forgotten = Vec::new();
@@ -1500,11 +1497,11 @@ async fn live_updates_go_on_past_a_damaged_row_and_a_rewound_database() {
     })
     .await;
     database.rewind(&head, &forgotten).await;
-    eventually("B notices the database went back", PATIENCE, async || {
-        let log = fleet.instances[B].log();
-        log.contains("the database holds fewer commits than were published")
-            .then_some(())
-    })
+    // B notices the database went back.
+    logged(
+        &fleet.instances[B],
+        "the database holds fewer commits than were published",
+    )
     .await;
     // Its commits take the positions the forgotten tasks had.
     decided_task_reaches(&agent, &alice, "after the rewind").await;
@@ -1525,10 +1522,18 @@ async fn live_updates_go_on_past_a_damaged_row_and_a_rewound_database() {
         .await
         .expect("notify");
     decided_task_reaches(&agent, &alice, "after a forged notification").await;
-    eventually("B says what it ignored", PATIENCE, async || {
-        let log = fleet.instances[B].log();
-        log.contains("ignoring a notification of commits the database does not hold")
-            .then_some(())
+    logged(
+        &fleet.instances[B],
+        "ignoring a notification of commits the database does not hold",
+    )
+    .await;
+}
+
+/// Waits until `instance` has logged `line`, failing after [`PATIENCE`].
+async fn logged(instance: &ServeProcess, line: &str) {
+    let what = format!("the instance logs {line:?}");
+    eventually(&what, PATIENCE, async || {
+        instance.log().contains(line).then_some(())
     })
     .await;
 }

@@ -236,20 +236,11 @@ fn redacted_url(text: &str) -> String {
     shown
 }
 
-/// The user part of a URL as shown: the user name when it is plainly a name,
-/// and `***` for a password.
+/// The user part of a URL as shown: the user name, and `***` for a password.
 fn shown_credentials(credentials: &str) -> String {
-    let (user, has_password) = match credentials.split_once(':') {
-        Some((user, _)) => (user, true),
-        None => (credentials, false),
-    };
-    let plain_name = user
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "_-.%".contains(c));
-    match (plain_name, has_password) {
-        (true, false) => format!("{user}@"),
-        (true, true) => format!("{user}:***@"),
-        (false, _) => "***@".to_string(),
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{user}:***@"),
+        None => format!("{credentials}@"),
     }
 }
 

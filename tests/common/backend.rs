@@ -32,15 +32,22 @@ pub fn postgres_url_or_skip(test: &str) -> Option<String> {
     match std::env::var(PG_URL_VARIABLE) {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
-            // Straight to stderr: the test harness hides what passing tests print.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: it needs PostgreSQL; set {PG_URL_VARIABLE}=postgres://user@host:port/db to run it"
+            say_skipped(
+                test,
+                &format!(
+                    "it needs PostgreSQL; set {PG_URL_VARIABLE}=postgres://user@host:port/db to run it"
+                ),
             );
             None
         }
     }
+}
+
+/// Says that `test` was skipped and why.
+pub fn say_skipped(test: &str, why: &str) {
+    // Straight to stderr: the test harness hides what passing tests print.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
 
 /// The name of the test running on this thread, for skip messages.
