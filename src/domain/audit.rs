@@ -296,6 +296,21 @@ mod tests {
     }
 
     #[test]
+    fn a_known_event_hashes_as_stored_logs_expect() {
+        // sha256 of GENESIS, "\n" and this event's canonical JSON at cursor 1,
+        // worked out outside Rust: a change to the canonical form would break
+        // the verification of every log already stored.
+        assert_eq!(
+            canonical(1, &event("a", 1, "intent.created")).to_string(),
+            r#"{"actor":"agent://a/b","at":"2026-11-21T12:00:00.000000Z","cursor":1,"details":{"n":1},"event_type":"intent.created","intent_id":"a","seq":1,"status":"SUBMITTED","waiting_reason":null}"#
+        );
+        assert_eq!(
+            event_hash(GENESIS, 1, &event("a", 1, "intent.created")),
+            "3dcd72feb373607508346283d9f10c549bb33394400d4b5d51241ffb652b7b9c"
+        );
+    }
+
+    #[test]
     fn votes_and_workflow_steps_read_as_what_happened() {
         let mut voted = event("a", 1, "intent.voted");
         voted.actor = "ann@example.com".into();
