@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::ServeProcess;
 use common::backend::Schema;
 use serde_json::{Map, json};
-use signoff::client::Client;
+use signoff::client::{Client, ClientError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -223,11 +223,10 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
         .filter(|event| event.event_type == "intent.completed")
         .count();
     assert_eq!(completions, 1, "{history:#?}");
+    let again = alice.decide(&first, "rejected", None, Map::new()).await;
     assert!(
-        alice
-            .decide(&first, "rejected", None, Map::new())
-            .await
-            .is_err()
+        matches!(again, Err(ClientError::Api { status: 409, .. })),
+        "a second decision is refused as a conflict: {again:?}"
     );
     // The writer carries on over its new connection.
     let second = create().await.expect("created").intent_id;
