@@ -21,9 +21,11 @@ async fn keys(server: &ServeProcess) -> (Client, Client) {
     )
 }
 
-/// Polls `condition` until it holds or ten seconds pass.
+/// Polls `condition` until it holds or 30 seconds pass. A client whose server
+/// was slow to come back (a loaded machine, the whole suite running) may be
+/// sleeping through an 8 s reconnect backoff when the server is already up.
 async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    for _ in 0..200 {
+    for _ in 0..600 {
         if condition() {
             return;
         }

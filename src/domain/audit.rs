@@ -5,38 +5,79 @@
 
 use std::collections::HashMap;
 
-use serde_json::json;
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::event::Event;
+use super::intent::{Status, WaitingReason};
+use super::time::Timestamp;
 
 /// The hash before the first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The event at `cursor` as the chain hashes it: compact JSON with sorted keys,
-/// so it does not depend on how the event is stored.
-pub fn canonical(cursor: u64, event: &Event) -> serde_json::Value {
-    json!({
-        "cursor": cursor,
-        "intent_id": event.intent_id,
-        "seq": event.seq,
-        "event_type": event.event_type,
-        "status": event.status,
-        "waiting_reason": event.waiting_reason,
-        "actor": event.actor,
-        "at": event.at,
-        "details": event.details,
-    })
+/// so it does not depend on how the event is stored. The fields are declared in
+/// key order, so writing this struct gives the same bytes as the sorted JSON
+/// value, without building that value (and copying the details) first.
+#[derive(Serialize)]
+struct CanonicalEvent<'a> {
+    actor: &'a str,
+    at: Timestamp,
+    cursor: u64,
+    details: &'a Value,
+    event_type: &'a str,
+    intent_id: &'a str,
+    seq: u64,
+    status: Status,
+    waiting_reason: Option<WaitingReason>,
+}
+
+impl<'a> CanonicalEvent<'a> {
+    fn of(cursor: u64, event: &'a Event) -> Self {
+        CanonicalEvent {
+            actor: &event.actor,
+            at: event.at,
+            cursor,
+            details: &event.details,
+            event_type: &event.event_type,
+            intent_id: &event.intent_id,
+            seq: event.seq,
+            status: event.status,
+            waiting_reason: event.waiting_reason,
+        }
+    }
+}
+
+/// The canonical form as a JSON value, for exports that add fields to it.
+pub fn canonical(cursor: u64, event: &Event) -> Value {
+    // Strings, numbers and a JSON value always convert; `Null` is unreachable.
+    serde_json::to_value(CanonicalEvent::of(cursor, event)).unwrap_or(Value::Null)
+}
+
+/// Feeds what is written straight into the hash.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The hash of the event at `cursor`, following `previous`.
 pub fn event_hash(previous: &str, cursor: u64, event: &Event) -> String {
-    let canonical = canonical(cursor, event);
-    let mut hasher = Sha256::new();
-    hasher.update(previous.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(canonical.to_string().as_bytes());
-    hex::encode(hasher.finalize())
+    let mut hasher = HashWriter(Sha256::new());
+    hasher.0.update(previous.as_bytes());
+    hasher.0.update(b"\n");
+    // Serializing borrowed strings, numbers and a JSON value into a writer that
+    // cannot fail cannot fail either.
+    let _ = serde_json::to_writer(&mut hasher, &CanonicalEvent::of(cursor, event));
+    hex::encode(hasher.0.finalize())
 }
 
 /// One stored event, as the audit reads it.
@@ -270,6 +311,8 @@ pub fn describe(event: &Event) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     /// Verifies a whole log held in memory.
@@ -292,6 +335,17 @@ mod tests {
             actor: "agent://a/b".into(),
             at: Timestamp::parse("2026-11-21T12:00:00Z").unwrap(),
             details: json!({"n": seq}),
+        }
+    }
+
+    #[test]
+    fn the_streamed_form_is_the_sorted_json() {
+        let mut waiting = event("a", 2, "intent.waiting");
+        waiting.waiting_reason = Some(WaitingReason::WaitingForHuman);
+        waiting.details = json!({"zeta": [1, {"b": null, "a": "x\"y"}], "alpha": {"k": 1.5}});
+        for event in [waiting, event("b", 1, "intent.created")] {
+            let streamed = serde_json::to_string(&CanonicalEvent::of(7, &event)).unwrap();
+            assert_eq!(streamed, canonical(7, &event).to_string());
         }
     }
 

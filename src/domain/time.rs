@@ -5,14 +5,14 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::format_description::well_known::Rfc3339;
-use time::macros::{datetime, format_description};
-use time::{Duration, OffsetDateTime, UtcOffset};
+use time::macros::datetime;
+use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
 
-const CANONICAL: &[time::format_description::BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+/// The canonical text form, `0` marking each digit.
+const CANONICAL_TEMPLATE: &[u8; 27] = b"0000-00-00T00:00:00.000000Z";
 
 impl Timestamp {
     /// Years a timestamp may have: the canonical text form has four digits.
@@ -54,9 +54,72 @@ impl Timestamp {
 
     /// Accepts any RFC 3339 timestamp, with any offset, and normalises it to UTC.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(at) = Self::parse_canonical(text) {
+            return Ok(at);
+        }
         let at = OffsetDateTime::parse(text, &Rfc3339)
             .map_err(|err| format!("`{text}` is not an RFC 3339 timestamp ({err})"))?;
         Self::checked(at).ok_or_else(|| format!("`{text}` is outside the years 0001 to 9999 (UTC)"))
+    }
+
+    /// Reads the canonical form, which is what every stored row holds, without
+    /// the general RFC 3339 parser. `None` leaves anything else (other offsets,
+    /// precisions, a leap second, year 0) to that parser and its error messages.
+    fn parse_canonical(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let matches_template = bytes.len() == CANONICAL_TEMPLATE.len()
+            && bytes
+                .iter()
+                .zip(CANONICAL_TEMPLATE)
+                .all(|(&byte, &expected)| match expected {
+                    b'0' => byte.is_ascii_digit(),
+                    _ => byte == expected,
+                });
+        if !matches_template {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| {
+            bytes[range]
+                .iter()
+                .fold(0u32, |value, digit| value * 10 + u32::from(digit - b'0'))
+        };
+        // Every field has at most six digits, so the narrowing casts are exact.
+        let month = Month::try_from(number(5..7) as u8).ok()?;
+        let date =
+            Date::from_calendar_date(number(0..4) as i32, month, number(8..10) as u8).ok()?;
+        let time = Time::from_hms_micro(
+            number(11..13) as u8,
+            number(14..16) as u8,
+            number(17..19) as u8,
+            number(20..26),
+        )
+        .ok()?;
+        Self::checked(PrimitiveDateTime::new(date, time).assume_utc())
+    }
+
+    /// The canonical text form. It is written for every stored row and every
+    /// hashed event, so it is put together digit by digit rather than by
+    /// interpreting a format description each time.
+    fn canonical_text(&self) -> [u8; 27] {
+        let (date, time) = (self.0.date(), self.0.time());
+        let mut text = *CANONICAL_TEMPLATE;
+        // Years are 1 to 9999 (see `checked`), so four digits hold them.
+        let fields = [
+            (0..4, date.year().unsigned_abs()),
+            (5..7, u32::from(u8::from(date.month()))),
+            (8..10, u32::from(date.day())),
+            (11..13, u32::from(time.hour())),
+            (14..16, u32::from(time.minute())),
+            (17..19, u32::from(time.second())),
+            (20..26, time.microsecond()),
+        ];
+        for (range, mut value) in fields {
+            for digit in text[range].iter_mut().rev() {
+                *digit = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        text
     }
 
     pub fn datetime(&self) -> OffsetDateTime {
@@ -129,8 +192,8 @@ pub fn human_duration(seconds: i64) -> String {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.format(CANONICAL).map_err(|_| fmt::Error)?;
-        f.write_str(&text)
+        let text = self.canonical_text();
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -223,6 +286,57 @@ mod tests {
         assert_eq!(
             Timestamp::parse(&Timestamp::MIN.to_string()).unwrap(),
             Timestamp::MIN
+        );
+    }
+
+    #[test]
+    fn the_hand_written_form_matches_the_general_formatter_and_parser() {
+        let general = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        );
+        // Spread over the whole range, plus its ends: a fixed pseudo-random walk.
+        let (first, last) = (Timestamp::MIN.unix_micros(), Timestamp::MAX.unix_micros());
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut samples = vec![Timestamp::MIN, Timestamp::MAX];
+        for _ in 0..20_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let offset = (state >> 1) % (last - first) as u64;
+            samples.push(Timestamp::from_unix_micros(first + offset as i64));
+        }
+        for at in samples {
+            let text = at.to_string();
+            assert_eq!(text, at.0.format(general).unwrap());
+            assert_eq!(Timestamp::parse_canonical(&text), Some(at), "{text}");
+            let general_parse = OffsetDateTime::parse(&text, &Rfc3339).unwrap();
+            assert_eq!(at.0, general_parse);
+        }
+    }
+
+    #[test]
+    fn text_near_the_canonical_form_is_left_to_the_general_parser() {
+        for text in [
+            "2026-02-30T00:00:00.000000Z",
+            "2026-00-01T00:00:00.000000Z",
+            "2026-01-01T24:00:00.000000Z",
+            "2026-01-01T00:60:00.000000Z",
+            "2016-12-31T23:59:60.000000Z",
+            "0000-01-01T00:00:00.000000Z",
+            "2026-01-01t00:00:00.000000Z",
+            "2026-01-01T00:00:00.000000z",
+            "2026-01-01T00:00:00.00000aZ",
+            "2026-01-01T00:00:00.0000000Z",
+            "+026-01-01T00:00:00.000000Z",
+        ] {
+            assert_eq!(Timestamp::parse_canonical(text), None, "{text}");
+        }
+        // The general parser still reads what it can, and refuses the rest.
+        assert!(Timestamp::parse("2026-02-30T00:00:00.000000Z").is_err());
+        assert!(Timestamp::parse("0000-01-01T00:00:00.000000Z").is_err());
+        assert_eq!(
+            Timestamp::parse("2026-01-01t00:00:00.000000z").unwrap(),
+            Timestamp::parse("2026-01-01T00:00:00Z").unwrap()
         );
     }
 
