@@ -176,7 +176,7 @@ pub struct PostgresUrl(String);
 impl PostgresUrl {
     pub fn parse(key: &str, text: &str) -> Result<PostgresUrl, ConfigError> {
         let url = PostgresUrl(text.to_string());
-        text.parse::<tokio_postgres::Config>()
+        crate::store::postgres::tls::parse_url(text)
             .map_err(|err| invalid(key, format!("`{url}` is not a valid PostgreSQL URL: {err}")))?;
         Ok(url)
     }
@@ -252,6 +252,7 @@ const SHOWN_PARAMETERS: &[&str] = &[
     "options",
     "application_name",
     "sslmode",
+    "sslrootcert",
     "sslnegotiation",
     "host",
     "hostaddr",

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Row};
 
-use super::storage_error;
+use super::{Connector, storage_error};
 use crate::domain::{Result, Timestamp};
 use crate::store::rows::{self, Damage, EVENT_COLUMNS};
 use crate::store::{AgentDelivery, CommitSink, Committed, Interest};
@@ -142,7 +142,7 @@ impl Notice {
 }
 
 pub struct FeedSetup {
-    pub config: tokio_postgres::Config,
+    pub connector: Connector,
     pub pool: Pool,
     pub channel: String,
     pub instance: String,
@@ -164,7 +164,7 @@ struct Feed {
 /// Listening starts before the published position is read, so nothing committed
 /// in between is missed.
 pub async fn start(setup: FeedSetup) -> Result<tokio::task::JoinHandle<()>> {
-    let (listener, notices) = listen(&setup.config, &setup.channel).await?;
+    let (listener, notices) = listen(&setup.connector, &setup.channel).await?;
     let published = latest_cursor(&setup.pool).await?;
     let feed = Feed {
         setup,
@@ -178,16 +178,13 @@ pub async fn start(setup: FeedSetup) -> Result<tokio::task::JoinHandle<()>> {
 /// A connection listening on `channel`, and its notifications' payloads (`None`
 /// when the connection is lost).
 async fn listen(
-    config: &tokio_postgres::Config,
+    connector: &Connector,
     channel: &str,
 ) -> Result<(
     tokio_postgres::Client,
     mpsc::UnboundedReceiver<Option<String>>,
 )> {
-    let (client, mut connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|err| storage_error(format!("cannot connect to PostgreSQL: {err}")))?;
+    let (client, mut connection) = connector.open().await?;
     let (sender, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -322,7 +319,7 @@ impl Feed {
         let mut pause = Duration::from_millis(100);
         loop {
             tokio::time::sleep(pause).await;
-            match listen(&self.setup.config, &self.setup.channel).await {
+            match listen(&self.setup.connector, &self.setup.channel).await {
                 Ok((listener, notices)) => {
                     self._listener = listener;
                     self.notices = notices;

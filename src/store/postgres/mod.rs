@@ -16,6 +16,7 @@
 
 pub mod audit;
 mod feed;
+pub mod tls;
 mod writer;
 
 use std::sync::{Arc, Mutex};
@@ -24,8 +25,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Row;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::rows::{
     self, Columns, Damage, EVENT_COLUMNS, INTENT_COLUMNS, KEY_COLUMNS, OUTBOX_COLUMNS,
@@ -119,12 +122,59 @@ pub(crate) fn decode_all<T>(
         .collect()
 }
 
+/// How every connection of the store is opened: the URL's settings, and TLS
+/// as its `sslmode` asks.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub config: tokio_postgres::Config,
+    pub tls: MakeRustlsConnect,
+}
+
+/// A connection's driver, which must be polled for the connection to work.
+pub(crate) type Connection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
+impl Connector {
+    /// Reads a `postgres://` URL, and the TLS roots it names.
+    pub(crate) fn from_url(url: &str) -> Result<Connector> {
+        let (config, tls) = tls::parse_url(url).map_err(|err| {
+            Error::invalid("database_url", format!("not a PostgreSQL URL: {err}"))
+        })?;
+        let tls = tls
+            .connector()
+            .map_err(|err| Error::invalid("database_url", err))?;
+        Ok(Connector { config, tls })
+    }
+
+    /// Opens a connection; its driver is the caller's to run.
+    pub(crate) async fn open(&self) -> Result<(tokio_postgres::Client, Connection)> {
+        self.config.connect(self.tls.clone()).await.map_err(|err| {
+            storage_error(format!(
+                "cannot connect to PostgreSQL: {}",
+                with_reasons(&err)
+            ))
+        })
+    }
+}
+
+/// An error and the reasons it carries. tokio-postgres keeps the reason (a
+/// refused certificate, a wrong password, an unknown URL parameter) in the
+/// error's source, which `Display` leaves out.
+pub(crate) fn with_reasons(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(reason) = cause {
+        message.push_str(&format!(": {reason}"));
+        cause = reason.source();
+    }
+    message
+}
+
 /// Opens a connection whose driver runs on its own task.
-pub(crate) async fn connect(config: &tokio_postgres::Config) -> Result<tokio_postgres::Client> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|err| storage_error(format!("cannot connect to PostgreSQL: {err}")))?;
+pub(crate) async fn connect(connector: &Connector) -> Result<tokio_postgres::Client> {
+    let (client, connection) = connector.open().await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::warn!("PostgreSQL connection closed: {err}");
@@ -194,9 +244,8 @@ impl PgStore {
         clock: Arc<dyn Clock>,
         sink: Arc<dyn CommitSink>,
     ) -> Result<PgStore> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|err| {
-            Error::invalid("database_url", format!("not a PostgreSQL URL: {err}"))
-        })?;
+        let mut connector = Connector::from_url(url)?;
+        let config = &mut connector.config;
         // Every statement is planned once per connection and the plan cached:
         // planning each execution for its parameters cost a third of the
         // round-trip benchmark's throughput. A cached plan must not be one chosen
@@ -220,7 +269,7 @@ impl PgStore {
             .keepalives_idle(Duration::from_secs(15))
             .keepalives_interval(Duration::from_secs(5))
             .keepalives_retries(3);
-        let mut client = connect(&config).await?;
+        let mut client = connect(&connector).await?;
         migrate(&mut client).await?;
         let schema: Option<String> = client
             .query_one("SELECT current_schema()", &[])
@@ -234,8 +283,8 @@ impl PgStore {
             )
         })?;
         let pool = Pool::builder(Manager::from_config(
-            config.clone(),
-            NoTls,
+            connector.config.clone(),
+            connector.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -250,7 +299,7 @@ impl PgStore {
         let channel = channel_for(&schema);
         let stash = Arc::new(feed::Stash::default());
         let feed = feed::start(feed::FeedSetup {
-            config: config.clone(),
+            connector: connector.clone(),
             pool: pool.clone(),
             channel: channel.clone(),
             instance: instance.clone(),
@@ -264,7 +313,7 @@ impl PgStore {
         drop(client);
         let writer = Writer::start(
             writer::WriterSetup {
-                config,
+                connector,
                 durability,
                 clock,
                 sink,

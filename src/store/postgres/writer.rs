@@ -22,7 +22,7 @@ use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 use super::feed::{Notice, Stash};
-use super::{connect, damaged, decode_all, storage_error};
+use super::{Connector, connect, damaged, decode_all, storage_error};
 use crate::clock::Clock;
 use crate::domain::{Error, Intent, Result, Status, StoredEvent, TimerKind, TimerSpec, Timestamp};
 use crate::store::rows::{self, Columns, Damage, INTENT_COLUMNS, TIMER_COLUMNS};
@@ -53,7 +53,7 @@ pub enum Job {
 }
 
 pub struct WriterSetup {
-    pub config: tokio_postgres::Config,
+    pub connector: Connector,
     pub durability: Durability,
     pub clock: Arc<dyn Clock>,
     pub sink: Arc<dyn CommitSink>,
@@ -254,7 +254,7 @@ impl Writer {
                     }
                 };
                 runtime.block_on(async move {
-                    match open_connection(&setup.config, setup.durability).await {
+                    match open_connection(&setup.connector, setup.durability).await {
                         Ok(client) => {
                             let _ = ready.send(Ok(()));
                             let writer = Writer {
@@ -321,7 +321,7 @@ impl Writer {
         if !self.reconnect && !self.client.is_closed() {
             return Ok(());
         }
-        self.client = open_connection(&self.setup.config, self.setup.durability).await?;
+        self.client = open_connection(&self.setup.connector, self.setup.durability).await?;
         self.statements.clear();
         self.reconnect = false;
         tracing::info!("the writer reconnected to PostgreSQL");
@@ -935,10 +935,10 @@ impl Answer {
 /// The writer's connection. With durability `normal` a PostgreSQL crash may lose
 /// the last commits, never corrupt them: the same promise as `normal` on SQLite.
 async fn open_connection(
-    config: &tokio_postgres::Config,
+    connector: &Connector,
     durability: Durability,
 ) -> Result<tokio_postgres::Client> {
-    let client = connect(config).await?;
+    let client = connect(connector).await?;
     // Every instance's writes wait while one holds the chain head; an instance
     // that stops mid-transaction (paused, cut off) must not hold it for long.
     client

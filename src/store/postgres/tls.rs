@@ -1,0 +1,350 @@
+//! TLS to PostgreSQL, with libpq's meanings of `sslmode` and `sslrootcert`, so
+//! a URL that works with `psql` works here:
+//!
+//! | `sslmode` | encrypted | server certificate checked |
+//! |---|---|---|
+//! | `disable` | no | – |
+//! | `prefer` (the default) | if the server offers TLS | no |
+//! | `require` | yes | no; against `sslrootcert` when one is given, as libpq does |
+//! | `verify-ca` | yes | chain to a root in `sslrootcert` |
+//! | `verify-full` | yes | chain, and the host name (or IP) in the URL |
+//!
+//! `sslrootcert` is a PEM file of root certificates, or `system` for the
+//! operating system's store. tokio-postgres itself knows only `disable`,
+//! `prefer` and `require`, so the two `verify-` modes and `sslrootcert` are
+//! taken out of the URL here and the checking is done by the rustls verifier.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientConfig, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// How a connection's server is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Encrypted, but anyone may answer: libpq's `prefer` and `require`.
+    Nothing,
+    /// The certificate chains to a trusted root; any name.
+    Chain,
+    /// The chain, and the name the URL connects to.
+    ChainAndName,
+}
+
+/// Where trusted roots come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Roots {
+    File(PathBuf),
+    System,
+}
+
+/// The TLS half of a connection URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub verify: Verify,
+    pub roots: Option<Roots>,
+}
+
+/// Splits a `postgres://` URL into what tokio-postgres reads and the TLS
+/// settings; the error says what is wrong, without repeating the URL (which may
+/// hold a password).
+pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), String> {
+    let (address, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = None;
+    let mut root_cert = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = |text: &str| -> String {
+            url::form_urlencoded::parse(format!("x={text}").as_bytes())
+                .map(|(_, value)| value.into_owned())
+                .collect()
+        };
+        match decoded(key).as_str() {
+            "sslmode" => mode = Some(decoded(value)),
+            "sslrootcert" => root_cert = Some(decoded(value)),
+            _ => kept.push(pair),
+        }
+    }
+    let verify_given = |verify: Verify| (SslMode::Require, verify);
+    let (ssl_mode, verify) = match mode.as_deref() {
+        None | Some("prefer") => (SslMode::Prefer, Verify::Nothing),
+        Some("disable") => (SslMode::Disable, Verify::Nothing),
+        // libpq: "if a root CA file exists, the behavior of sslmode=require
+        // will be the same as that of verify-ca".
+        Some("require") if root_cert.is_some() => verify_given(Verify::Chain),
+        Some("require") => verify_given(Verify::Nothing),
+        Some("verify-ca") => verify_given(Verify::Chain),
+        Some("verify-full") => verify_given(Verify::ChainAndName),
+        Some(other) => {
+            return Err(format!(
+                "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
+            ));
+        }
+    };
+    let roots = match root_cert.as_deref() {
+        None => None,
+        Some("") => return Err("sslrootcert is empty: give a PEM file or `system`".into()),
+        Some("system") => Some(Roots::System),
+        Some(path) => Some(Roots::File(PathBuf::from(path))),
+    };
+    if verify != Verify::Nothing && roots.is_none() {
+        return Err(format!(
+            "sslmode {} needs sslrootcert: a PEM file of the roots to trust, or `system`",
+            mode.unwrap_or_default()
+        ));
+    }
+    let rest = if kept.is_empty() {
+        address.to_string()
+    } else {
+        format!("{address}?{}", kept.join("&"))
+    };
+    let mut config: tokio_postgres::Config =
+        rest.parse().map_err(|err| super::with_reasons(&err))?;
+    config.ssl_mode(ssl_mode);
+    Ok((config, TlsSettings { verify, roots }))
+}
+
+impl TlsSettings {
+    /// The connector every connection of the store uses. Reads the roots, so a
+    /// missing or unreadable file is reported when the store opens.
+    pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|err| format!("cannot set up TLS: {err}"))?;
+        let verifier: Arc<dyn ServerCertVerifier> = match (&self.roots, self.verify) {
+            (_, Verify::Nothing) | (None, _) => Arc::new(Unchecked(provider)),
+            (Some(roots), verify) => {
+                let chain = WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(root_store(roots)?),
+                    provider,
+                )
+                .build()
+                .map_err(|err| format!("cannot use the roots in sslrootcert: {err}"))?;
+                match verify {
+                    Verify::ChainAndName => chain,
+                    _ => Arc::new(AnyName(chain)),
+                }
+            }
+        };
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
+    }
+}
+
+fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    let certificates: Vec<CertificateDer<'static>> = match roots {
+        Roots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                return Err(format!(
+                    "sslrootcert=system, but no root certificates were found on this system ({:?})",
+                    found.errors
+                ));
+            }
+            found.certs
+        }
+        Roots::File(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .map_err(|err| format!("cannot read sslrootcert {}: {err}", path.display()))?,
+    };
+    let (added, _ignored) = store.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(match roots {
+            Roots::File(path) => format!("sslrootcert {} holds no certificate", path.display()),
+            Roots::System => "sslrootcert=system: no usable root certificate".to_string(),
+        });
+    }
+    Ok(store)
+}
+
+/// Checks the chain and accepts any name (`verify-ca`).
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            verified => verified,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Accepts any certificate (`prefer`, `require`): the connection is encrypted
+/// against eavesdroppers, not against someone posing as the server. The
+/// handshake's signatures are still checked, against the certificate given.
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> TlsSettings {
+        parse_url(url).unwrap().1
+    }
+
+    #[test]
+    fn sslmode_means_what_it_means_to_libpq() {
+        let (config, tls) = parse_url("postgres://u@h/d").unwrap();
+        assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
+        assert_eq!(tls.verify, Verify::Nothing);
+        let (config, _) = parse_url("postgres://u@h/d?sslmode=disable").unwrap();
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        let (config, tls) = parse_url("postgres://u@h/d?sslmode=require").unwrap();
+        assert_eq!(
+            (config.get_ssl_mode(), tls.verify),
+            (SslMode::Require, Verify::Nothing)
+        );
+        let (config, tls) =
+            parse_url("postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Fca.pem&dbname=x")
+                .unwrap();
+        assert_eq!(
+            (config.get_ssl_mode(), tls.verify),
+            (SslMode::Require, Verify::ChainAndName)
+        );
+        assert_eq!(tls.roots, Some(Roots::File("/ca.pem".into())));
+        assert_eq!(config.get_dbname(), Some("x"), "the other pairs are kept");
+        assert_eq!(
+            settings("postgres://h/d?sslrootcert=system&sslmode=verify-ca"),
+            TlsSettings {
+                verify: Verify::Chain,
+                roots: Some(Roots::System)
+            }
+        );
+        assert_eq!(
+            settings("postgres://h/d?sslmode=require&sslrootcert=/ca.pem").verify,
+            Verify::Chain,
+            "require with a root file checks the chain, as in libpq"
+        );
+    }
+
+    #[test]
+    fn wrong_tls_settings_are_refused_with_the_reason() {
+        for (url, expected) in [
+            ("postgres://h/d?sslmode=sometimes", "not one of disable"),
+            ("postgres://h/d?sslmode=verify-full", "needs sslrootcert"),
+            ("postgres://h/d?sslmode=verify-ca", "needs sslrootcert"),
+            (
+                "postgres://h/d?sslmode=verify-ca&sslrootcert=",
+                "sslrootcert is empty",
+            ),
+            ("postgres://h/d?sslmode=require&sslcert=/c.pem", "sslcert"),
+        ] {
+            let err = parse_url(url).unwrap_err();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn unreadable_or_empty_roots_are_reported_when_the_connector_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        for (path, expected) in [(missing, "cannot read sslrootcert"), (empty, "holds no")] {
+            let tls = TlsSettings {
+                verify: Verify::ChainAndName,
+                roots: Some(Roots::File(path.clone())),
+            };
+            let err = tls.connector().err().unwrap();
+            assert!(err.contains(expected), "{}: {err}", path.display());
+        }
+        let unchecked = TlsSettings {
+            verify: Verify::Nothing,
+            roots: None,
+        };
+        assert!(unchecked.connector().is_ok());
+    }
+}

@@ -1,0 +1,190 @@
+//! TLS to PostgreSQL, against the test server's own certificate: `sslmode`
+//! decides whether connections are encrypted, and the `verify-` modes refuse a
+//! server whose certificate does not chain to `sslrootcert` or does not name
+//! the host connected to. Skipped without `SIGNOFF_TEST_PG_URL`, or when that
+//! server does not offer TLS.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::backend::{Schema, current_test, postgres_url_or_skip, say_skipped};
+use signoff::clock::SystemClock;
+use signoff::config::DatabaseLocation;
+use signoff::engine::{Engine, EngineSettings};
+use signoff::store::Durability;
+use signoff::store::postgres::PostgresOptions;
+
+/// A plain connection for looking at the server's state.
+async fn inspector(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+/// The test server's URL, and its certificate file when this machine can read
+/// it; `None` (after saying why) when the server has TLS off.
+async fn tls_server_or_skip() -> Option<(String, Option<PathBuf>)> {
+    let url = postgres_url_or_skip(&current_test())?;
+    let client = inspector(&url).await;
+    let ssl: String = client.query_one("SHOW ssl", &[]).await.ok()?.get(0);
+    if ssl != "on" {
+        say_skipped(&current_test(), "the test PostgreSQL server has ssl = off");
+        return None;
+    }
+    let certificate = client
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .ok()
+        .map(|row| PathBuf::from(row.get::<_, String>(0)))
+        .filter(|path| std::fs::read(path).is_ok());
+    Some((url, certificate))
+}
+
+async fn open(url: &str) -> Result<Engine, String> {
+    let location = DatabaseLocation::parse("test", url).map_err(|err| err.to_string())?;
+    Engine::open(
+        &location,
+        Durability::Normal,
+        &PostgresOptions::default(),
+        Arc::new(SystemClock),
+        EngineSettings::default(),
+    )
+    .await
+    .map_err(|err| err.to_string())
+}
+
+fn with(url: &str, pairs: &str) -> String {
+    format!("{url}&{pairs}")
+}
+
+#[tokio::test]
+async fn sslmode_require_encrypts_every_connection_and_disable_none() {
+    let Some((base, _)) = tls_server_or_skip().await else {
+        return;
+    };
+    let client = inspector(&base).await;
+    for (mode, encrypted) in [("require", true), ("prefer", true), ("disable", false)] {
+        let schema = Schema::create(&base).await;
+        let since: std::time::SystemTime =
+            client.query_one("SELECT now()", &[]).await.unwrap().get(0);
+        let engine = open(&with(&schema.url(), &format!("sslmode={mode}")))
+            .await
+            .unwrap_or_else(|err| panic!("{mode}: {err}"));
+        // A write and a read: the writer's, the listener's and a pooled connection.
+        engine.bootstrap_admin_key().await.unwrap();
+        assert!(engine.bootstrap_admin_key().await.unwrap().is_none());
+        let counts = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
+                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                 WHERE a.application_name = 'signoff' AND a.backend_start >= $1
+                   AND a.datname = current_database()",
+                &[&since],
+            )
+            .await
+            .unwrap();
+        let (tls, plain): (i64, i64) = (counts.get(0), counts.get(1));
+        if encrypted {
+            assert!(
+                tls >= 2 && plain == 0,
+                "{mode}: {tls} over TLS, {plain} plain"
+            );
+        } else {
+            assert!(
+                plain >= 2 && tls == 0,
+                "{mode}: {tls} over TLS, {plain} plain"
+            );
+        }
+        drop(engine);
+        // Let the engine's connections close before the next mode counts.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_verify_modes_check_the_chain_and_the_name() {
+    let Some((base, Some(certificate))) = tls_server_or_skip().await else {
+        say_skipped(
+            &current_test(),
+            "the server's certificate file is not readable here",
+        );
+        return;
+    };
+    let schema = Schema::create(&base).await;
+    let root = format!("sslrootcert={}", certificate.display());
+    // The certificate's own name, read from it, so the test fits any server.
+    let pem = std::fs::read_to_string(&certificate).unwrap();
+    let names_localhost = x509_names_localhost(&pem);
+
+    let verify_ca = with(&schema.url(), &format!("sslmode=verify-ca&{root}"));
+    open(&verify_ca)
+        .await
+        .expect("the server's certificate is its own root");
+
+    // Debian's bundle of public roots (not the system store, whose directory
+    // also holds the snakeoil certificate itself).
+    let public_roots = "/etc/ssl/certs/ca-certificates.crt";
+    if std::fs::metadata(public_roots).is_ok() {
+        let err = open(&with(
+            &schema.url(),
+            &format!("sslmode=verify-ca&sslrootcert={public_roots}"),
+        ))
+        .await
+        .err()
+        .expect("a self-signed certificate does not chain to the public roots");
+        assert!(err.contains("UnknownIssuer"), "{err}");
+    } else {
+        say_skipped("the unknown-issuer half", "no {public_roots} here");
+    }
+
+    let numeric = url::Url::parse(&schema.url()).unwrap();
+    if numeric.host_str() == Some("127.0.0.1") && names_localhost {
+        let err = open(&with(&schema.url(), &format!("sslmode=verify-full&{root}")))
+            .await
+            .err()
+            .expect("the certificate names localhost, not 127.0.0.1");
+        assert!(err.contains("not valid for name"), "{err}");
+        let mut by_name = numeric.clone();
+        by_name.set_host(Some("localhost")).unwrap();
+        open(&with(
+            by_name.as_str(),
+            &format!("sslmode=verify-full&{root}"),
+        ))
+        .await
+        .expect("the certificate names localhost");
+    } else {
+        say_skipped(
+            "the verify-full half",
+            "it needs the server at 127.0.0.1 with a certificate for localhost",
+        );
+    }
+
+    let err = open(&with(
+        &schema.url(),
+        "sslmode=verify-full&sslrootcert=/nonexistent/root.pem",
+    ))
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        err.contains("cannot read sslrootcert /nonexistent/root.pem"),
+        "{err}"
+    );
+}
+
+/// Whether a PEM certificate is for `localhost` (Debian's snakeoil is): its DER
+/// holds the name as an ASN.1 string.
+fn x509_names_localhost(pem: &str) -> bool {
+    use base64::Engine as _;
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .is_ok_and(|der| der.windows(9).any(|window| window == b"localhost"))
+}
