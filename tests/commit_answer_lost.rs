@@ -181,6 +181,10 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
     let mut through_proxy = url::Url::parse(&schema.url()).expect("URL");
     through_proxy.set_host(Some("127.0.0.1")).expect("host");
     through_proxy.set_port(Some(proxy.port)).expect("port");
+    // The proxy reads the protocol to find COMMIT, so the connection stays plain.
+    through_proxy
+        .query_pairs_mut()
+        .append_pair("sslmode", "disable");
 
     let home = tempfile::tempdir().expect("home");
     let (path, db) = (home.path().to_path_buf(), through_proxy.to_string());

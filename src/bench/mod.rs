@@ -88,20 +88,14 @@ pub fn with_search_path(url: &str, schema: &str) -> String {
 
 /// Drops `schema` with everything in it and creates it again, empty.
 async fn recreate_postgres_schema(url: &str, schema: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(|err| anyhow::anyhow!("cannot connect to the --db database: {err}"))?;
-    // The connection future performs the I/O; it ends once `client` is dropped.
-    let connection = tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .await
-        .map_err(|err| anyhow::anyhow!("cannot recreate the schema {schema}: {err}"))?;
-    drop(client);
-    connection.await??;
-    Ok(())
+    crate::store::postgres::execute_batch(
+        url,
+        &format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"),
+    )
+    .await
+    .map_err(|err| {
+        anyhow::anyhow!("cannot recreate the schema {schema} in the --db database: {err}")
+    })
 }
 
 /// A `signoff serve` child process with its XDG directories in a temporary

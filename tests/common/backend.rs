@@ -108,16 +108,9 @@ impl Drop for Schema {
 }
 
 async fn run_sql(url: &str, sql: &str) {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    signoff::store::postgres::execute_batch(url, sql)
         .await
-        .unwrap_or_else(|err| panic!("cannot connect to {PG_URL_VARIABLE}: {err}"));
-    let driver = tokio::spawn(connection);
-    client
-        .batch_execute(sql)
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"));
-    drop(client);
-    let _ = driver.await;
+        .unwrap_or_else(|err| panic!("{PG_URL_VARIABLE}: {sql}: {err}"));
 }
 
 /// Where a test's engine keeps its data; dropping it removes the data.

@@ -172,6 +172,13 @@ pub(crate) fn with_reasons(err: &dyn std::error::Error) -> String {
     message
 }
 
+/// Connects as `url` says (TLS included) and runs `sql`, for tools that prepare
+/// a database: the benchmark's and the tests' schemas.
+pub async fn execute_batch(url: &str, sql: &str) -> Result<()> {
+    let client = connect(&Connector::from_url(url)?).await?;
+    client.batch_execute(sql).await.map_err(storage_error)
+}
+
 /// Opens a connection whose driver runs on its own task.
 pub(crate) async fn connect(connector: &Connector) -> Result<tokio_postgres::Client> {
     let (client, connection) = connector.open().await?;

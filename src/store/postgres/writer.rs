@@ -88,7 +88,9 @@ struct StagedDelivery {
 struct Staged {
     /// Changed intent rows, as they must be stored.
     intents: HashMap<String, Intent>,
-    events: Vec<(StoredEvent, String)>,
+    /// The audit hash of each event, in the order of the events in `committed`
+    /// (which is where the events themselves are kept, not copied).
+    hashes: Vec<String>,
     messages: Vec<InboxMessage>,
     deliveries: Vec<StagedDelivery>,
     /// Intents that ended: their timers and unsent notifications go.
@@ -103,18 +105,18 @@ struct Staged {
 }
 
 impl Staged {
-    fn stage(&mut self, sealed: Sealed) {
+    /// Takes a sealed change in, moving rather than copying what it holds: this
+    /// runs while the batch holds the fleet's chain head.
+    fn stage(&mut self, mut sealed: Sealed) {
         let index = self.committed.len();
         let intent_id = sealed.intent.intent_id.clone();
-        for (stored, hash) in sealed.events.iter().zip(&sealed.hashes) {
-            self.events.push((stored.clone(), hash.clone()));
-        }
-        self.messages.extend(sealed.messages.iter().cloned());
-        for pending in &sealed.deliveries {
+        self.hashes.append(&mut sealed.hashes);
+        self.messages.append(&mut sealed.messages);
+        for pending in std::mem::take(&mut sealed.deliveries) {
             self.deliveries.push(StagedDelivery {
-                agent: pending.agent.clone(),
+                agent: pending.agent,
                 intent_id: intent_id.clone(),
-                event_type: pending.event_type.clone(),
+                event_type: pending.event_type,
                 status: sealed.intent.status,
                 at: sealed.now,
                 commit_cursor: sealed.intent.last_cursor,
@@ -128,12 +130,11 @@ impl Staged {
             self.timers
                 .insert((intent_id.clone(), timer.kind), Some(*timer));
         }
-        for notification in &sealed.notifications {
+        for notification in std::mem::take(&mut sealed.notifications) {
             self.notifications
-                .push((intent_id.clone(), notification.clone(), sealed.now));
+                .push((intent_id.clone(), notification, sealed.now));
         }
-        self.outbox_updates
-            .extend(sealed.outbox_updates.iter().copied());
+        self.outbox_updates.append(&mut sealed.outbox_updates);
         if sealed.changed {
             self.intents.insert(intent_id, sealed.intent.clone());
         }
@@ -153,7 +154,7 @@ impl Staged {
             self.end(intent_id);
         }
         self.intents.extend(draft.intents);
-        self.events.extend(draft.events);
+        self.hashes.extend(draft.hashes);
         self.messages.extend(draft.messages);
         self.deliveries
             .extend(draft.deliveries.into_iter().map(|delivery| StagedDelivery {
@@ -1100,32 +1101,37 @@ fn flush_statements(
     instance: &str,
 ) -> Result<Vec<(&'static str, Params)>> {
     let mut statements: Vec<(&'static str, Params)> = Vec::new();
-    let events = &staged.events;
+    let events: Vec<(&StoredEvent, &String)> = staged
+        .committed
+        .iter()
+        .flat_map(|committed| &committed.events)
+        .zip(&staged.hashes)
+        .collect();
     if !events.is_empty() {
         statements.push((
             INSERT_EVENTS,
             vec![
-                column(events, |(stored, _)| stored.cursor as i64),
-                column(events, |(stored, _)| stored.event.intent_id.clone()),
-                column(events, |(stored, _)| stored.event.seq as i64),
-                column(events, |(stored, _)| stored.event.event_type.clone()),
-                column(events, |(stored, _)| {
+                column(&events, |(stored, _)| stored.cursor as i64),
+                column(&events, |(stored, _)| stored.event.intent_id.clone()),
+                column(&events, |(stored, _)| stored.event.seq as i64),
+                column(&events, |(stored, _)| stored.event.event_type.clone()),
+                column(&events, |(stored, _)| {
                     stored.event.status.as_str().to_string()
                 }),
-                column(events, |(stored, _)| {
+                column(&events, |(stored, _)| {
                     stored
                         .event
                         .waiting_reason
                         .map(|reason| reason.as_str().to_string())
                 }),
-                column(events, |(stored, _)| stored.event.actor.clone()),
-                column(events, |(stored, _)| stored.event.at.to_string()),
-                json_column(events, |(stored, _)| Some(&stored.event.details))?,
-                column(events, |(stored, _)| {
+                column(&events, |(stored, _)| stored.event.actor.clone()),
+                column(&events, |(stored, _)| stored.event.at.to_string()),
+                json_column(&events, |(stored, _)| Some(&stored.event.details))?,
+                column(&events, |(stored, _)| {
                     stored.event.task_stream_effect().is_some()
                 }),
-                json_column(events, |(stored, _)| stored.task.as_ref())?,
-                column(events, |(_, hash)| hash.clone()),
+                json_column(&events, |(stored, _)| stored.task.as_ref())?,
+                column(&events, |(_, hash)| (*hash).clone()),
             ],
         ));
     }
