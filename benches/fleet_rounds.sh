@@ -2,7 +2,8 @@
 # The README's PostgreSQL table: rounds of one run each of SQLite, PostgreSQL with one server and
 # PostgreSQL with three, interleaved so that the machine's drift from one minute to the next falls
 # on all three alike. Prints every run, each round's loss of three servers against one, and the
-# medians. Usage: SIGNOFF_BENCH_PG_URL=postgres://user@host:port/db benches/fleet_rounds.sh [ROUNDS]
+# medians. Usage: SIGNOFF_BENCH_PG_URL=postgres://user@host:port/db?sslmode=disable benches/fleet_rounds.sh [ROUNDS]
+# (sslmode=disable: TLS over loopback would only add its cost to every configuration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${SIGNOFF_BENCH_PG_URL:?set SIGNOFF_BENCH_PG_URL to a postgres:// URL}"

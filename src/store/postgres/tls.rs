@@ -119,20 +119,20 @@ impl TlsSettings {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|err| format!("cannot set up TLS: {err}"))?;
-        let verifier: Arc<dyn ServerCertVerifier> = match (&self.roots, self.verify) {
-            (_, Verify::Nothing) | (None, _) => Arc::new(Unchecked(provider)),
-            (Some(roots), verify) => {
-                let chain = WebPkiServerVerifier::builder_with_provider(
+        let chain = match (&self.roots, self.verify) {
+            (Some(roots), Verify::Chain | Verify::ChainAndName) => Some(
+                WebPkiServerVerifier::builder_with_provider(
                     Arc::new(root_store(roots)?),
-                    provider,
+                    provider.clone(),
                 )
                 .build()
-                .map_err(|err| format!("cannot use the roots in sslrootcert: {err}"))?;
-                match verify {
-                    Verify::ChainAndName => chain,
-                    _ => Arc::new(AnyName(chain)),
-                }
-            }
+                .map_err(|err| format!("cannot use the roots in sslrootcert: {err}"))?,
+            ),
+            _ => None,
+        };
+        let verifier: Arc<dyn ServerCertVerifier> = match (chain, self.verify) {
+            (Some(chain), Verify::ChainAndName) => chain,
+            (chain, _) => Arc::new(Lenient { chain, provider }),
         };
         let config = builder
             .dangerous()
@@ -169,11 +169,18 @@ fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// Checks the chain and accepts any name (`verify-ca`).
+/// The lenient checks: with `chain`, the certificate must chain to a trusted
+/// root but may name anything (`verify-ca`); without, anything is accepted
+/// (`prefer`, `require`): the connection is encrypted against eavesdroppers,
+/// not against someone posing as the server. Either way the handshake's
+/// signatures are checked, against the certificate given.
 #[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -182,10 +189,10 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -199,52 +206,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// Accepts any certificate (`prefer`, `require`): the connection is encrypted
-/// against eavesdroppers, not against someone posing as the server. The
-/// handshake's signatures are still checked, against the certificate given.
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -258,12 +224,14 @@ impl ServerCertVerifier for Unchecked {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
