@@ -61,10 +61,11 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decoded = |text: &str| -> String {
-            url::form_urlencoded::parse(format!("x={text}").as_bytes())
-                .map(|(_, value)| value.into_owned())
-                .collect()
+        // Percent-decoded as tokio-postgres decodes the rest (`+` stays `+`).
+        let decoded = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         match decoded(key).as_str() {
             "sslmode" => mode = Some(decoded(value)),
@@ -256,13 +257,13 @@ mod tests {
             (SslMode::Require, Verify::Nothing)
         );
         let (config, tls) =
-            parse_url("postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Fca.pem&dbname=x")
+            parse_url("postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Fca+1.pem&dbname=x")
                 .unwrap();
         assert_eq!(
             (config.get_ssl_mode(), tls.verify),
             (SslMode::Require, Verify::ChainAndName)
         );
-        assert_eq!(tls.roots, Some(Roots::File("/ca.pem".into())));
+        assert_eq!(tls.roots, Some(Roots::File("/ca+1.pem".into())));
         assert_eq!(config.get_dbname(), Some("x"), "the other pairs are kept");
         assert_eq!(
             settings("postgres://h/d?sslrootcert=system&sslmode=verify-ca"),
