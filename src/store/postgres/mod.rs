@@ -175,8 +175,14 @@ pub(crate) fn with_reasons(err: &dyn std::error::Error) -> String {
 /// Connects as `url` says (TLS included) and runs `sql`, for tools that prepare
 /// a database: the benchmark's and the tests' schemas.
 pub async fn execute_batch(url: &str, sql: &str) -> Result<()> {
-    let client = connect(&Connector::from_url(url)?).await?;
-    client.batch_execute(sql).await.map_err(storage_error)
+    let (client, connection) = Connector::from_url(url)?.open().await?;
+    let driver = tokio::spawn(connection);
+    let done = client.batch_execute(sql).await.map_err(storage_error);
+    // Dropping the client ends the session; waiting for the driver lets it
+    // say goodbye to the server rather than vanish with the caller's runtime.
+    drop(client);
+    let _ = driver.await;
+    done
 }
 
 /// Opens a connection whose driver runs on its own task.
