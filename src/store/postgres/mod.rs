@@ -274,9 +274,13 @@ impl PgStore {
         };
         // Keepalives notice a connection whose peer vanished (a partition, a
         // paused machine) in about half a minute rather than the system's two hours.
+        // An `application_name` in the URL stays, so an operator can tell the
+        // fleet's instances apart in `pg_stat_activity`.
+        if config.get_application_name().is_none() {
+            config.application_name("signoff");
+        }
         config
             .connect_timeout(options.connect_timeout)
-            .application_name("signoff")
             .options(&session_options)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(15))
