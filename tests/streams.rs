@@ -121,6 +121,15 @@ async fn task_stream_resumes_across_a_crash_without_gaps_or_duplicates() {
             .count()
     };
 
+    // A task created before the stream's first connection would arrive inside
+    // the snapshot instead of as an upsert, so the stream must be live first.
+    eventually("the stream's snapshot arrives", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|m| matches!(m, TaskStreamMessage::Item(TaskStreamItem::Snapshot(_))))
+    })
+    .await;
     let before = create("before the crash").await;
     eventually("the first task streams in", || {
         upserts_of(&seen.lock().unwrap(), &before) == 1
