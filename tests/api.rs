@@ -504,6 +504,18 @@ impl SseReader {
         }
     }
 
+    /// The next `count` frames, however slowly they come, and then every frame
+    /// that arrives until the stream has been quiet for [`QUIET`]: a slow
+    /// replay is waited for, and anything beyond `count` is still caught.
+    async fn expect_then_drain(&mut self, count: usize) -> Vec<SseFrame> {
+        let mut frames = Vec::with_capacity(count);
+        for _ in 0..count {
+            frames.push(self.next().await);
+        }
+        frames.extend(self.drain().await);
+        frames
+    }
+
     /// Every frame that arrives until the stream has been quiet for [`QUIET`].
     async fn drain(&mut self) -> Vec<SseFrame> {
         let mut frames: Vec<SseFrame> = self.ready.drain(..).collect();
@@ -2549,7 +2561,7 @@ async fn a_resumed_task_stream_continues_right_after_its_cursor() {
         (format!("/v1/me/tasks/stream?since={cursor}"), None),
     ] {
         let mut resumed = SseReader::open(&server, &path, &alice.key, last_event_id).await;
-        let frames = resumed.drain().await;
+        let frames = resumed.expect_then_drain(2).await;
         let summary: Vec<(String, String)> = frames
             .iter()
             .map(|frame| {
@@ -2631,7 +2643,7 @@ async fn a_resumed_task_stream_sees_exactly_what_a_live_stream_saw() {
     let mut resumed =
         SseReader::open(&server, "/v1/me/tasks/stream", &alice.key, Some(&cursor)).await;
     let resumed_frames: Vec<_> = resumed
-        .drain()
+        .expect_then_drain(live_frames.len())
         .await
         .iter()
         .map(task_frame_summary)

@@ -131,10 +131,12 @@ pub(super) fn finish(
         // The assignees whose task lists lose it.
         details.insert("assignees".into(), json!(change.intent.assignees));
     }
-    let event = change.record(status.event_type(), actor, Value::Object(details));
+    let response =
+        serde_json::to_value(change.record(status.event_type(), actor, Value::Object(details)))
+            .unwrap_or(Value::Null);
     deliver_end(change);
     after_end(change, settings);
-    Ok(serde_json::to_value(event).unwrap_or(Value::Null))
+    Ok(response)
 }
 
 /// The decision record of an agent or admin resolution: what the caller sent as

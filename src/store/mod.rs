@@ -265,13 +265,19 @@ pub(crate) struct Sealed {
 impl Sealed {
     /// What was committed, once the backend has numbered the deliveries.
     pub fn committed(self, deliveries: Vec<AgentDelivery>) -> Committed {
-        Committed {
-            intent_id: self.intent.intent_id,
+        self.split(deliveries).0
+    }
+
+    /// What was committed and the intent as it must be stored, each moved out.
+    pub fn split(self, deliveries: Vec<AgentDelivery>) -> (Committed, Intent) {
+        let committed = Committed {
+            intent_id: self.intent.intent_id.clone(),
             events: self.events,
             deliveries,
             earliest_timer: self.earliest_timer,
             outbox_due: self.outbox_due,
-        }
+        };
+        (committed, self.intent)
     }
 }
 
@@ -312,8 +318,9 @@ impl Change {
         self.outbox_updates.push(update);
     }
 
-    /// Appends an event carrying the intent's current status (so transition first).
-    pub fn record(&mut self, event_type: &str, actor: &str, details: Value) -> Event {
+    /// Appends an event carrying the intent's current status (so transition
+    /// first) and returns it. Most callers only record, so it is lent, not copied.
+    pub fn record(&mut self, event_type: &str, actor: &str, details: Value) -> &Event {
         self.intent.last_seq += 1;
         self.intent.updated_at = self.now;
         let event = Event {
@@ -326,8 +333,7 @@ impl Change {
             at: self.now,
             details,
         };
-        self.events.push(event.clone());
-        event
+        self.events.push_mut(event)
     }
 
     /// Queues this intent on an agent's delivery stream.

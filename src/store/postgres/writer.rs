@@ -12,14 +12,16 @@
 //! trips per batch rather than per write.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::{BufMut, BytesMut};
 use futures::future::{BoxFuture, maybe_done};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Statement;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::feed::{Notice, Stash};
 use super::{Connector, connect, damaged, decode_all, storage_error};
@@ -135,10 +137,12 @@ impl Staged {
                 .push((intent_id.clone(), notification, sealed.now));
         }
         self.outbox_updates.append(&mut sealed.outbox_updates);
-        if sealed.changed {
-            self.intents.insert(intent_id, sealed.intent.clone());
+        let changed = sealed.changed;
+        let (committed, intent) = sealed.split(Vec::new());
+        if changed {
+            self.intents.insert(intent_id, intent);
         }
-        self.committed.push(sealed.committed(Vec::new()));
+        self.committed.push(committed);
     }
 
     fn end(&mut self, intent_id: &str) {
@@ -228,7 +232,8 @@ enum Answer {
     },
 }
 
-type Params = Vec<Box<dyn ToSql + Sync + Send>>;
+type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+type Params<'a> = Vec<Param<'a>>;
 
 impl Writer {
     /// Starts the writer on a thread of its own, with its own connection, and
@@ -513,7 +518,7 @@ impl Writer {
         batch: &mut Batch,
         draft: &Staged,
         target: Target,
-    ) -> Result<(Intent, Option<Intent>)> {
+    ) -> Result<Intent> {
         match target {
             Target::New(intent) => {
                 if self.load(batch, draft, &intent.intent_id).await?.is_some() {
@@ -522,15 +527,12 @@ impl Writer {
                         format!("intent {} already exists", intent.intent_id),
                     ));
                 }
-                Ok((*intent, None))
+                Ok(*intent)
             }
-            Target::Existing(intent_id) => {
-                let intent = self
-                    .load(batch, draft, &intent_id)
-                    .await?
-                    .ok_or_else(|| Error::not_found("intent", &intent_id))?;
-                Ok((intent.clone(), Some(intent)))
-            }
+            Target::Existing(intent_id) => self
+                .load(batch, draft, &intent_id)
+                .await?
+                .ok_or_else(|| Error::not_found("intent", &intent_id)),
         }
     }
 
@@ -569,11 +571,11 @@ impl Writer {
         claim: Option<IdempotencyClaim>,
         apply: ChangeFn,
     ) -> Result<Value> {
-        let (intent, original) = self.load_target(batch, draft, target).await?;
+        let intent = self.load_target(batch, draft, target).await?;
         let mut change = Change::new(intent, self.setup.clock.now());
         let response = apply(&mut change)?;
         let now = change.now;
-        self.persist_all(batch, draft, change, original).await?;
+        self.persist_all(batch, draft, change).await?;
         if let Some(claim) = claim {
             draft.claims.insert(
                 (claim.principal, claim.endpoint, claim.key),
@@ -614,10 +616,9 @@ impl Writer {
         batch: &mut Batch,
         draft: &mut Staged,
         change: Change,
-        original: Option<Intent>,
     ) -> Result<()> {
         let now = change.now;
-        let (sealed, follow_ups) = change.seal(&mut batch.chain, original.as_ref());
+        let (sealed, follow_ups) = seal(batch, draft, change);
         draft.stage(sealed);
         let mut pending: Vec<(Target, ChangeFn, usize)> = follow_ups
             .into_iter()
@@ -626,10 +627,10 @@ impl Writer {
             .collect();
         while let Some((target, apply, depth)) = pending.pop() {
             check_follow_up_depth(depth)?;
-            let (intent, original) = self.load_target(batch, draft, target).await?;
+            let intent = self.load_target(batch, draft, target).await?;
             let mut follow_up = Change::new(intent, now);
             apply(&mut follow_up)?;
-            let (sealed, more) = follow_up.seal(&mut batch.chain, original.as_ref());
+            let (sealed, more) = seal(batch, draft, follow_up);
             draft.stage(sealed);
             pending.extend(
                 more.into_iter()
@@ -747,10 +748,9 @@ impl Writer {
         if intent.status.is_terminal() {
             return Ok(());
         }
-        let original = intent.clone();
         let mut change = Change::new(intent, self.setup.clock.now());
         fire(timer, &mut change)?;
-        self.persist_all(batch, draft, change, Some(original)).await
+        self.persist_all(batch, draft, change).await
     }
 
     /// Numbers the batch's deliveries on their agents' streams; under the chain
@@ -802,12 +802,13 @@ impl Writer {
     /// commits. The statements are pipelined; none depends on another's result.
     async fn commit(&mut self, batch: &mut Batch) -> Result<Vec<Arc<Committed>>> {
         let seqs = self.number_deliveries(batch).await?;
-        let mut statements = flush_statements(&batch.staged, &seqs, &self.setup.instance)?;
         let assigned = batch.chain.next_cursor > batch.first_cursor;
         let committed: Vec<Arc<Committed>> = std::mem::take(&mut batch.staged.committed)
             .into_iter()
             .map(Arc::new)
             .collect();
+        let mut statements =
+            flush_statements(&batch.staged, &committed, &seqs, &self.setup.instance);
         if assigned {
             let last = batch.chain.next_cursor - 1;
             let notice = Notice::of(&self.setup.instance, batch.first_cursor, last, &committed);
@@ -815,7 +816,7 @@ impl Writer {
                 MOVE_HEAD_AND_NOTIFY,
                 vec![
                     Box::new(last as i64),
-                    Box::new(batch.chain.last_hash.clone()),
+                    Box::new(batch.chain.last_hash.as_str()),
                     Box::new(self.setup.channel.clone()),
                     Box::new(notice.payload()),
                 ],
@@ -829,7 +830,10 @@ impl Writer {
             // Before the commit, so it is there when the notification comes round.
             self.setup.stash.put(batch.first_cursor, committed.clone());
         }
-        if let Some(err) = pipeline_and_commit(&self.client, &prepared).await {
+        let failure = pipeline_and_commit(&self.client, &prepared).await;
+        // The parameters borrow from `committed`, which is handed on below.
+        drop(prepared);
+        if let Some(err) = failure {
             let error = self.failed(err);
             if assigned && self.reconnect && self.kept_after_all(batch).await {
                 tracing::warn!(
@@ -876,10 +880,26 @@ impl Writer {
     }
 }
 
+/// Seals a change at the batch's place in the chain. The intent it started
+/// from is the version the batch holds (the draft's, the batch's or the
+/// database's), looked up rather than kept as a copy: nothing changes it
+/// between the load and the seal.
+fn seal(batch: &mut Batch, draft: &Staged, change: Change) -> (Sealed, Vec<(Target, ChangeFn)>) {
+    let intent_id = &change.intent.intent_id;
+    let original = draft
+        .intent(intent_id)
+        .or(batch.staged.intent(intent_id))
+        .or_else(|| match batch.loaded.get(intent_id) {
+            Some(Ok(intent)) => intent.as_ref(),
+            _ => None,
+        });
+    change.seal(&mut batch.chain, original)
+}
+
 /// Sends the writes and COMMIT in one pipeline; returns the first error.
 async fn pipeline_and_commit(
     client: &tokio_postgres::Client,
-    prepared: &[(Statement, Params)],
+    prepared: &[(Statement, Params<'_>)],
 ) -> Option<tokio_postgres::Error> {
     let mut writes: Vec<_> = prepared
         .iter()
@@ -998,32 +1018,66 @@ fn refuse(job: Job, error: &Error) {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(storage_error)
-}
-
-/// One array parameter, from each item.
-fn column<T, U>(items: &[T], value: impl Fn(&T) -> U) -> Box<dyn ToSql + Sync + Send>
+/// One array parameter, from each item. The values usually borrow from the
+/// batch: this runs while the batch holds the fleet's chain head, so nothing
+/// is copied that the statement's buffer will copy anyway.
+fn column<'a, T, U>(items: &[T], value: impl Fn(&T) -> U) -> Param<'a>
 where
-    Vec<U>: ToSql + Sync + Send + 'static,
+    Vec<U>: ToSql + Sync + Send + 'a,
 {
     Box::new(items.iter().map(value).collect::<Vec<U>>())
 }
 
 /// One array parameter of JSON text, from each item.
-fn json_column<T, J: serde::Serialize>(
-    items: &[T],
-    value: impl Fn(&T) -> Option<&J>,
-) -> Result<Box<dyn ToSql + Sync + Send>> {
-    let texts = items
-        .iter()
-        .map(|item| value(item).map(to_json).transpose())
-        .collect::<Result<Vec<Option<String>>>>()?;
-    Ok(Box::new(texts))
+fn json_column<'a, T, J>(items: &[T], value: impl Fn(&T) -> Option<&'a J>) -> Param<'a>
+where
+    J: serde::Serialize + std::fmt::Debug + Sync + 'a,
+{
+    column(items, |item| value(item).map(JsonText))
 }
 
-fn time_text(at: Option<Timestamp>) -> Option<String> {
-    at.map(|at| at.to_string())
+/// A value's compact JSON text as a `text` parameter, serialized straight into
+/// the statement's buffer rather than into a string of its own first.
+#[derive(Debug)]
+struct JsonText<'a, J>(&'a J);
+
+impl<J: serde::Serialize + std::fmt::Debug + Sync> ToSql for JsonText<'_, J> {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        serde_json::to_writer(out.writer(), self.0)?;
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+/// A timestamp's canonical text as a `text` parameter, written straight into
+/// the statement's buffer.
+#[derive(Debug, Clone, Copy)]
+struct TimeText(Timestamp);
+
+impl ToSql for TimeText {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        write!(out, "{}", self.0)?;
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
 }
 
 /// The intents with the given ids.
@@ -1095,14 +1149,14 @@ const INSERT_CLAIMS: &str = "INSERT INTO idempotency_keys (principal, endpoint, 
 /// matter: ended intents have no timers or notifications staged, fired and
 /// replaced timers are different keys, and where deletions overlap (an ended
 /// intent's outbox rows, one of which was also sent) either order leaves none.
-fn flush_statements(
-    staged: &Staged,
+fn flush_statements<'a>(
+    staged: &'a Staged,
+    committed: &'a [Arc<Committed>],
     seqs: &[u64],
     instance: &str,
-) -> Result<Vec<(&'static str, Params)>> {
-    let mut statements: Vec<(&'static str, Params)> = Vec::new();
-    let events: Vec<(&StoredEvent, &String)> = staged
-        .committed
+) -> Vec<(&'static str, Params<'a>)> {
+    let mut statements: Vec<(&'static str, Params<'a>)> = Vec::new();
+    let events: Vec<(&StoredEvent, &String)> = committed
         .iter()
         .flat_map(|committed| &committed.events)
         .zip(&staged.hashes)
@@ -1112,45 +1166,40 @@ fn flush_statements(
             INSERT_EVENTS,
             vec![
                 column(&events, |(stored, _)| stored.cursor as i64),
-                column(&events, |(stored, _)| stored.event.intent_id.clone()),
+                column(&events, |&(stored, _)| stored.event.intent_id.as_str()),
                 column(&events, |(stored, _)| stored.event.seq as i64),
-                column(&events, |(stored, _)| stored.event.event_type.clone()),
+                column(&events, |&(stored, _)| stored.event.event_type.as_str()),
+                column(&events, |(stored, _)| stored.event.status.as_str()),
                 column(&events, |(stored, _)| {
-                    stored.event.status.as_str().to_string()
+                    stored.event.waiting_reason.map(|reason| reason.as_str())
                 }),
-                column(&events, |(stored, _)| {
-                    stored
-                        .event
-                        .waiting_reason
-                        .map(|reason| reason.as_str().to_string())
-                }),
-                column(&events, |(stored, _)| stored.event.actor.clone()),
-                column(&events, |(stored, _)| stored.event.at.to_string()),
-                json_column(&events, |(stored, _)| Some(&stored.event.details))?,
+                column(&events, |&(stored, _)| stored.event.actor.as_str()),
+                column(&events, |(stored, _)| TimeText(stored.event.at)),
+                json_column(&events, |&(stored, _)| Some(&stored.event.details)),
                 column(&events, |(stored, _)| {
                     stored.event.task_stream_effect().is_some()
                 }),
-                json_column(&events, |(stored, _)| stored.task.as_ref())?,
-                column(&events, |(_, hash)| (*hash).clone()),
+                json_column(&events, |&(stored, _)| stored.task.as_ref()),
+                column(&events, |&(_, hash)| hash.as_str()),
             ],
         ));
     }
-    let messages = &staged.messages;
+    let messages: Vec<&InboxMessage> = staged.messages.iter().collect();
     if !messages.is_empty() {
         statements.push((
             INSERT_MESSAGES,
             vec![
-                column(messages, |message| message.cursor as i64),
-                column(messages, |message| message.thread_id.clone()),
-                column(messages, |message| message.author.clone()),
-                column(messages, |message| message.message.clone()),
-                column(messages, |message| message.at.to_string()),
+                column(&messages, |message| message.cursor as i64),
+                column(&messages, |&message| message.thread_id.as_str()),
+                column(&messages, |&message| message.author.as_str()),
+                column(&messages, |&message| message.message.as_str()),
+                column(&messages, |message| TimeText(message.at)),
             ],
         ));
     }
     let intents: Vec<&Intent> = staged.intents.values().collect();
     if !intents.is_empty() {
-        statements.push((SAVE_INTENTS, intent_columns(&intents)?));
+        statements.push((SAVE_INTENTS, intent_columns(&intents)));
     }
     let deliveries: Vec<(&StagedDelivery, u64)> =
         staged.deliveries.iter().zip(seqs.iter().copied()).collect();
@@ -1158,16 +1207,16 @@ fn flush_statements(
         statements.push((
             INSERT_DELIVERIES,
             vec![
-                column(&deliveries, |(delivery, _)| delivery.agent.clone()),
+                column(&deliveries, |&(delivery, _)| delivery.agent.as_str()),
                 column(&deliveries, |(_, seq)| *seq as i64),
-                column(&deliveries, |(delivery, _)| delivery.intent_id.clone()),
-                column(&deliveries, |(delivery, _)| delivery.event_type.clone()),
-                column(&deliveries, |(delivery, _)| delivery.at.to_string()),
+                column(&deliveries, |&(delivery, _)| delivery.intent_id.as_str()),
+                column(&deliveries, |&(delivery, _)| delivery.event_type.as_str()),
+                column(&deliveries, |(delivery, _)| TimeText(delivery.at)),
                 column(&deliveries, |(delivery, _)| delivery.commit_cursor as i64),
             ],
         ));
     }
-    let ended: Vec<String> = staged.ended.iter().cloned().collect();
+    let ended: Vec<&str> = staged.ended.iter().map(String::as_str).collect();
     if !ended.is_empty() {
         statements.push((DELETE_TIMERS_OF, vec![Box::new(ended.clone())]));
         statements.push((DELETE_OUTBOX_OF, vec![Box::new(ended)]));
@@ -1178,8 +1227,8 @@ fn flush_statements(
         statements.push((
             DELETE_FIRED_TIMERS,
             vec![
-                column(&fired, |((intent_id, _), _)| intent_id.clone()),
-                column(&fired, |((_, kind), _)| kind.as_str().to_string()),
+                column(&fired, |&((intent_id, _), _)| intent_id.as_str()),
+                column(&fired, |((_, kind), _)| kind.as_str()),
             ],
         ));
     }
@@ -1191,32 +1240,33 @@ fn flush_statements(
         statements.push((
             UPSERT_TIMERS,
             vec![
-                column(&replaced, |(intent_id, _)| intent_id.to_string()),
-                column(&replaced, |(_, timer)| timer.kind.as_str().to_string()),
-                column(&replaced, |(_, timer)| timer.due_at.to_string()),
+                column(&replaced, |&(intent_id, _)| intent_id.as_str()),
+                column(&replaced, |(_, timer)| timer.kind.as_str()),
+                column(&replaced, |(_, timer)| TimeText(timer.due_at)),
                 column(&replaced, |(_, timer)| i64::from(timer.attempt)),
             ],
         ));
     }
-    let notifications = &staged.notifications;
+    let notifications: Vec<&(String, Notification, Timestamp)> =
+        staged.notifications.iter().collect();
     if !notifications.is_empty() {
         statements.push((
             INSERT_OUTBOX,
             vec![
-                column(notifications, |(intent_id, _, _)| intent_id.clone()),
-                column(notifications, |(_, notification, _)| {
-                    notification.channel.as_str().to_string()
+                column(&notifications, |&(intent_id, _, _)| intent_id.as_str()),
+                column(&notifications, |(_, notification, _)| {
+                    notification.channel.as_str()
                 }),
-                column(notifications, |(_, notification, _)| {
-                    notification.recipient.clone()
+                column(&notifications, |&(_, notification, _)| {
+                    notification.recipient.as_str()
                 }),
-                column(notifications, |(_, notification, _)| {
-                    notification.target.clone()
+                column(&notifications, |&(_, notification, _)| {
+                    notification.target.as_str()
                 }),
-                json_column(notifications, |(_, notification, _)| {
+                json_column(&notifications, |&(_, notification, _)| {
                     Some(&notification.message)
-                })?,
-                column(notifications, |(_, _, at)| at.to_string()),
+                }),
+                column(&notifications, |(_, _, at)| TimeText(*at)),
             ],
         ));
     }
@@ -1236,7 +1286,7 @@ fn flush_statements(
             RETRY_LATER,
             vec![
                 column(&retries, |(outbox_id, _)| *outbox_id),
-                column(&retries, |(_, at)| at.to_string()),
+                column(&retries, |(_, at)| TimeText(*at)),
                 Box::new(instance.to_string()),
             ],
         ));
@@ -1246,48 +1296,46 @@ fn flush_statements(
         statements.push((
             INSERT_CLAIMS,
             vec![
-                column(&claims, |((principal, _, _), _)| principal.clone()),
-                column(&claims, |((_, endpoint, _), _)| endpoint.clone()),
-                column(&claims, |((_, _, key), _)| key.clone()),
-                column(&claims, |(_, (hash, _, _))| hash.clone()),
-                column(&claims, |(_, (_, response, _))| response.to_string()),
-                column(&claims, |(_, (_, _, at))| at.to_string()),
+                column(&claims, |&((principal, _, _), _)| principal.as_str()),
+                column(&claims, |&((_, endpoint, _), _)| endpoint.as_str()),
+                column(&claims, |&((_, _, key), _)| key.as_str()),
+                column(&claims, |&(_, (hash, _, _))| hash.as_str()),
+                json_column(&claims, |&(_, (_, response, _))| Some(response)),
+                column(&claims, |(_, (_, _, at))| TimeText(*at)),
             ],
         ));
     }
-    Ok(statements)
+    statements
 }
 
 /// The 24 array parameters of [`SAVE_INTENTS`].
-fn intent_columns(intents: &[&Intent]) -> Result<Params> {
-    Ok(vec![
-        column(intents, |intent| intent.intent_id.clone()),
-        column(intents, |intent| intent.intent_type.clone()),
-        column(intents, |intent| intent.correlation_id.clone()),
-        column(intents, |intent| intent.from_agent.clone()),
-        column(intents, |intent| intent.to_agent.clone()),
-        column(intents, |intent| intent.reply_to.clone()),
-        json_column(intents, |intent| Some(&intent.payload))?,
-        column(intents, |intent| intent.status.as_str().to_string()),
+fn intent_columns<'a>(intents: &[&'a Intent]) -> Params<'a> {
+    vec![
+        column(intents, |&intent| intent.intent_id.as_str()),
+        column(intents, |&intent| intent.intent_type.as_str()),
+        column(intents, |&intent| intent.correlation_id.as_str()),
+        column(intents, |&intent| intent.from_agent.as_str()),
+        column(intents, |&intent| intent.to_agent.as_deref()),
+        column(intents, |&intent| intent.reply_to.as_deref()),
+        json_column(intents, |&intent| Some(&intent.payload)),
+        column(intents, |intent| intent.status.as_str()),
         column(intents, |intent| {
-            intent
-                .waiting_reason
-                .map(|reason| reason.as_str().to_string())
+            intent.waiting_reason.map(|reason| reason.as_str())
         }),
-        column(intents, |intent| intent.created_at.to_string()),
-        column(intents, |intent| intent.updated_at.to_string()),
-        json_column(intents, |intent| intent.human_task.as_ref())?,
-        json_column(intents, |intent| Some(&intent.assignees))?,
-        column(intents, |intent| time_text(intent.assigned_at)),
-        column(intents, |intent| time_text(intent.due_at)),
+        column(intents, |intent| TimeText(intent.created_at)),
+        column(intents, |intent| TimeText(intent.updated_at)),
+        json_column(intents, |&intent| intent.human_task.as_ref()),
+        json_column(intents, |&intent| Some(&intent.assignees)),
+        column(intents, |intent| intent.assigned_at.map(TimeText)),
+        column(intents, |intent| intent.due_at.map(TimeText)),
         column(intents, |intent| i64::from(intent.remind_count)),
         column(intents, |intent| i64::from(intent.escalation_stage)),
-        json_column(intents, |intent| intent.result.as_ref())?,
-        json_column(intents, |intent| Some(&intent.lifecycle))?,
+        json_column(intents, |&intent| intent.result.as_ref()),
+        json_column(intents, |&intent| Some(&intent.lifecycle)),
         column(intents, |intent| intent.last_seq as i64),
         column(intents, |intent| intent.last_cursor as i64),
-        json_column(intents, |intent| intent.workflow.as_ref())?,
-        json_column(intents, |intent| intent.step_of.as_ref())?,
-        json_column(intents, |intent| Some(&intent.votes))?,
-    ])
+        json_column(intents, |&intent| intent.workflow.as_ref()),
+        json_column(intents, |&intent| intent.step_of.as_ref()),
+        json_column(intents, |&intent| Some(&intent.votes)),
+    ]
 }
