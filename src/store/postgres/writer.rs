@@ -1339,3 +1339,52 @@ fn intent_columns<'a>(intents: &[&'a Intent]) -> Params<'a> {
         json_column(intents, |&intent| Some(&intent.votes)),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn encoded(param: &(dyn ToSql + Sync), ty: &Type) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        param.to_sql_checked(ty, &mut out).unwrap();
+        out.to_vec()
+    }
+
+    /// What is written straight into the buffer must be the very bytes the
+    /// strings used to carry: the audit chain hashes them on both backends.
+    #[test]
+    fn parameters_written_in_place_match_their_text() {
+        let details = json!({"b": [1, null], "a": "quote \" and é", "c": {"z": true}});
+        assert_eq!(
+            encoded(&JsonText(&details), &Type::TEXT),
+            serde_json::to_string(&details).unwrap().into_bytes()
+        );
+        let at = Timestamp::parse("2026-12-04T17:45:01.000123Z").unwrap();
+        assert_eq!(
+            encoded(&TimeText(at), &Type::TEXT),
+            b"2026-12-04T17:45:01.000123Z"
+        );
+        let column = vec![Some(JsonText(&details)), None];
+        let texts = vec![Some(serde_json::to_string(&details).unwrap()), None];
+        assert_eq!(
+            encoded(&column, &Type::TEXT_ARRAY),
+            encoded(&texts, &Type::TEXT_ARRAY)
+        );
+    }
+
+    #[test]
+    fn parameters_written_in_place_refuse_types_that_are_not_text() {
+        let mut out = BytesMut::new();
+        assert!(
+            JsonText(&json!(1))
+                .to_sql_checked(&Type::INT8, &mut out)
+                .is_err()
+        );
+        assert!(
+            TimeText(Timestamp::from_unix_micros(0))
+                .to_sql_checked(&Type::BOOL, &mut out)
+                .is_err()
+        );
+    }
+}
