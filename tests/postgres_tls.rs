@@ -135,14 +135,17 @@ async fn the_verify_modes_check_the_chain_and_the_name() {
     // also holds the snakeoil certificate itself).
     let public_roots = "/etc/ssl/certs/ca-certificates.crt";
     if std::fs::metadata(public_roots).is_ok() {
-        let err = open(&with(
-            &schema.url(),
-            &format!("sslmode=verify-ca&sslrootcert={public_roots}"),
-        ))
-        .await
-        .err()
-        .expect("a self-signed certificate does not chain to the public roots");
-        assert!(err.contains("UnknownIssuer"), "{err}");
+        // Given roots, prefer and require check the chain too, as libpq does.
+        for mode in ["verify-ca", "require", "prefer"] {
+            let err = open(&with(
+                &schema.url(),
+                &format!("sslmode={mode}&sslrootcert={public_roots}"),
+            ))
+            .await
+            .err()
+            .expect("a self-signed certificate does not chain to the public roots");
+            assert!(err.contains("UnknownIssuer"), "{mode}: {err}");
+        }
     } else {
         say_skipped("the unknown-issuer half", "no {public_roots} here");
     }

@@ -272,13 +272,13 @@ impl PgStore {
             Some(given) => format!("{given} {SESSION_OPTIONS}"),
             None => SESSION_OPTIONS.to_string(),
         };
-        // Keepalives notice a connection whose peer vanished (a partition, a
-        // paused machine) in about half a minute rather than the system's two hours.
         // An `application_name` in the URL stays, so an operator can tell the
         // fleet's instances apart in `pg_stat_activity`.
         if config.get_application_name().is_none() {
             config.application_name("signoff");
         }
+        // Keepalives notice a connection whose peer vanished (a partition, a
+        // paused machine) in about half a minute rather than the system's two hours.
         config
             .connect_timeout(options.connect_timeout)
             .options(&session_options)

@@ -4,7 +4,7 @@
 //! | `sslmode` | encrypted | server certificate checked |
 //! |---|---|---|
 //! | `disable` | no | – |
-//! | `prefer` (the default) | if the server offers TLS | no |
+//! | `prefer` (the default) | if the server offers TLS | no; against `sslrootcert` when one is given, as libpq does |
 //! | `require` | yes | no; against `sslrootcert` when one is given, as libpq does |
 //! | `verify-ca` | yes | chain to a root in `sslrootcert` |
 //! | `verify-full` | yes | chain, and the host name (or IP) in the URL |
@@ -73,16 +73,18 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
             _ => kept.push(pair),
         }
     }
-    let verify_given = |verify: Verify| (SslMode::Require, verify);
+    let required = |verify: Verify| (SslMode::Require, verify);
+    // libpq checks the chain whenever it has roots and the connection is
+    // encrypted ("if a root CA file exists, the behavior of sslmode=require
+    // will be the same as that of verify-ca"; `prefer` likewise).
     let (ssl_mode, verify) = match mode.as_deref() {
+        None | Some("prefer") if root_cert.is_some() => (SslMode::Prefer, Verify::Chain),
         None | Some("prefer") => (SslMode::Prefer, Verify::Nothing),
         Some("disable") => (SslMode::Disable, Verify::Nothing),
-        // libpq: "if a root CA file exists, the behavior of sslmode=require
-        // will be the same as that of verify-ca".
-        Some("require") if root_cert.is_some() => verify_given(Verify::Chain),
-        Some("require") => verify_given(Verify::Nothing),
-        Some("verify-ca") => verify_given(Verify::Chain),
-        Some("verify-full") => verify_given(Verify::ChainAndName),
+        Some("require") if root_cert.is_some() => required(Verify::Chain),
+        Some("require") => required(Verify::Nothing),
+        Some("verify-ca") => required(Verify::Chain),
+        Some("verify-full") => required(Verify::ChainAndName),
         Some(other) => {
             return Err(format!(
                 "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
@@ -276,6 +278,12 @@ mod tests {
             settings("postgres://h/d?sslmode=require&sslrootcert=/ca.pem").verify,
             Verify::Chain,
             "require with a root file checks the chain, as in libpq"
+        );
+        let (config, tls) = parse_url("postgres://h/d?sslrootcert=/ca.pem").unwrap();
+        assert_eq!(
+            (config.get_ssl_mode(), tls.verify),
+            (SslMode::Prefer, Verify::Chain),
+            "so does prefer, when the server offers TLS"
         );
     }
 

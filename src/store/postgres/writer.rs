@@ -500,14 +500,11 @@ impl Writer {
         draft: &Staged,
         intent_id: &str,
     ) -> Result<Option<Intent>> {
-        if let Some(intent) = draft.intent(intent_id).or(batch.staged.intent(intent_id)) {
-            return Ok(Some(intent.clone()));
-        }
-        if !batch.loaded.contains_key(intent_id) {
+        if held(draft, &batch.staged, &batch.loaded, intent_id).is_none() {
             self.load_into(batch, vec![intent_id.to_string()]).await?;
         }
-        match batch.loaded.get(intent_id) {
-            Some(Ok(intent)) => Ok(intent.clone()),
+        match held(draft, &batch.staged, &batch.loaded, intent_id) {
+            Some(Ok(intent)) => Ok(intent.cloned()),
             Some(Err(damage)) => Err(damaged(&format!("intent {intent_id}"), damage)),
             None => Ok(None),
         }
@@ -880,19 +877,34 @@ impl Writer {
     }
 }
 
+/// The intent as the batch holds it without a query: the draft's version, the
+/// batch's, or the row read from the database (`Ok(None)`: no such row).
+/// `None` when it has not been read yet.
+fn held<'a>(
+    draft: &'a Staged,
+    staged: &'a Staged,
+    loaded: &'a HashMap<String, std::result::Result<Option<Intent>, Damage>>,
+    intent_id: &str,
+) -> Option<std::result::Result<Option<&'a Intent>, &'a Damage>> {
+    match draft.intent(intent_id).or(staged.intent(intent_id)) {
+        Some(intent) => Some(Ok(Some(intent))),
+        None => loaded
+            .get(intent_id)
+            .map(|row| row.as_ref().map(Option::as_ref)),
+    }
+}
+
 /// Seals a change at the batch's place in the chain. The intent it started
-/// from is the version the batch holds (the draft's, the batch's or the
-/// database's), looked up rather than kept as a copy: nothing changes it
-/// between the load and the seal.
+/// from is the version the batch holds, looked up rather than kept as a copy:
+/// nothing changes it between the load and the seal.
 fn seal(batch: &mut Batch, draft: &Staged, change: Change) -> (Sealed, Vec<(Target, ChangeFn)>) {
-    let intent_id = &change.intent.intent_id;
-    let original = draft
-        .intent(intent_id)
-        .or(batch.staged.intent(intent_id))
-        .or_else(|| match batch.loaded.get(intent_id) {
-            Some(Ok(intent)) => intent.as_ref(),
-            _ => None,
-        });
+    let original = held(
+        draft,
+        &batch.staged,
+        &batch.loaded,
+        &change.intent.intent_id,
+    )
+    .and_then(|row| row.ok().flatten());
     change.seal(&mut batch.chain, original)
 }
 
