@@ -72,6 +72,19 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
         message.contains("--pg-pool-size") && message.contains("out of range"),
         "{message}"
     );
+    for (url, expected) in [
+        (
+            "postgres://127.0.0.1:1/x?sslcert=/c.pem",
+            "sslcert needs sslkey",
+        ),
+        (
+            "postgres://127.0.0.1:1/x?sslmode=require&sslcert=/nonexistent/c.pem&sslkey=/k.pem",
+            "cannot read sslcert /nonexistent/c.pem",
+        ),
+    ] {
+        let message = serve_refuses(home.path(), &["--db", url]);
+        assert!(message.contains(expected), "{url}: {message}");
+    }
     let output = signoff(home.path(), &["serve", "--pg-timer-lease", "soon"]);
     assert_eq!(output.status.code(), Some(EXIT_USAGE));
     assert!(stderr(&output).contains("--pg-timer-lease"));

@@ -197,3 +197,89 @@ fn x509_names_localhost(pem: &str) -> bool {
         .decode(body)
         .is_ok_and(|der| der.windows(9).any(|window| window == b"localhost"))
 }
+
+/// The client-certificate fixtures (see their `make.sh`).
+fn client_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pg-client-tls")
+        .join(name)
+}
+
+/// Whether the test server trusts the fixtures' CA for client certificates
+/// (`.ci/run` sets its `ssl_ca_file`); says why not, when not.
+async fn trusts_the_fixture_ca(url: &str) -> bool {
+    let ca_file: String = inspector(url)
+        .await
+        .query_one("SHOW ssl_ca_file", &[])
+        .await
+        .expect("SHOW ssl_ca_file")
+        .get(0);
+    let fixture = std::fs::read(client_fixture("ca.crt")).unwrap();
+    let trusted = std::fs::read(&ca_file).is_ok_and(|trusted| trusted == fixture);
+    if !trusted {
+        say_skipped(
+            &current_test(),
+            "the test PostgreSQL server's ssl_ca_file is not tests/fixtures/pg-client-tls/ca.crt \
+             (.ci/run sets it)",
+        );
+    }
+    trusted
+}
+
+#[tokio::test]
+async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_is_refused() {
+    let Some((base, _)) = tls_server_or_skip().await else {
+        return;
+    };
+    if !trusts_the_fixture_ca(&base).await {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let identity = |name: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let key = keys.path().join(format!("{name}.key"));
+        std::fs::copy(client_fixture(&format!("{name}.key")), &key).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        format!(
+            "sslmode=require&sslcert={}&sslkey={}",
+            client_fixture(&format!("{name}.crt")).display(),
+            key.display()
+        )
+    };
+    let schema = Schema::create(&base).await;
+    let name = format!("signoff-tls-{}", uuid::Uuid::new_v4().simple());
+    let engine = open(&with(
+        &schema.url(),
+        &format!("{}&application_name={name}", identity("client")),
+    ))
+    .await
+    .expect("the server trusts the client certificate");
+    // A write and a read: the writer's, the listener's and a pooled connection.
+    engine.bootstrap_admin_key().await.unwrap();
+    assert!(engine.bootstrap_admin_key().await.unwrap().is_none());
+    let shown: Vec<Option<String>> = inspector(&base)
+        .await
+        .query(
+            "SELECT s.client_dn FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+             WHERE a.application_name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(shown.len() >= 2, "{shown:?}");
+    assert!(
+        shown
+            .iter()
+            .all(|dn| dn.as_deref() == Some("/CN=signoff-test-client")),
+        "every connection shows the certificate: {shown:?}"
+    );
+
+    let err = open(&with(&schema.url(), &identity("stranger")))
+        .await
+        .err()
+        .expect("the server does not trust the stranger's CA");
+    assert!(err.contains("UnknownCA"), "{err}");
+}

@@ -10,18 +10,20 @@
 //! | `verify-full` | yes | chain, and the host name (or IP) in the URL |
 //!
 //! `sslrootcert` is a PEM file of root certificates, or `system` for the
-//! operating system's store. tokio-postgres itself knows only `disable`,
-//! `prefer` and `require`, so the two `verify-` modes and `sslrootcert` are
-//! taken out of the URL here and the checking is done by the rustls verifier.
+//! operating system's store. `sslcert` and `sslkey` are the PEM files of a
+//! client certificate (with its chain) and its private key, for servers that
+//! authenticate clients by certificate. tokio-postgres itself knows only
+//! `disable`, `prefer` and `require`, so the two `verify-` modes and the file
+//! settings are taken out of the URL here and the TLS is set up with rustls.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -44,11 +46,19 @@ pub enum Roots {
     System,
 }
 
+/// The certificate this client shows the server, and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
 /// The TLS half of a connection URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     pub verify: Verify,
     pub roots: Option<Roots>,
+    pub identity: Option<ClientIdentity>,
 }
 
 /// Splits a `postgres://` URL into what tokio-postgres reads and the TLS
@@ -58,6 +68,8 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
     let (address, query) = url.split_once('?').unwrap_or((url, ""));
     let mut mode = None;
     let mut root_cert = None;
+    let mut client_cert = None;
+    let mut client_key = None;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -70,6 +82,15 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
         match decoded(key).as_str() {
             "sslmode" => mode = Some(decoded(value)),
             "sslrootcert" => root_cert = Some(decoded(value)),
+            "sslcert" => client_cert = Some(decoded(value)),
+            "sslkey" => client_key = Some(decoded(value)),
+            "sslpassword" => {
+                return Err(
+                    "sslpassword: encrypted private keys are not supported; give sslkey a \
+                     decrypted key (readable by signoff only)"
+                        .into(),
+                );
+            }
             _ => kept.push(pair),
         }
     }
@@ -97,6 +118,7 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
         Some("system") => Some(Roots::System),
         Some(path) => Some(Roots::File(PathBuf::from(path))),
     };
+    let identity = client_identity(client_cert, client_key)?;
     if verify != Verify::Nothing && roots.is_none() {
         return Err(format!(
             "sslmode {} needs sslrootcert: a PEM file of the roots to trust, or `system`",
@@ -111,7 +133,34 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
     let mut config: tokio_postgres::Config =
         rest.parse().map_err(|err| super::with_reasons(&err))?;
     config.ssl_mode(ssl_mode);
-    Ok((config, TlsSettings { verify, roots }))
+    Ok((
+        config,
+        TlsSettings {
+            verify,
+            roots,
+            identity,
+        },
+    ))
+}
+
+/// `sslcert` and `sslkey` come together. libpq would look for both in
+/// `~/.postgresql/` when they are not named; signoff uses only files it is told.
+fn client_identity(
+    certificate: Option<String>,
+    key: Option<String>,
+) -> Result<Option<ClientIdentity>, String> {
+    match (certificate, key) {
+        (None, None) => Ok(None),
+        (Some(certificate), Some(key)) if !certificate.is_empty() && !key.is_empty() => {
+            Ok(Some(ClientIdentity {
+                certificate: PathBuf::from(certificate),
+                key: PathBuf::from(key),
+            }))
+        }
+        (Some(_), Some(_)) => Err("sslcert and sslkey must name files; one is empty".into()),
+        (Some(_), None) => Err("sslcert needs sslkey: the PEM file of its private key".into()),
+        (None, Some(_)) => Err("sslkey needs sslcert: the PEM file of its certificate".into()),
+    }
 }
 
 impl TlsSettings {
@@ -137,12 +186,71 @@ impl TlsSettings {
             (Some(chain), Verify::ChainAndName) => chain,
             (chain, _) => Arc::new(Lenient { chain, provider }),
         };
-        let config = builder
+        let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some(identity) => {
+                let (chain, key) = identity.read()?;
+                builder.with_client_auth_cert(chain, key).map_err(|err| {
+                    format!(
+                        "cannot use sslcert {} with sslkey {}: {err}",
+                        identity.certificate.display(),
+                        identity.key.display()
+                    )
+                })?
+            }
+        };
         Ok(MakeRustlsConnect::new(config))
     }
+}
+
+impl ClientIdentity {
+    /// The certificate chain (the client's own first) and the private key.
+    fn read(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+        let chain = read_certificates(&self.certificate, "sslcert")?;
+        refuse_shared_key(&self.key)?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|err| {
+            format!(
+                "cannot read a private key from sslkey {}: {err}",
+                self.key.display()
+            )
+        })?;
+        Ok((chain, key))
+    }
+}
+
+/// libpq's rule for the private key's file: if it belongs to this user, only
+/// this user may read it (0600 or less); if it belongs to root, its group may
+/// read it too (0640 or less), as when a secret is mounted into a container.
+fn refuse_shared_key(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path)
+        .map_err(|err| format!("cannot read sslkey {}: {err}", path.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let this_user = unsafe { libc::geteuid() };
+    let (owner, mode) = (metadata.uid(), metadata.mode());
+    let shared = (owner == this_user && mode & 0o077 != 0) || (owner == 0 && mode & 0o037 != 0);
+    if shared {
+        return Err(format!(
+            "sslkey {} can be read by others (mode {:o}): give it mode 0600, or 0640 if root owns it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// Every certificate in a PEM file; an error names the setting and the file.
+fn read_certificates(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| format!("cannot read {setting} {}: {err}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!("{setting} {} holds no certificate", path.display()));
+    }
+    Ok(certificates)
 }
 
 fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
@@ -158,9 +266,7 @@ fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
             }
             found.certs
         }
-        Roots::File(path) => CertificateDer::pem_file_iter(path)
-            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-            .map_err(|err| format!("cannot read sslrootcert {}: {err}", path.display()))?,
+        Roots::File(path) => read_certificates(path, "sslrootcert")?,
     };
     let (added, _ignored) = store.add_parsable_certificates(certificates);
     if added == 0 {
@@ -271,7 +377,8 @@ mod tests {
             settings("postgres://h/d?sslrootcert=system&sslmode=verify-ca"),
             TlsSettings {
                 verify: Verify::Chain,
-                roots: Some(Roots::System)
+                roots: Some(Roots::System),
+                identity: None,
             }
         );
         assert_eq!(
@@ -297,10 +404,103 @@ mod tests {
                 "postgres://h/d?sslmode=verify-ca&sslrootcert=",
                 "sslrootcert is empty",
             ),
-            ("postgres://h/d?sslmode=require&sslcert=/c.pem", "sslcert"),
+            (
+                "postgres://h/d?sslmode=require&sslcert=/c.pem",
+                "sslcert needs sslkey",
+            ),
+            ("postgres://h/d?sslkey=/c.key", "sslkey needs sslcert"),
+            ("postgres://h/d?sslcert=&sslkey=/c.key", "one is empty"),
+            (
+                "postgres://h/d?sslcert=/c.pem&sslkey=/c.key&sslpassword=x",
+                "encrypted private keys are not supported",
+            ),
         ] {
             let err = parse_url(url).unwrap_err();
             assert!(err.contains(expected), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_and_its_key_are_read_from_the_url() {
+        let (_, tls) =
+            parse_url("postgres://h/d?sslmode=require&sslcert=%2Fa+b.pem&sslkey=/k.pem").unwrap();
+        assert_eq!(
+            tls.identity,
+            Some(ClientIdentity {
+                certificate: "/a+b.pem".into(),
+                key: "/k.pem".into(),
+            })
+        );
+        assert_eq!(settings("postgres://h/d").identity, None);
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pg-client-tls")
+            .join(name)
+    }
+
+    /// A copy of a fixture key with the given mode (git keeps no modes).
+    fn key_copy(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let copy = dir.join(format!("{mode:o}-{name}"));
+        std::fs::copy(fixture(name), &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(mode)).unwrap();
+        copy
+    }
+
+    fn with_identity(certificate: PathBuf, key: PathBuf) -> TlsSettings {
+        TlsSettings {
+            verify: Verify::Nothing,
+            roots: None,
+            identity: Some(ClientIdentity { certificate, key }),
+        }
+    }
+
+    #[test]
+    fn wrong_client_certificates_and_keys_are_reported_when_the_connector_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key_copy(dir.path(), "client.key", 0o600);
+        for encoding in [key.clone(), key_copy(dir.path(), "client-sec1.key", 0o600)] {
+            let settings = with_identity(fixture("client.crt"), encoding.clone());
+            assert!(settings.connector().is_ok(), "{}", encoding.display());
+        }
+        let not_pem = dir.path().join("not.pem");
+        std::fs::write(&not_pem, "not a certificate\n").unwrap();
+        std::fs::set_permissions(
+            &not_pem,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let missing = dir.path().join("missing.pem");
+        let other_key = key_copy(dir.path(), "stranger.key", 0o600);
+        let shared_key = key_copy(dir.path(), "client.key", 0o644);
+        for (certificate, key, expected) in [
+            (missing.clone(), key.clone(), "cannot read sslcert"),
+            (not_pem.clone(), key.clone(), "holds no certificate"),
+            (fixture("client.crt"), missing, "cannot read sslkey"),
+            (
+                fixture("client.crt"),
+                not_pem,
+                "cannot read a private key from sslkey",
+            ),
+            (fixture("client.crt"), other_key, "cannot use sslcert"),
+            (
+                fixture("client.crt"),
+                shared_key,
+                "can be read by others (mode 644)",
+            ),
+        ] {
+            let err = with_identity(certificate.clone(), key.clone())
+                .connector()
+                .err()
+                .unwrap();
+            assert!(
+                err.contains(expected),
+                "{} with {}: {err}",
+                certificate.display(),
+                key.display()
+            );
         }
     }
 
@@ -314,6 +514,7 @@ mod tests {
             let tls = TlsSettings {
                 verify: Verify::ChainAndName,
                 roots: Some(Roots::File(path.clone())),
+                identity: None,
             };
             let err = tls.connector().err().unwrap();
             assert!(err.contains(expected), "{}: {err}", path.display());
@@ -321,6 +522,7 @@ mod tests {
         let unchecked = TlsSettings {
             verify: Verify::Nothing,
             roots: None,
+            identity: None,
         };
         assert!(unchecked.connector().is_ok());
     }
