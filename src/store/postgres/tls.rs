@@ -118,7 +118,13 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
         Some("system") => Some(Roots::System),
         Some(path) => Some(Roots::File(PathBuf::from(path))),
     };
-    let identity = client_identity(client_cert, client_key)?;
+    // Without TLS there is no handshake to show a certificate in; libpq then
+    // ignores the files, so a URL switched to `disable` keeps working.
+    let identity = if ssl_mode == SslMode::Disable {
+        None
+    } else {
+        client_identity(client_cert, client_key)?
+    };
     if verify != Verify::Nothing && roots.is_none() {
         return Err(format!(
             "sslmode {} needs sslrootcert: a PEM file of the roots to trust, or `system`",
@@ -432,6 +438,11 @@ mod tests {
             })
         );
         assert_eq!(settings("postgres://h/d").identity, None);
+        assert_eq!(
+            settings("postgres://h/d?sslmode=disable&sslcert=/missing.pem").identity,
+            None,
+            "without TLS the files are ignored, as by libpq"
+        );
     }
 
     fn fixture(name: &str) -> PathBuf {
