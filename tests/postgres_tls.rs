@@ -147,7 +147,10 @@ async fn the_verify_modes_check_the_chain_and_the_name() {
             assert!(err.contains("UnknownIssuer"), "{mode}: {err}");
         }
     } else {
-        say_skipped("the unknown-issuer half", "no {public_roots} here");
+        say_skipped(
+            "the unknown-issuer half",
+            &format!("no {public_roots} here"),
+        );
     }
 
     let numeric = url::Url::parse(&schema.url()).unwrap();

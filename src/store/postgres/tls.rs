@@ -451,13 +451,18 @@ mod tests {
             .join(name)
     }
 
+    /// A file in `dir` holding `contents`, with the given mode.
+    fn file_with_mode(dir: &Path, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(format!("{mode:o}-{name}"));
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
     /// A copy of a fixture key with the given mode (git keeps no modes).
     fn key_copy(dir: &Path, name: &str, mode: u32) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let copy = dir.join(format!("{mode:o}-{name}"));
-        std::fs::copy(fixture(name), &copy).unwrap();
-        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(mode)).unwrap();
-        copy
+        file_with_mode(dir, name, &std::fs::read(fixture(name)).unwrap(), mode)
     }
 
     fn with_identity(certificate: PathBuf, key: PathBuf) -> TlsSettings {
@@ -476,13 +481,7 @@ mod tests {
             let settings = with_identity(fixture("client.crt"), encoding.clone());
             assert!(settings.connector().is_ok(), "{}", encoding.display());
         }
-        let not_pem = dir.path().join("not.pem");
-        std::fs::write(&not_pem, "not a certificate\n").unwrap();
-        std::fs::set_permissions(
-            &not_pem,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
+        let not_pem = file_with_mode(dir.path(), "not.pem", b"not a certificate\n", 0o600);
         let missing = dir.path().join("missing.pem");
         let other_key = key_copy(dir.path(), "stranger.key", 0o600);
         let shared_key = key_copy(dir.path(), "client.key", 0o644);

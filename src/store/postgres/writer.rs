@@ -1196,6 +1196,8 @@ fn flush_statements<'a>(
             ],
         ));
     }
+    // References collected first, so each column's values can borrow for the
+    // batch's lifetime rather than only for the closure's call.
     let messages: Vec<&InboxMessage> = staged.messages.iter().collect();
     if !messages.is_empty() {
         statements.push((
