@@ -21,6 +21,8 @@
 //!   the same task at the same moment through different instances.
 //! - `a_stream_resumes_on_another_instance_without_a_gap`: task, intent and agent
 //!   streams resumed on another instance continue exactly where they left off.
+//! - `the_writer_and_the_listener_are_named_in_pg_stat_activity`: an operator
+//!   can find an instance's writer and listener by name.
 //!
 //! Where they can, the tests judge streams against the database itself (read
 //! directly from the test's schema: event cursors, agent deliveries, timer
@@ -871,7 +873,7 @@ impl Database {
     async fn writers_waiting(&self) -> i64 {
         self.count(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE application_name = 'signoff' AND wait_event_type = 'Lock'",
+             WHERE application_name = 'signoff writer' AND wait_event_type = 'Lock'",
         )
         .await
     }
@@ -1549,4 +1551,72 @@ async fn decided_task_reaches(agent: &[Client], alice: &[Client], title: &str) {
         gap_free_history(&agent[A], &intent_id).await,
         "{title}: B delivered the task's whole history live"
     );
+}
+
+// ---------------------------------------------------------------------------
+// 5. Sessions an operator can tell apart
+// ---------------------------------------------------------------------------
+
+/// In `pg_stat_activity` an instance's writer and listener say what they are,
+/// so an operator can find the writer waiting for the chain head or the
+/// listener of an instance; an `application_name` the URL gives stays on every
+/// session instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_and_the_listener_are_named_in_pg_stat_activity() {
+    let test = "fleet::the_writer_and_the_listener_are_named_in_pg_stat_activity";
+    let Some(base_url) = common::backend::postgres_url_or_skip(test) else {
+        return;
+    };
+    let _turn = one_fleet_at_a_time().await;
+    let separator = if base_url.contains('?') { '&' } else { '?' };
+    let named_url = format!("{base_url}{separator}application_name=fleet-east");
+    for (url, writer, listener) in [
+        (&base_url, "signoff writer", "signoff listener"),
+        (&named_url, "fleet-east", "fleet-east"),
+    ] {
+        let fleet = Fleet::start(url, 1, &[]).await;
+        assert_eq!(
+            session_names(&fleet).await,
+            (writer.to_string(), listener.to_string()),
+            "the writer's and the listener's application_name"
+        );
+    }
+}
+
+/// The `application_name` of the fleet's one instance's writer (the session
+/// that waits for the chain head while the test holds it) and of its listener
+/// (the session that listens on the schema's channel).
+async fn session_names(fleet: &Fleet) -> (String, String) {
+    let agent = fleet
+        .member(PrincipalKind::Agent, "agent://acme/deployer")
+        .await;
+    let database = fleet.database().await;
+    database.hold_writes().await;
+    let held_up = agent[0].clone();
+    let creating =
+        tokio::spawn(async move { create_task(&held_up, "Named", &[ALICE], json!({})).await });
+    let writer = eventually(
+        "a session waits for the held chain head",
+        PATIENCE,
+        async || {
+            database
+                .text(
+                    "SELECT string_agg(application_name, ',') FROM pg_stat_activity
+                 WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+                )
+                .await
+        },
+    )
+    .await;
+    database.release_writes().await;
+    creating.await.expect("the held-up task is created");
+    let channel = signoff::store::postgres::channel_for(&fleet.schema.name);
+    let listener = database
+        .text(&format!(
+            "SELECT string_agg(application_name, ',') FROM pg_stat_activity
+             WHERE query = 'LISTEN {channel}'"
+        ))
+        .await
+        .expect("a session listens on the schema's channel");
+    (writer, listener)
 }

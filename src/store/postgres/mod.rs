@@ -52,6 +52,12 @@ const QUEUE_CAPACITY: usize = 8192;
 const SESSION_OPTIONS: &str =
     "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off";
 
+/// `application_name` of an instance's sessions when the URL gives none: the
+/// pool's (requests, timers, reads) and those of its writer and its listener.
+const POOL_SESSION_NAME: &str = "signoff";
+const WRITER_SESSION_NAME: &str = "signoff writer";
+const LISTENER_SESSION_NAME: &str = "signoff listener";
+
 /// Serializes schema migrations when several instances start at once.
 const MIGRATION_LOCK: i64 = 0x5167_6e6f_6666;
 
@@ -272,10 +278,11 @@ impl PgStore {
             Some(given) => format!("{given} {SESSION_OPTIONS}"),
             None => SESSION_OPTIONS.to_string(),
         };
-        // An `application_name` in the URL stays, so an operator can tell the
-        // fleet's instances apart in `pg_stat_activity`.
-        if config.get_application_name().is_none() {
-            config.application_name("signoff");
+        // An `application_name` in the URL stays, on every session, so an
+        // operator can tell the fleet's instances apart in `pg_stat_activity`.
+        let named_in_url = config.get_application_name().is_some();
+        if !named_in_url {
+            config.application_name(POOL_SESSION_NAME);
         }
         // Keepalives notice a connection whose peer vanished (a partition, a
         // paused machine) in about half a minute rather than the system's two hours.
@@ -315,8 +322,18 @@ impl PgStore {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let channel = channel_for(&schema);
         let stash = Arc::new(feed::Stash::default());
+        // Otherwise the writer's and the listener's sessions say what they are:
+        // they are the ones an operator looks for (a writer waiting for the chain
+        // head, a listener that fell behind).
+        let for_role = |name: &str| {
+            let mut named = connector.clone();
+            if !named_in_url {
+                named.config.application_name(name);
+            }
+            named
+        };
         let feed = feed::start(feed::FeedSetup {
-            connector: connector.clone(),
+            connector: for_role(LISTENER_SESSION_NAME),
             pool: pool.clone(),
             channel: channel.clone(),
             instance: instance.clone(),
@@ -330,7 +347,7 @@ impl PgStore {
         drop(client);
         let writer = Writer::start(
             writer::WriterSetup {
-                connector,
+                connector: for_role(WRITER_SESSION_NAME),
                 durability,
                 clock,
                 sink,
