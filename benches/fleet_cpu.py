@@ -9,13 +9,14 @@ request threads, their writer threads, and PostgreSQL's backends by the
 and `signoff` for the pools). Prints each role's averages over the pairs.
 
 Usage: SIGNOFF_BENCH_PG_URL=postgres://user@host:port/db?sslmode=disable \\
-       benches/fleet_cpu.py [PAIRS]
-Needs Linux (/proc) and psql. The round trips per second are the run's own
-median, so a run whose speed changes within it is counted at its median.
+       benches/fleet_cpu.py [PAIRS]   (PAIRS defaults to 3)
+Needs Linux (/proc), psql, and PostgreSQL on this machine, reached with a URL
+that names no application_name (the roles are read from the sessions' names).
+Every thread on the machine is sampled, so keep it otherwise idle. The round
+trips counted are the tasks the benchmark created within the sampled window.
 """
 
 import collections
-import json
 import os
 import subprocess
 import sys
@@ -23,8 +24,12 @@ import time
 
 SIGNOFF = "./target/release/signoff"
 RUN_SECONDS = 14
+WARMUP_SECONDS = 2
+# Start-up and warm-up are over well before this; the window ends before the run does.
 SAMPLE_AFTER = 7
 SAMPLE_SECONDS = 5
+# The schema `signoff bench roundtrip --db` recreates for each run.
+BENCH_SCHEMA = "signoff_bench"
 ROLES = ("load generator", "servers' request threads", "servers' writer threads",
          "PostgreSQL writers", "PostgreSQL pools", "PostgreSQL listeners", "the rest")
 BACKEND_ROLES = {"signoff writer": "PostgreSQL writers",
@@ -32,26 +37,35 @@ BACKEND_ROLES = {"signoff writer": "PostgreSQL writers",
                  "signoff": "PostgreSQL pools"}
 
 
+def psql(url, sql):
+    """The rows `sql` returns, as lines of `|`-separated text."""
+    return subprocess.run(["psql", "-X", "-w", "-At", url, "-c", sql],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+
+
 def backend_roles(url):
     """PostgreSQL backend pid -> role, by the session's application_name."""
-    listed = subprocess.run(
-        ["psql", url, "-Atc", "SELECT pid, application_name FROM pg_stat_activity"],
-        capture_output=True, text=True, check=True).stdout
     roles = {}
-    for line in listed.splitlines():
+    for line in psql(url, "SELECT pid, application_name FROM pg_stat_activity"):
         pid, _, name = line.partition("|")
         if name in BACKEND_ROLES:
             roles[int(pid)] = BACKEND_ROLES[name]
+    if not roles:
+        sys.exit("no PostgreSQL session is named like signoff's: is the database on another "
+                 "machine, or does the URL give an application_name?")
     return roles
 
 
+def tasks_created(url):
+    return int(psql(url, f"SELECT count(*) FROM {BENCH_SCHEMA}.intents")[0])
+
+
 def threads():
-    """Every thread: (process id, command name, process command line) and
+    """Every thread: (process id, parent process id, command name) and
     (context switches, CPU ticks) so far."""
     found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
@@ -66,18 +80,18 @@ def threads():
             switches = int(status["voluntary_ctxt_switches"]) + int(
                 status["nonvoluntary_ctxt_switches"])
             ticks = int(fields[11]) + int(fields[12])  # utime + stime
-            found[(int(pid), int(tid))] = ((int(pid), status["Name"].strip(), cmdline),
-                                           (switches, ticks))
+            identity = (int(pid), int(status["PPid"]), status["Name"].strip())
+            found[(int(pid), int(tid))] = (identity, (switches, ticks))
     return found
 
 
 def role_of(identity, bench_pid, backends):
-    pid, name, cmdline = identity
+    pid, parent, name = identity
     if pid == bench_pid:
         return "load generator"
     if pid in backends:
         return backends[pid]
-    if len(cmdline) > 1 and cmdline[0].endswith(b"signoff") and cmdline[1] == b"serve":
+    if parent == bench_pid:  # the `signoff serve` processes the benchmark started
         return "servers' writer threads" if name.startswith("signoff-pg") else \
             "servers' request threads"
     return "the rest"
@@ -85,36 +99,43 @@ def role_of(identity, bench_pid, backends):
 
 def measure(url, instances):
     """One run: round trips per second, busy CPU per round trip (µs), and per
-    role (context switches, µs of CPU) per round trip."""
+    role (context switches, µs of CPU) per round trip, over the sampled window."""
     run = subprocess.Popen(
         [SIGNOFF, "bench", "roundtrip", "--agents", "32", "--seconds", str(RUN_SECONDS),
-         "--runs", "1", "--durability", "full", "--json", "--db", url,
-         "--instances", str(instances)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    time.sleep(SAMPLE_AFTER)
-    backends = backend_roles(url)
-    machine_before = open("/proc/stat").readline().split()[1:]
-    before = threads()
-    time.sleep(SAMPLE_SECONDS)
-    after = threads()
-    machine_after = open("/proc/stat").readline().split()[1:]
-    output, _ = run.communicate()
+         "--warmup", str(WARMUP_SECONDS), "--waiting", "0", "--runs", "1",
+         "--durability", "full", "--db", url, "--instances", str(instances)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(SAMPLE_AFTER)
+        backends = backend_roles(url)
+        started, tasks_before = time.monotonic(), tasks_created(url)
+        machine_before = open("/proc/stat").readline().split()[1:9]
+        before = threads()
+        time.sleep(SAMPLE_SECONDS)
+        after = threads()
+        machine_after = open("/proc/stat").readline().split()[1:9]
+        round_trips = tasks_created(url) - tasks_before
+        per_second = round_trips / (time.monotonic() - started)
+    finally:
+        # Even when giving up: killing the benchmark would leave its servers running.
+        run.wait()
     if run.returncode != 0:
         sys.exit(f"signoff bench roundtrip failed (exit {run.returncode})")
-    per_second = json.loads(output)["median"]["round_trips_per_second"]
+    if round_trips == 0:
+        sys.exit("the benchmark created no task within the sampled window")
     ticks_per_second = os.sysconf("SC_CLK_TCK")
-    per_round_trip = SAMPLE_SECONDS * per_second
     usage = collections.defaultdict(lambda: [0.0, 0.0])
     for key, (identity, (switches, ticks)) in after.items():
         if key not in before:
             continue
         switches_before, ticks_before = before[key][1]
         role = usage[role_of(identity, run.pid, backends)]
-        role[0] += (switches - switches_before) / per_round_trip
-        role[1] += (ticks - ticks_before) * 1e6 / ticks_per_second / per_round_trip
+        role[0] += (switches - switches_before) / round_trips
+        role[1] += (ticks - ticks_before) * 1e6 / ticks_per_second / round_trips
+    # user, nice, system, idle, iowait, irq, softirq, steal (guest time is in user).
     spent = [int(b) - int(a) for a, b in zip(machine_before, machine_after)]
     idle = spent[3] + spent[4]  # idle and iowait
-    busy = (sum(spent) - idle) * 1e6 / ticks_per_second / per_round_trip
+    busy = (sum(spent) - idle) * 1e6 / ticks_per_second / round_trips
     return per_second, busy, usage
 
 
@@ -122,7 +143,10 @@ def main():
     url = os.environ.get("SIGNOFF_BENCH_PG_URL")
     if not url:
         sys.exit("set SIGNOFF_BENCH_PG_URL to a postgres:// URL")
-    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    given = sys.argv[1] if len(sys.argv) > 1 else "3"
+    pairs = int(given) if given.isdigit() else 0
+    if pairs < 1:
+        sys.exit(f"PAIRS must be a whole number of at least 1, not {given!r}")
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     subprocess.run(["cargo", "build", "--release", "--quiet"], check=True)
     runs = {1: [], 3: []}

@@ -21,6 +21,8 @@
 //!   the same task at the same moment through different instances.
 //! - `a_stream_resumes_on_another_instance_without_a_gap`: task, intent and agent
 //!   streams resumed on another instance continue exactly where they left off.
+//! - `live_updates_go_on_past_a_damaged_row_and_a_rewound_database`: an instance
+//!   skips a commit it cannot read and notices a database restored from a backup.
 //! - `the_writer_and_the_listener_are_named_in_pg_stat_activity`: an operator
 //!   can find an instance's writer and listener by name.
 //!
@@ -1559,8 +1561,8 @@ async fn decided_task_reaches(agent: &[Client], alice: &[Client], title: &str) {
 
 /// In `pg_stat_activity` an instance's writer and listener say what they are,
 /// so an operator can find the writer waiting for the chain head or the
-/// listener of an instance; an `application_name` the URL gives stays on every
-/// session instead.
+/// listener of an instance; an `application_name` the URL gives names them
+/// instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_and_the_listener_are_named_in_pg_stat_activity() {
     let test = "fleet::the_writer_and_the_listener_are_named_in_pg_stat_activity";
@@ -1568,8 +1570,7 @@ async fn the_writer_and_the_listener_are_named_in_pg_stat_activity() {
         return;
     };
     let _turn = one_fleet_at_a_time().await;
-    let separator = if base_url.contains('?') { '&' } else { '?' };
-    let named_url = format!("{base_url}{separator}application_name=fleet-east");
+    let named_url = common::backend::with_parameter(&base_url, "application_name=fleet-east");
     for (url, writer, listener) in [
         (&base_url, "signoff writer", "signoff listener"),
         (&named_url, "fleet-east", "fleet-east"),
@@ -1590,25 +1591,25 @@ async fn session_names(fleet: &Fleet) -> (String, String) {
     let agent = fleet
         .member(PrincipalKind::Agent, "agent://acme/deployer")
         .await;
-    let database = fleet.database().await;
-    database.hold_writes().await;
+    let (holder, database) = (fleet.database().await, fleet.database().await);
+    holder.hold_writes().await;
+    let holder_pid = holder.count("SELECT pg_backend_pid()::bigint").await;
     let held_up = agent[0].clone();
     let creating =
         tokio::spawn(async move { create_task(&held_up, "Named", &[ALICE], json!({})).await });
+    // Looked for from another session: one in a transaction (the holder's) sees
+    // pg_stat_activity as it was at the transaction's first look.
+    let blocked = format!(
+        "SELECT string_agg(application_name, ',') FROM pg_stat_activity
+         WHERE {holder_pid} = ANY(pg_blocking_pids(pid))"
+    );
     let writer = eventually(
         "a session waits for the held chain head",
         PATIENCE,
-        async || {
-            database
-                .text(
-                    "SELECT string_agg(application_name, ',') FROM pg_stat_activity
-                 WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))",
-                )
-                .await
-        },
+        async || database.text(&blocked).await,
     )
     .await;
-    database.release_writes().await;
+    holder.release_writes().await;
     creating.await.expect("the held-up task is created");
     let channel = signoff::store::postgres::channel_for(&fleet.schema.name);
     let listener = database

@@ -77,16 +77,17 @@ impl Schema {
 
     /// The URL that puts a connection in this schema.
     pub fn url(&self) -> String {
-        let separator = if self.base_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        format!(
-            "{}{separator}options=-csearch_path%3D{}",
-            self.base_url, self.name
+        with_parameter(
+            &self.base_url,
+            &format!("options=-csearch_path%3D{}", self.name),
         )
     }
+}
+
+/// `url` with one more `key=value` in its query.
+pub fn with_parameter(url: &str, parameter: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{parameter}")
 }
 
 impl Drop for Schema {

@@ -52,8 +52,8 @@ const QUEUE_CAPACITY: usize = 8192;
 const SESSION_OPTIONS: &str =
     "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off";
 
-/// `application_name` of an instance's sessions when the URL gives none: the
-/// pool's (requests, timers, reads) and those of its writer and its listener.
+// The `application_name` of an instance's sessions when the URL gives none: the
+// pool's (requests, timers, reads), its writer's and its listener's.
 const POOL_SESSION_NAME: &str = "signoff";
 const WRITER_SESSION_NAME: &str = "signoff writer";
 const LISTENER_SESSION_NAME: &str = "signoff listener";
@@ -322,9 +322,9 @@ impl PgStore {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let channel = channel_for(&schema);
         let stash = Arc::new(feed::Stash::default());
-        // Otherwise the writer's and the listener's sessions say what they are:
-        // they are the ones an operator looks for (a writer waiting for the chain
-        // head, a listener that fell behind).
+        // Unless the URL names the sessions, the writer's and the listener's say
+        // what they are: they are the ones an operator looks for (a writer
+        // waiting for the chain head, a listener that fell behind).
         let for_role = |name: &str| {
             let mut named = connector.clone();
             if !named_in_url {
