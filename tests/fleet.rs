@@ -1570,7 +1570,7 @@ async fn the_writer_and_the_listener_are_named_in_pg_stat_activity() {
         return;
     };
     let _turn = one_fleet_at_a_time().await;
-    let named_url = common::backend::with_parameter(&base_url, "application_name=fleet-east");
+    let named_url = signoff::bench::with_parameter(&base_url, "application_name=fleet-east");
     for (url, writer, listener) in [
         (&base_url, "signoff writer", "signoff listener"),
         (&named_url, "fleet-east", "fleet-east"),

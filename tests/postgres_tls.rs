@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::backend::{Schema, current_test, postgres_url_or_skip, say_skipped};
+use signoff::bench::with_parameter;
 use signoff::clock::SystemClock;
 use signoff::config::DatabaseLocation;
 use signoff::engine::{Engine, EngineSettings};
@@ -48,6 +49,11 @@ async fn tls_server_or_skip() -> Option<(String, Option<PathBuf>)> {
     Some((url, certificate))
 }
 
+/// An engine in `schema`, on a URL with `pairs` added.
+async fn open_in(schema: &Schema, pairs: &str) -> Result<Engine, String> {
+    open(&with_parameter(&schema.url(), pairs)).await
+}
+
 async fn open(url: &str) -> Result<Engine, String> {
     let location = DatabaseLocation::parse("test", url).map_err(|err| err.to_string())?;
     Engine::open(
@@ -61,10 +67,6 @@ async fn open(url: &str) -> Result<Engine, String> {
     .map_err(|err| err.to_string())
 }
 
-fn with(url: &str, pairs: &str) -> String {
-    format!("{url}&{pairs}")
-}
-
 #[tokio::test]
 async fn sslmode_require_encrypts_every_connection_and_disable_none() {
     let Some((base, _)) = tls_server_or_skip().await else {
@@ -75,12 +77,9 @@ async fn sslmode_require_encrypts_every_connection_and_disable_none() {
         let schema = Schema::create(&base).await;
         // Its own application name: the other test here opens connections too.
         let name = format!("signoff-tls-{}", uuid::Uuid::new_v4().simple());
-        let engine = open(&with(
-            &schema.url(),
-            &format!("sslmode={mode}&application_name={name}"),
-        ))
-        .await
-        .unwrap_or_else(|err| panic!("{mode}: {err}"));
+        let engine = open_in(&schema, &format!("sslmode={mode}&application_name={name}"))
+            .await
+            .unwrap_or_else(|err| panic!("{mode}: {err}"));
         // A write and a read: the writer's, the listener's and a pooled connection.
         engine.bootstrap_admin_key().await.unwrap();
         assert!(engine.bootstrap_admin_key().await.unwrap().is_none());
@@ -126,8 +125,7 @@ async fn the_verify_modes_check_the_chain_and_the_name() {
     let pem = std::fs::read_to_string(&certificate).unwrap();
     let names_localhost = x509_names_localhost(&pem);
 
-    let verify_ca = with(&schema.url(), &format!("sslmode=verify-ca&{root}"));
-    open(&verify_ca)
+    open_in(&schema, &format!("sslmode=verify-ca&{root}"))
         .await
         .expect("the server's certificate is its own root");
 
@@ -137,10 +135,10 @@ async fn the_verify_modes_check_the_chain_and_the_name() {
     if std::fs::metadata(public_roots).is_ok() {
         // Given roots, prefer and require check the chain too, as libpq does.
         for mode in ["verify-ca", "require", "prefer"] {
-            let err = open(&with(
-                &schema.url(),
+            let err = open_in(
+                &schema,
                 &format!("sslmode={mode}&sslrootcert={public_roots}"),
-            ))
+            )
             .await
             .err()
             .expect("a self-signed certificate does not chain to the public roots");
@@ -155,14 +153,14 @@ async fn the_verify_modes_check_the_chain_and_the_name() {
 
     let numeric = url::Url::parse(&schema.url()).unwrap();
     if numeric.host_str() == Some("127.0.0.1") && names_localhost {
-        let err = open(&with(&schema.url(), &format!("sslmode=verify-full&{root}")))
+        let err = open_in(&schema, &format!("sslmode=verify-full&{root}"))
             .await
             .err()
             .expect("the certificate names localhost, not 127.0.0.1");
         assert!(err.contains("not valid for name"), "{err}");
         let mut by_name = numeric.clone();
         by_name.set_host(Some("localhost")).unwrap();
-        open(&with(
+        open(&with_parameter(
             by_name.as_str(),
             &format!("sslmode=verify-full&{root}"),
         ))
@@ -175,10 +173,10 @@ async fn the_verify_modes_check_the_chain_and_the_name() {
         );
     }
 
-    let err = open(&with(
-        &schema.url(),
+    let err = open_in(
+        &schema,
         "sslmode=verify-full&sslrootcert=/nonexistent/root.pem",
-    ))
+    )
     .await
     .err()
     .unwrap();
@@ -251,10 +249,10 @@ async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_
     };
     let schema = Schema::create(&base).await;
     let name = format!("signoff-tls-{}", uuid::Uuid::new_v4().simple());
-    let engine = open(&with(
-        &schema.url(),
-        &format!("{}&application_name={name}", identity("client")),
-    ))
+    let engine = open_in(
+        &schema,
+        &format!("{}&application_name={name}", identity("client"),),
+    )
     .await
     .expect("the server trusts the client certificate");
     // A write and a read: the writer's, the listener's and a pooled connection.
@@ -272,7 +270,10 @@ async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert!(shown.len() >= 2, "{shown:?}");
+    assert!(
+        shown.len() >= 3,
+        "the writer, the listener and a pooled session: {shown:?}"
+    );
     assert!(
         shown
             .iter()
@@ -280,7 +281,7 @@ async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_
         "every connection shows the certificate: {shown:?}"
     );
 
-    let err = open(&with(&schema.url(), &identity("stranger")))
+    let err = open_in(&schema, &identity("stranger"))
         .await
         .err()
         .expect("the server does not trust the stranger's CA");

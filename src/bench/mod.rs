@@ -78,12 +78,17 @@ pub fn is_postgres_url(url: &str) -> bool {
 /// connection's `options` parameter: the servers then create and use their tables
 /// in `schema` without knowing about it.
 pub fn with_search_path(url: &str, schema: &str) -> String {
+    with_parameter(url, &format!("options=-csearch_path%3D{schema}"))
+}
+
+/// `url` with one more `key=value` in its query.
+pub fn with_parameter(url: &str, parameter: &str) -> String {
     let separator = match url.find('?') {
         None => "?",
         Some(_) if url.ends_with(['?', '&']) => "",
         Some(_) => "&",
     };
-    format!("{url}{separator}options=-csearch_path%3D{schema}")
+    format!("{url}{separator}{parameter}")
 }
 
 /// Drops `schema` with everything in it and creates it again, empty.

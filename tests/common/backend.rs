@@ -77,17 +77,8 @@ impl Schema {
 
     /// The URL that puts a connection in this schema.
     pub fn url(&self) -> String {
-        with_parameter(
-            &self.base_url,
-            &format!("options=-csearch_path%3D{}", self.name),
-        )
+        signoff::bench::with_search_path(&self.base_url, &self.name)
     }
-}
-
-/// `url` with one more `key=value` in its query.
-pub fn with_parameter(url: &str, parameter: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{parameter}")
 }
 
 impl Drop for Schema {
