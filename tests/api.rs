@@ -756,6 +756,21 @@ async fn unknown_routes_are_a_uniform_404() {
     // Under /v1/agents only the intents stream exists.
     let agents = raw_get(&server, "/v1/agents/acme/worker", key).await;
     assert_error(&agents, 404, "no_such_endpoint", &["/intents/stream"]);
+    // Actions are path segments; an unknown one lists those that exist.
+    let intent_action = raw_post(&server, "/v1/intents/any/approve", key, "{}").await;
+    assert_error(
+        &intent_action,
+        404,
+        "no_such_endpoint",
+        &["`approve`", "resume, resolve or viewed"],
+    );
+    let inbox_action = raw_post(&server, "/v1/inbox/any/resume", key, "{}").await;
+    assert_error(
+        &inbox_action,
+        404,
+        "no_such_endpoint",
+        &["`resume`", "reply, delegate, approve or reject"],
+    );
     server.stop().await;
 }
 
@@ -947,7 +962,8 @@ async fn an_invalid_idempotency_key_header_is_400_and_creates_nothing() {
     let before = observable(&server, None).await;
     let body = task_intent(alice_approval()).to_string();
     let too_long = "k".repeat(256);
-    for bad in ["has space", too_long.as_str()] {
+    // A key sent empty is refused too, not taken for no key.
+    for bad in ["has space", too_long.as_str(), "", "   "] {
         let reply = raw_post_with(
             &server,
             "/v1/intents",
@@ -958,6 +974,16 @@ async fn an_invalid_idempotency_key_header_is_400_and_creates_nothing() {
         .await;
         assert_error(&reply, 400, "malformed_request", &["Idempotency-Key"]);
     }
+    // Bytes beyond ASCII, which HTTP allows in a header but a key may not hold.
+    let not_ascii = reqwest::header::HeaderValue::from_bytes("clé".as_bytes()).unwrap();
+    let reply = send(
+        request(&server, Method::POST, "/v1/intents", Some(&deployer.key))
+            .header("content-type", "application/json")
+            .header("Idempotency-Key", not_ascii)
+            .body(body.clone()),
+    )
+    .await;
+    assert_error(&reply, 400, "malformed_request", &["Idempotency-Key"]);
     assert_eq!(observable(&server, None).await, before);
     server.stop().await;
 }

@@ -19,20 +19,27 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// `signoff ARGS`, expected to fail with `code`; returns its stderr, which for
+/// bad input (not a usage error, which clap explains) is one line.
+fn refuses(home: &std::path::Path, args: &[&str], code: i32) -> String {
+    let output = signoff(home, args);
+    let message = stderr(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{args:?} should fail: {message}"
+    );
+    if code == EXIT_ERROR {
+        assert_eq!(message.lines().count(), 1, "one clear line, got: {message}");
+    }
+    message
+}
+
 /// `signoff serve` with the given arguments, expected to refuse to start.
 fn serve_refuses(home: &std::path::Path, args: &[&str]) -> String {
     let mut full = vec!["serve"];
     full.extend_from_slice(args);
-    let output = signoff(home, &full);
-    assert_eq!(
-        output.status.code(),
-        Some(EXIT_ERROR),
-        "{full:?} should fail: {}",
-        stderr(&output)
-    );
-    let message = stderr(&output);
-    assert_eq!(message.lines().count(), 1, "one clear line, got: {message}");
-    message
+    refuses(home, &full, EXIT_ERROR)
 }
 
 #[test]
@@ -93,6 +100,59 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
     assert!(stderr(&output).contains("--no-such-flag"));
     // Nothing was created by the refused starts.
     assert!(!home.path().join("config/signoff/client.toml").exists());
+}
+
+#[test]
+fn serve_rejects_a_pg_connect_timeout_out_of_range() {
+    let home = tempfile::tempdir().unwrap();
+    let db = ["--db", "postgres://127.0.0.1:1/x"];
+    for (value, code, expected) in [
+        ("0", EXIT_ERROR, "0 is out of range: use 1 to 3600"),
+        ("3601", EXIT_ERROR, "3601 is out of range: use 1 to 3600"),
+        ("-5", EXIT_ERROR, "-5 is out of range"),
+        ("soon", EXIT_USAGE, "invalid value 'soon'"),
+        ("", EXIT_USAGE, "invalid value ''"),
+    ] {
+        let flag = format!("--pg-connect-timeout={value}");
+        let mut args = vec!["serve", &flag];
+        args.extend_from_slice(&db);
+        let message = refuses(home.path(), &args, code);
+        assert!(
+            message.contains("--pg-connect-timeout") && message.contains(expected),
+            "{value:?}: {message}"
+        );
+    }
+    // Checked even when the database is not PostgreSQL.
+    let message = serve_refuses(home.path(), &["--pg-connect-timeout", "0"]);
+    assert!(message.contains("--pg-connect-timeout"), "{message}");
+    assert!(!home.path().join("config/signoff/client.toml").exists());
+}
+
+#[test]
+fn demo_refuses_a_db_that_is_not_a_sqlite_file() {
+    let home = tempfile::tempdir().unwrap();
+    let not_a_directory = home.path().join("file");
+    std::fs::write(&not_a_directory, "").unwrap();
+    let under_a_file = not_a_directory.join("demo.db");
+    let a_directory = home.path().to_str().unwrap();
+    for (db, expected) in [
+        (
+            "postgres://signoff:hunter2@127.0.0.1:1/x",
+            "--db takes a SQLite file: the demo does not run on PostgreSQL",
+        ),
+        (
+            "mysql://db/x",
+            "neither a file path nor a sqlite:// or postgres:// URL",
+        ),
+        ("", "--db: is empty"),
+        (a_directory, "cannot open database"),
+        (under_a_file.to_str().unwrap(), "cannot create"),
+    ] {
+        // These fail before the demo takes over the terminal, which a test has not.
+        let message = refuses(home.path(), &["demo", "--db", db], EXIT_ERROR);
+        assert!(message.contains(expected), "{db:?}: {message}");
+        assert!(!message.contains("hunter2"), "password shown: {message}");
+    }
 }
 
 #[test]
@@ -234,6 +294,7 @@ fn keys_commands_reject_bad_input() {
     );
 
     let _server = ServeProcess::start(home.path(), &[]);
+    let too_long = "a".repeat(65);
     for (args, expected) in [
         (
             vec!["keys", "create", "--agent", "not-an-address"],
@@ -250,6 +311,22 @@ fn keys_commands_reject_bad_input() {
         (
             vec!["keys", "revoke", "key_doesnotexist"],
             "key_doesnotexist",
+        ),
+        (
+            vec!["keys", "create", "--admin", "has space"],
+            "`has space` must be 1-64 characters",
+        ),
+        (
+            vec!["keys", "create", "--admin", ""],
+            "`` must be 1-64 characters",
+        ),
+        (
+            vec!["keys", "create", "--admin", too_long.as_str()],
+            "must be 1-64 characters",
+        ),
+        (
+            vec!["keys", "create", "--admin", "ops", "--team", "oncall"],
+            "only reviewer keys belong to teams",
         ),
     ] {
         let output = signoff(home.path(), &args);
@@ -318,17 +395,63 @@ fn reviewer_keys_cannot_manage_keys() {
 #[test]
 fn bench_rejects_bad_arguments() {
     let home = tempfile::tempdir().unwrap();
-    let output = signoff(home.path(), &["bench", "roundtrip", "--agents", "0"]);
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr(&output).contains("at least 1"));
-    let output = signoff(
-        home.path(),
-        &["bench", "roundtrip", "--durability", "maybe"],
-    );
-    assert_eq!(output.status.code(), Some(EXIT_ERROR));
-    assert!(stderr(&output).contains("maybe"));
-    let output = signoff(home.path(), &["bench", "roundtrip", "--agents", "many"]);
-    assert_eq!(output.status.code(), Some(EXIT_USAGE));
+    // Refused before any server is started or any load is sent.
+    for (args, expected) in [
+        (vec!["roundtrip", "--agents", "0"], "at least 1"),
+        (vec!["roundtrip", "--seconds", "0"], "at least 1"),
+        (vec!["roundtrip", "--runs", "0"], "at least 1"),
+        (vec!["roundtrip", "--durability", "maybe"], "maybe"),
+        (
+            vec!["inbox", "--tasks", "0"],
+            "--tasks and --runs must be at least 1",
+        ),
+        (
+            vec!["inbox", "--runs", "0"],
+            "--tasks and --runs must be at least 1",
+        ),
+        (vec!["timers", "--due", "0"], "must be at least 1"),
+        (vec!["timers", "--burst", "0"], "must be at least 1"),
+        (vec!["timers", "--window", "0"], "must be at least 1"),
+        (vec!["timers", "--runs", "0"], "must be at least 1"),
+        (
+            vec!["timers", "--window", "18446744073709551615"],
+            "--window 18446744073709551615 is too long: at most 86400",
+        ),
+        (vec!["timers", "--durability", "maybe"], "maybe"),
+    ] {
+        let mut full = vec!["bench"];
+        full.extend_from_slice(&args);
+        let message = refuses(home.path(), &full, EXIT_ERROR);
+        assert!(message.contains(expected), "{args:?}: {message}");
+    }
+    // Not numbers, or negative: usage errors naming the flag.
+    for (command, flag, value) in [
+        ("roundtrip", "--agents", "many"),
+        ("roundtrip", "--seconds", "ten"),
+        ("roundtrip", "--seconds", "-1"),
+        ("roundtrip", "--warmup", "soon"),
+        ("roundtrip", "--warmup", "-2"),
+        ("roundtrip", "--runs", "1.5"),
+        ("roundtrip", "--waiting", "lots"),
+        ("inbox", "--tasks", "-10"),
+        ("inbox", "--runs", "three"),
+        ("timers", "--tasks", "1e5"),
+        ("timers", "--due", "-1"),
+        ("timers", "--window", "1m"),
+        ("timers", "--burst", "all"),
+        ("timers", "--runs", ""),
+    ] {
+        let flag_and_value = format!("{flag}={value}");
+        let message = refuses(
+            home.path(),
+            &["bench", command, &flag_and_value],
+            EXIT_USAGE,
+        );
+        assert!(
+            message.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{command} {flag_and_value}: {message}"
+        );
+    }
 }
 
 #[test]

@@ -71,13 +71,18 @@ impl Setup {
         created["key"].as_str().unwrap().to_string()
     }
 
-    /// Runs `signoff ARGS` as the holder of `key` (the admin when `None`).
+    /// Runs `signoff ARGS` as the holder of `key` (the admin when `None`). A
+    /// command that hangs is killed after a minute, failing the test.
     fn run(&self, key: Option<&str>, args: &[&str]) -> Output {
         let mut command = command(self.home());
         if let Some(key) = key {
             command.env("SIGNOFF_KEY", key);
         }
-        command.args(args).output().expect("run signoff")
+        command.args(args);
+        assert_cmd::Command::from_std(command)
+            .timeout(Duration::from_secs(60))
+            .output()
+            .expect("run signoff")
     }
 
     /// Runs a command that must succeed; returns its standard output.
@@ -288,6 +293,22 @@ fn tasks_list_get_and_decide_with_every_verb() {
         "--assignee",
         ALICE,
     ]);
+    for (to, says) in [
+        (
+            "not a reviewer",
+            "`not a reviewer` is not a reviewer identity",
+        ),
+        ("agent://acme/deployer", "is not a reviewer identity"),
+        ("team:", "must be 1-64 characters"),
+        ("", "outcome `assigned` needs data.assignee"),
+    ] {
+        let refused = setup.fails(
+            alice,
+            &["tasks", "assign", &assignment, "--to", to],
+            EXIT_ERROR,
+        );
+        assert!(refused.contains(says), "--to {to:?}: {refused}");
+    }
     let assigned: Value = serde_json::from_str(&setup.ok(
         alice,
         &["tasks", "assign", &assignment, "--to", BOB, "--json"],
@@ -387,6 +408,8 @@ fn unknown_ids_bad_flags_and_missing_servers_fail_clearly() {
         vec!["tasks", "submit", missing],
         vec!["tasks", "teleport", missing],
         vec!["intents", "events", missing, "--since", "minus-one"],
+        vec!["intents", "watch", missing, "--since", "minus-one"],
+        vec!["intents", "watch", missing, "--since=-1"],
         vec!["ask"],
         vec!["ask", "--title", "x", "--quorum", "two"],
         vec!["scenarios", "apply"],
@@ -480,6 +503,19 @@ fn intents_get_events_watch_and_cancel() {
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     assert_eq!(watched.last().unwrap()["event_type"], "intent.completed");
+    // From its last event, an ended intent has nothing more to show: watch
+    // exits at once with the decision's code instead of waiting.
+    let last_seq = watched.last().unwrap()["seq"].as_u64().unwrap().to_string();
+    let output = setup.run(None, &["intents", "watch", &id, "--since", &last_seq]);
+    assert_eq!(output.status.code(), Some(EXIT_APPROVED));
+    assert_eq!(text(&output.stdout), "");
+    // A --since past the last event would wait for ever: refused.
+    let past = setup.fails(
+        None,
+        &["intents", "watch", &id, "--since", "99"],
+        EXIT_ERROR,
+    );
+    assert!(past.contains("--since 99 is past the last event"), "{past}");
 
     // watch follows live, and a cancel ends it with code 2.
     let pending = setup.ask(&["--title", "Rollback?", "--assignee", ALICE]);
@@ -555,6 +591,8 @@ fn ask_wait_exits_by_how_the_task_ended() {
 #[test]
 fn ask_refuses_bad_flags_before_or_at_the_server() {
     let setup = Setup::start();
+    let too_long = "d".repeat(2001);
+    let long_key = "k".repeat(256);
     for (flags, says) in [
         (vec!["--remind", "5x"], "--remind `5x` is not a duration"),
         (vec!["--timeout=-3m"], "is not a duration"),
@@ -573,12 +611,91 @@ fn ask_refuses_bad_flags_before_or_at_the_server() {
             "between 1 and the number of assignees (1)",
         ),
         (vec!["--timeout", "1h:maybe"], "maybe"),
+        (
+            vec!["--description", &too_long],
+            "human_task.description: must be at most 2000 characters",
+        ),
+        (
+            vec!["--outcome", ""],
+            "human_task.allowed_outcomes: `` must be 1-64 printable characters",
+        ),
+        (
+            vec!["--outcome", "go", "--outcome", "go"],
+            "`go` is listed twice",
+        ),
+        (
+            vec!["--notify-email", "not-an-email"],
+            "human_task.notify_email: `not-an-email` is not an email address",
+        ),
+        (
+            vec!["--intent-type", "deploy"],
+            "intent_type: `deploy` must look like `intent.human_task.v1`",
+        ),
+        (
+            vec!["--from", "worker"],
+            "from_agent: `worker` is not an agent address",
+        ),
+        (
+            vec!["--remind-every", "soon"],
+            "--remind-every `soon` is not a duration",
+        ),
+        (
+            vec!["--remind-every=-5m"],
+            "--remind-every `-5m` is not a duration",
+        ),
+        (
+            vec!["--remind-every", "0s"],
+            "at least 1 second between reminders",
+        ),
+        (vec!["--idempotency-key", "has space"], "--idempotency-key"),
+        (vec!["--idempotency-key", ""], "--idempotency-key"),
+        (vec!["--idempotency-key", "clé"], "--idempotency-key"),
+        (vec!["--idempotency-key", "two\nlines"], "--idempotency-key"),
+        (vec!["--idempotency-key", &long_key], "--idempotency-key"),
     ] {
         let mut args = vec!["ask", "--title", "Deploy?"];
         args.extend_from_slice(&flags);
         let stderr = setup.fails(None, &args, EXIT_ERROR);
         assert!(stderr.contains(says), "{flags:?}: {stderr}");
     }
+    for (flag, value) in [
+        ("--max-reminders", "many"),
+        ("--max-reminders", "-1"),
+        ("--max-reminders", "4294967296"),
+    ] {
+        let flag_and_value = format!("{flag}={value}");
+        let stderr = setup.fails(None, &["ask", "--title", "x", &flag_and_value], EXIT_USAGE);
+        assert!(
+            stderr.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{stderr}"
+        );
+    }
+    // An agent key asks as itself: --from naming another agent is refused,
+    // not ignored.
+    let agent = setup.ok(
+        None,
+        &[
+            "keys",
+            "create",
+            "--agent",
+            "agent://acme/deployer",
+            "--json",
+        ],
+    );
+    let agent: Value = serde_json::from_str(&agent).unwrap();
+    let stderr = setup.fails(
+        agent["key"].as_str(),
+        &["ask", "--title", "x", "--from", "agent://acme/other"],
+        EXIT_ERROR,
+    );
+    assert!(
+        stderr.contains("--from agent://acme/other needs an admin key"),
+        "{stderr}"
+    );
+    assert!(
+        setup.ok(None, &["tasks", "list"]).is_empty(),
+        "no refused ask created a task"
+    );
 }
 
 #[test]
@@ -688,6 +805,28 @@ fn scenarios_validate_and_apply_with_watch() {
                 EXIT_ERROR
             )
             .contains("cannot read")
+    );
+
+    for key in ["has space", "", "clé", "two\nlines"] {
+        let refused = setup.fails(
+            None,
+            &[
+                "scenarios",
+                "apply",
+                good.to_str().unwrap(),
+                "--idempotency-key",
+                key,
+            ],
+            EXIT_ERROR,
+        );
+        assert!(
+            refused.contains("--idempotency-key") && refused.contains("visible ASCII"),
+            "{key:?}: {refused}"
+        );
+    }
+    assert!(
+        setup.ok(None, &["tasks", "list"]).is_empty(),
+        "no refused apply started the scenario"
     );
 
     // Approved by both steps: exit 0.

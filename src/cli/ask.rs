@@ -284,12 +284,21 @@ pub fn decision_json(intent_id: &str, event: &Event) -> Value {
 }
 
 pub async fn run(cli: &Cli, args: &AskArgs) -> Result<ExitCode> {
+    let idempotency_key = super::idempotency_key(args.idempotency_key.as_deref())?;
     let client = cli.client()?;
     let me = client.me().await?;
+    if let Some(from) = &args.from_agent
+        && !me.is_admin()
+        && *from != me.identity
+    {
+        // The server would ignore it and ask as the key's own agent.
+        bail!(
+            "--from {from} needs an admin key: this key asks as {}",
+            me.identity
+        );
+    }
     let body = ask_body(args, me.is_admin())?;
-    let created = client
-        .create_intent(&body, args.idempotency_key.as_deref())
-        .await?;
+    let created = client.create_intent(&body, idempotency_key).await?;
     if !args.wait {
         if args.json {
             println!("{}", json(&created));

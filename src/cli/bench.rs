@@ -49,9 +49,19 @@ pub struct TimersArgs {
     pub json: bool,
 }
 
+/// The longest `bench timers --window`: a run waits the whole window, and the
+/// reminders' due times are computed in microseconds.
+const MAX_WINDOW_SECONDS: u64 = 86_400;
+
 async fn run_timers_bench(args: &TimersArgs) -> Result<ExitCode> {
     if args.due == 0 || args.burst == 0 || args.runs == 0 || args.window == 0 {
         bail!("--due, --burst, --window and --runs must be at least 1");
+    }
+    if args.window > MAX_WINDOW_SECONDS {
+        bail!(
+            "--window {} is too long: at most {MAX_WINDOW_SECONDS} seconds (a day)",
+            args.window
+        );
     }
     crate::store::Durability::parse(&args.durability).map_err(anyhow::Error::msg)?;
     let options = TimerOptions {

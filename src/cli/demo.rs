@@ -6,12 +6,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Cli;
 use super::inbox::no_color;
 use super::serve::init_file_logging;
+use crate::config::DatabaseLocation;
 use crate::demo::Demo;
 use crate::tui::settings::TuiSettings;
 
@@ -33,17 +34,27 @@ Each agent reports on the activity line when its decision reaches it.";
 pub struct DemoArgs {
     /// Keep the demo's data in this SQLite file [default: a temporary file, deleted on exit]
     #[arg(long = "db", value_name = "PATH")]
-    pub database: Option<PathBuf>,
+    pub database: Option<String>,
+}
+
+/// The SQLite file `--db` names, as `serve --db` reads it (a path, `sqlite://PATH`
+/// or `sqlite:PATH`). Anything else is refused before a file is created: a URL
+/// would otherwise become a relative path such as `postgres:/host/db`.
+fn database_file(flag: &str) -> Result<PathBuf> {
+    match DatabaseLocation::parse("--db", flag)? {
+        DatabaseLocation::Sqlite(path) => Ok(path),
+        DatabaseLocation::Postgres(url) => {
+            bail!("--db takes a SQLite file: the demo does not run on PostgreSQL ({url})")
+        }
+    }
 }
 
 pub async fn run(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    let database = args.database.as_deref().map(database_file).transpose()?;
     init_file_logging()?;
     let settings = TuiSettings::resolve(&cli.file_config()?.tui, no_color())?;
     let scratch = tempfile::tempdir()?;
-    let database = args
-        .database
-        .clone()
-        .unwrap_or_else(|| scratch.path().join("demo.db"));
+    let database = database.unwrap_or_else(|| scratch.path().join("demo.db"));
     let (notices, incoming) = tokio::sync::mpsc::unbounded_channel();
     let demo = Demo::start(&database, notices).await?;
     let result = crate::tui::app::run(demo.reviewer.clone(), settings, Some(incoming)).await;

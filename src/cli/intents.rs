@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use futures::StreamExt;
 use serde_json::json;
@@ -127,7 +127,7 @@ pub async fn follow(client: &Client, id: &str, since: u64, as_json: bool) -> Res
             return Ok(event);
         }
     }
-    anyhow::bail!("the event stream of {id} ended before the intent did")
+    bail!("the event stream of {id} ended before the intent did")
 }
 
 pub async fn run(cli: &Cli, command: &IntentsCommand) -> Result<ExitCode> {
@@ -159,9 +159,19 @@ pub async fn run(cli: &Cli, command: &IntentsCommand) -> Result<ExitCode> {
             since,
             json: as_json,
         } => {
-            // Fails fast on an unknown id or a missing permission, before following.
-            client.intent(id).await?;
-            let ended = follow(&client, id, *since, *as_json).await?;
+            // Fails fast on an unknown id or a missing permission, before following,
+            // and on a --since past the last event, which would wait forever.
+            let events = client.events(id, 0).await?;
+            let last = events.last();
+            let last_seq = last.map_or(0, |event| event.seq);
+            if *since > last_seq {
+                bail!("--since {since} is past the last event of {id} (seq {last_seq})");
+            }
+            let ended = match last {
+                // It ended with nothing after --since: no stream would send anything.
+                Some(event) if event.is_terminal() && event.seq == *since => event.clone(),
+                _ => follow(&client, id, *since, *as_json).await?,
+            };
             return Ok(ExitCode::from(exit_code_for(&ended)));
         }
         IntentsCommand::Cancel {

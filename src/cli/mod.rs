@@ -17,7 +17,7 @@ pub mod tasks;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 use crate::client::Client;
@@ -187,6 +187,19 @@ impl Cli {
             .map(|client| client.with_via("cli"))
             .with_context(|| format!("invalid server URL `{server}`"))
     }
+}
+
+/// Checks an `--idempotency-key` before anything is sent, by the server's rule
+/// for the `Idempotency-Key` header, so a bad key is named as the flag.
+pub fn idempotency_key(key: Option<&str>) -> Result<Option<&str>> {
+    if let Some(text) = key {
+        crate::domain::request::check_idempotency_key(text).map_err(|_| {
+            anyhow!(
+                "--idempotency-key {text:?} must be 1-255 visible ASCII characters, without spaces"
+            )
+        })?;
+    }
+    Ok(key)
 }
 
 /// Parses the command line and runs it, mapping every failure to one line on

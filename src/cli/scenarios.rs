@@ -78,11 +78,10 @@ pub async fn run(cli: &Cli, command: &ScenariosCommand) -> Result<ExitCode> {
             idempotency_key,
             json: as_json,
         } => {
+            let idempotency_key = super::idempotency_key(idempotency_key.as_deref())?;
             let bundle = read_json_file(file, "the bundle")?;
             let client = cli.client()?;
-            let applied = client
-                .apply_scenario(&bundle, idempotency_key.as_deref())
-                .await?;
+            let applied = client.apply_scenario(&bundle, idempotency_key).await?;
             let intent_id = applied["intent_id"]
                 .as_str()
                 .unwrap_or_default()

@@ -552,11 +552,18 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_refused() {
+    fn unknown_keys_and_wrong_types_are_refused() {
         assert!(file("[server]\nlisten = \"127.0.0.1:1\"\n").is_ok());
-        let err = file("[server]\nlistn = \"x\"\n").unwrap_err();
-        assert!(err.contains("listn"), "{err}");
-        assert!(file("[nonsense]\n").is_err());
+        for (text, expected) in [
+            ("[server]\nlistn = \"x\"\n", "listn"),
+            ("[nonsense]\n", "nonsense"),
+            ("[tui]\nmouse = \"yes\"\n", "expected a boolean"),
+            ("[tui]\nundo_seconds = -1\n", "undo_seconds"),
+            ("[postgres]\npool_size = \"many\"\n", "pool_size"),
+        ] {
+            let err = file(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]
@@ -795,7 +802,22 @@ mod tests {
         }
         config.save(&path).unwrap();
         assert!(path.with_extension("toml.bak").exists());
-        std::fs::write(&path, "server = 1").unwrap();
-        assert!(ClientConfig::load(&path).is_err());
+        let server = "server = \"http://127.0.0.1:1\"";
+        for (text, expected) in [
+            ("server = 1".to_string(), "server"),
+            (format!("{server}\nkey = 5"), "key"),
+            (server.to_string(), "missing field `key`"),
+            (
+                format!("{server}\nkey = \"so_x\"\ncolour = true"),
+                "unknown field `colour`",
+            ),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let error = ClientConfig::load(&path).unwrap_err().to_string();
+            assert!(
+                error.contains("client.toml") && error.contains(expected),
+                "{text}: {error}"
+            );
+        }
     }
 }

@@ -499,6 +499,12 @@ mod tests {
                 "[sla.default]\nescalate = [{ after = \"1h\", to = \"not a reviewer\" }]",
                 "escalate[0].to",
             ),
+            (
+                "[sla.default]\nremind_after = \"later\"",
+                "sla.default.remind_after",
+            ),
+            ("[sla.approval]\nmax_reminders = -1", "max_reminders"),
+            ("[sla.approval]\nmax_reminders = \"3\"", "max_reminders"),
             ("[sla.default]\nremind_soon = \"1h\"", "unknown field"),
         ];
         for (text, expected) in cases {
@@ -548,6 +554,11 @@ mod tests {
             ("[[notify.routes]]\nfor = \"a@x.io\"\nwebhook = \"ftp://h/x\"\nwebhook_secret = \"0123456789abcdef\"".to_string(), "not an http(s) URL"),
             ("[[notify.routes]]\nfor = \"a@x.io\"\nwebhook = \"http://h/x\"\nwebhook_secret = \"short\"".to_string(), "16 characters"),
             ("[[notify.routes]]\nfor = \"a@x.io\"".to_string(), "names no channel"),
+            ("[[notify.routes]]\nfor = \"a@x.io\"\nslack_webhook = \"hooks.slack.com/x\"".to_string(), "notify.routes[0].slack_webhook"),
+            (format!("{smtp}[[notify.routes]]\nfor = \"a@x.io\"\nemail = \"a at x.io\""), "notify.routes[0].email"),
+            ("[notify.smtp]\nhost = \" \"\nfrom = \"s@example.com\"".to_string(), "notify.smtp.host"),
+            (format!("{smtp}password = \"p\""), "needs both"),
+            (format!("{smtp}username = \"u\"\npassword = \"p\"\npassword_env = \"P\""), "not both"),
             ("[[notify.routes]]\nfor = \"team:\"\nslack_webhook = \"https://h/x\"".to_string(), "notify.routes[0].for"),
             (format!("{smtp}security = \"ssl\""), "none, starttls, tls"),
             (format!("{smtp}port = 0"), "notify.smtp.port"),

@@ -44,6 +44,18 @@ struct IntentInput {
 }
 
 /// `^[a-z0-9_]+(\.[a-z0-9_]+)+\.v[0-9]+$`, written out to avoid a regex engine.
+/// The rule for an `Idempotency-Key`: 1-255 visible ASCII characters, so that
+/// a retry matches its first request byte for byte, whatever carried it.
+pub fn check_idempotency_key(key: &str) -> Result<()> {
+    if !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Error::malformed(
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ))
+    }
+}
+
 pub fn is_valid_intent_type(text: &str) -> bool {
     let segments: Vec<&str> = text.split('.').collect();
     let Some((version, names)) = segments.split_last() else {

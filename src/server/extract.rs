@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::domain::request::check_idempotency_key;
 use crate::domain::{Error, ErrorKind, Principal};
 use crate::engine::decisions::Via;
 use crate::store::IdempotencyClaim;
@@ -185,16 +186,15 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let idempotency_key = match header_text(parts, "idempotency-key") {
+        // A key that was sent but cannot be used is refused rather than
+        // ignored: ignoring it would give up the protection against duplicates
+        // the client asked for.
+        let idempotency_key = match parts.headers.get("idempotency-key") {
             None => None,
-            Some(key) if key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Some(value) => {
+                let key = value.to_str().unwrap_or_default().trim();
+                check_idempotency_key(key)?;
                 Some(key.to_string())
-            }
-            Some(_) => {
-                return Err(Error::malformed(
-                    "Idempotency-Key must be 1-255 visible ASCII characters",
-                )
-                .into());
             }
         };
         Ok(WriteContext {
