@@ -23,6 +23,8 @@
 //!   streams resumed on another instance continue exactly where they left off.
 //! - `live_updates_go_on_past_a_damaged_row_and_a_rewound_database`: an instance
 //!   skips a commit it cannot read and notices a database restored from a backup.
+//! - `a_fleet_reaches_its_database_over_the_unix_socket`: a fleet on the
+//!   database's machine runs over its Unix socket.
 //! - `the_writer_and_the_listener_are_named_in_pg_stat_activity`: an operator
 //!   can find an instance's writer and listener by name.
 //!
@@ -1556,7 +1558,57 @@ async fn decided_task_reaches(agent: &[Client], alice: &[Client], title: &str) {
 }
 
 // ---------------------------------------------------------------------------
-// 5. Sessions an operator can tell apart
+// 5. Over the database's Unix socket
+// ---------------------------------------------------------------------------
+
+/// With PostgreSQL on the instances' own machine, a URL can name the server's
+/// Unix socket instead of a TCP address (it costs less, see the README): every
+/// session of an instance (the pool's, the writer and the listener) then goes
+/// that way, and commits still reach the other instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_reaches_its_database_over_the_unix_socket() {
+    let test = "fleet::a_fleet_reaches_its_database_over_the_unix_socket";
+    let Some(base_url) = common::backend::postgres_url_or_skip(test) else {
+        return;
+    };
+    let Some(socket_url) = common::backend::unix_socket_url(&base_url).await else {
+        common::backend::say_skipped(test, "the test database has no Unix socket on this machine");
+        return;
+    };
+    assert!(socket_url.contains("@%2F"), "{socket_url}");
+    let _turn = one_fleet_at_a_time().await;
+    let fleet = Fleet::start(&socket_url, 2, &[]).await;
+    let agent = fleet.member(PrincipalKind::Agent, AGENT).await;
+    let alice = fleet.member(PrincipalKind::Reviewer, ALICE).await;
+    decided_task_reaches(&agent, &alice, "over the socket").await;
+    // As with libpq, sslmode=require does not stop a URL naming a socket from
+    // working: TLS is not asked for there. (Starting waits for /health.)
+    let home = tempfile::tempdir().expect("a home for the instance");
+    let require = signoff::bench::with_parameter(&fleet.schema.url(), "sslmode=require");
+    let _third = tokio::task::spawn_blocking(move || {
+        let instance = ServeProcess::start(home.path(), &["--db", &require]);
+        (instance, home)
+    })
+    .await
+    .expect("an instance with sslmode=require starts");
+    // A Unix-socket session has no client address; the port reads -1.
+    let database = fleet.database().await;
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'signoff%'";
+    let over_tcp = database
+        .count(&format!("{sessions} AND client_port <> -1"))
+        .await;
+    let over_the_socket = database
+        .count(&format!("{sessions} AND client_port = -1"))
+        .await;
+    assert_eq!(over_tcp, 0, "sessions over TCP");
+    assert!(
+        over_the_socket >= 8,
+        "each instance's writer, listener and pool, over the socket: {over_the_socket}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 6. Sessions an operator can tell apart
 // ---------------------------------------------------------------------------
 
 /// In `pg_stat_activity` an instance's writer and listener say what they are,

@@ -43,6 +43,44 @@ pub fn postgres_url_or_skip(test: &str) -> Option<String> {
     }
 }
 
+/// `base_url` with its host replaced by the directory of the server's Unix
+/// socket, as the server itself reports it, or `None` when it has none this
+/// machine can reach (a server elsewhere).
+pub async fn unix_socket_url(base_url: &str) -> Option<String> {
+    let (client, connection) = tokio_postgres::connect(base_url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|err| panic!("{PG_URL_VARIABLE}: {err}"));
+    tokio::spawn(connection);
+    let setting = async |name: &str| -> String {
+        let row = client.query_one(&format!("SHOW {name}"), &[]).await;
+        row.unwrap_or_else(|err| panic!("SHOW {name}: {err}"))
+            .get(0)
+    };
+    let (directories, port) = (
+        setting("unix_socket_directories").await,
+        setting("port").await,
+    );
+    let directory = directories.split(',').map(str::trim).find(|dir| {
+        std::path::Path::new(dir)
+            .join(format!(".s.PGSQL.{port}"))
+            .exists()
+    })?;
+    let mut url = url::Url::parse(base_url).expect("a postgres:// URL");
+    let host: String = directory
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect();
+    url.set_host(Some(&host))
+        .expect("a socket directory as the host");
+    url.set_port(port.parse().ok()).expect("the server's port");
+    Some(url.to_string())
+}
+
 /// Says that `test` was skipped and why.
 pub fn say_skipped(test: &str, why: &str) {
     // Straight to stderr: the test harness hides what passing tests print.

@@ -25,13 +25,14 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio_postgres::config::SslMode;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How a connection's server is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Verify {
     /// Encrypted, but anyone may answer: libpq's `prefer` and `require`.
+    #[default]
     Nothing,
     /// The certificate chains to a trusted root; any name.
     Chain,
@@ -54,7 +55,7 @@ pub struct ClientIdentity {
 }
 
 /// The TLS half of a connection URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsSettings {
     pub verify: Verify,
     pub roots: Option<Roots>,
@@ -112,6 +113,20 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
             ));
         }
     };
+    let rest = if kept.is_empty() {
+        address.to_string()
+    } else {
+        format!("{address}?{}", kept.join("&"))
+    };
+    let mut config: tokio_postgres::Config =
+        rest.parse().map_err(|err| super::with_reasons(&err))?;
+    let hosts = config.get_hosts();
+    if !hosts.is_empty() && hosts.iter().all(|host| matches!(host, Host::Unix(_))) {
+        // libpq never asks for TLS over a Unix socket, whatever sslmode says
+        // (PostgreSQL does not offer it there), and so ignores the TLS files.
+        config.ssl_mode(SslMode::Disable);
+        return Ok((config, TlsSettings::default()));
+    }
     let roots = match root_cert.as_deref() {
         None => None,
         Some("") => return Err("sslrootcert is empty: give a PEM file or `system`".into()),
@@ -131,13 +146,6 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
             mode.unwrap_or_default()
         ));
     }
-    let rest = if kept.is_empty() {
-        address.to_string()
-    } else {
-        format!("{address}?{}", kept.join("&"))
-    };
-    let mut config: tokio_postgres::Config =
-        rest.parse().map_err(|err| super::with_reasons(&err))?;
     config.ssl_mode(ssl_mode);
     Ok((
         config,
@@ -398,6 +406,26 @@ mod tests {
             (SslMode::Prefer, Verify::Chain),
             "so does prefer, when the server offers TLS"
         );
+    }
+
+    #[test]
+    fn no_tls_over_a_unix_socket_as_in_libpq() {
+        for url in [
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/d?sslmode=require",
+            "postgres://u@%2Frun%2Fpg/d?sslmode=verify-full",
+            "postgres://u@%2Frun%2Fpg/d?sslmode=verify-ca&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/c.key",
+        ] {
+            let (config, tls) = parse_url(url).unwrap();
+            assert_eq!(config.get_ssl_mode(), SslMode::Disable, "{url}");
+            assert_eq!(tls, TlsSettings::default(), "{url}");
+        }
+        // A socket beside a TCP host keeps the URL's TLS settings.
+        let (config, _) =
+            parse_url("postgres://u@%2Frun%2Fpg,db.internal/d?sslmode=require").unwrap();
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        // Still checked: a value libpq would refuse.
+        let error = parse_url("postgres://u@%2Frun%2Fpg/d?sslmode=sometimes").unwrap_err();
+        assert!(error.contains("not one of disable"), "{error}");
     }
 
     #[test]
