@@ -1613,8 +1613,8 @@ async fn a_fleet_reaches_its_database_over_the_unix_socket() {
 
 /// In `pg_stat_activity` an instance's writer and listener say what they are,
 /// so an operator can find the writer waiting for the chain head or the
-/// listener of an instance; an `application_name` the URL gives names them
-/// instead.
+/// listener of an instance; an `application_name` the URL gives takes the
+/// place of `signoff` in their names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_and_the_listener_are_named_in_pg_stat_activity() {
     let test = "fleet::the_writer_and_the_listener_are_named_in_pg_stat_activity";
@@ -1625,7 +1625,7 @@ async fn the_writer_and_the_listener_are_named_in_pg_stat_activity() {
     let named_url = signoff::bench::with_parameter(&base_url, "application_name=fleet-east");
     for (url, writer, listener) in [
         (&base_url, "signoff writer", "signoff listener"),
-        (&named_url, "fleet-east", "fleet-east"),
+        (&named_url, "fleet-east writer", "fleet-east listener"),
     ] {
         let fleet = Fleet::start(url, 1, &[]).await;
         assert_eq!(

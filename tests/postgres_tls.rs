@@ -87,7 +87,7 @@ async fn sslmode_require_encrypts_every_connection_and_disable_none() {
             .query_one(
                 "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl)
                  FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-                 WHERE a.application_name = $1",
+                 WHERE a.application_name IN ($1, $1 || ' writer', $1 || ' listener')",
                 &[&name],
             )
             .await
@@ -262,7 +262,7 @@ async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_
         .await
         .query(
             "SELECT s.client_dn FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-             WHERE a.application_name = $1",
+             WHERE a.application_name IN ($1, $1 || ' writer', $1 || ' listener')",
             &[&name],
         )
         .await

@@ -52,11 +52,11 @@ const QUEUE_CAPACITY: usize = 8192;
 const SESSION_OPTIONS: &str =
     "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off";
 
-// The `application_name` of an instance's sessions when the URL gives none: the
-// pool's (requests, timers, reads), its writer's and its listener's.
-const POOL_SESSION_NAME: &str = "signoff";
-const WRITER_SESSION_NAME: &str = "signoff writer";
-const LISTENER_SESSION_NAME: &str = "signoff listener";
+/// The `application_name` of an instance's pooled sessions (requests, timers,
+/// reads) when the URL gives none; its writer's and its listener's add their role.
+const DEFAULT_SESSION_NAME: &str = "signoff";
+const WRITER_ROLE: &str = "writer";
+const LISTENER_ROLE: &str = "listener";
 
 /// Serializes schema migrations when several instances start at once.
 const MIGRATION_LOCK: i64 = 0x5167_6e6f_6666;
@@ -278,12 +278,13 @@ impl PgStore {
             Some(given) => format!("{given} {SESSION_OPTIONS}"),
             None => SESSION_OPTIONS.to_string(),
         };
-        // An `application_name` in the URL stays, on every session, so an
+        // An `application_name` in the URL names the instance's sessions, so an
         // operator can tell the fleet's instances apart in `pg_stat_activity`.
-        let named_in_url = config.get_application_name().is_some();
-        if !named_in_url {
-            config.application_name(POOL_SESSION_NAME);
-        }
+        let session_name = config
+            .get_application_name()
+            .unwrap_or(DEFAULT_SESSION_NAME)
+            .to_string();
+        config.application_name(&session_name);
         // Keepalives notice a connection whose peer vanished (a partition, a
         // paused machine) in about half a minute rather than the system's two hours.
         config
@@ -322,18 +323,18 @@ impl PgStore {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let channel = channel_for(&schema);
         let stash = Arc::new(feed::Stash::default());
-        // Unless the URL names the sessions, the writer's and the listener's say
-        // what they are: they are the ones an operator looks for (a writer
-        // waiting for the chain head, a listener that fell behind).
-        let for_role = |name: &str| {
+        // The writer's and the listener's sessions also say what they are: they
+        // are the ones an operator looks for (a writer waiting for the chain
+        // head, a listener that fell behind).
+        let for_role = |role: &str| {
             let mut named = connector.clone();
-            if !named_in_url {
-                named.config.application_name(name);
-            }
+            named
+                .config
+                .application_name(format!("{session_name} {role}"));
             named
         };
         let feed = feed::start(feed::FeedSetup {
-            connector: for_role(LISTENER_SESSION_NAME),
+            connector: for_role(LISTENER_ROLE),
             pool: pool.clone(),
             channel: channel.clone(),
             instance: instance.clone(),
@@ -347,7 +348,7 @@ impl PgStore {
         drop(client);
         let writer = Writer::start(
             writer::WriterSetup {
-                connector: for_role(WRITER_SESSION_NAME),
+                connector: for_role(WRITER_ROLE),
                 durability,
                 clock,
                 sink,
