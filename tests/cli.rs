@@ -414,8 +414,12 @@ fn bench_rejects_bad_arguments() {
         (vec!["timers", "--window", "0"], "must be at least 1"),
         (vec!["timers", "--runs", "0"], "must be at least 1"),
         (
+            vec!["timers", "--window", "1801"],
+            "--window 1801 is too long: at most 1800",
+        ),
+        (
             vec!["timers", "--window", "18446744073709551615"],
-            "--window 18446744073709551615 is too long: at most 86400",
+            "is too long",
         ),
         (vec!["timers", "--durability", "maybe"], "maybe"),
     ] {

@@ -20,6 +20,8 @@ const EXIT_ERROR: i32 = 3;
 const EXIT_USAGE: i32 = 64;
 
 const ALICE: &str = "alice@example.com";
+/// What a refused `--idempotency-key` is told.
+const BAD_KEY: &str = "must be 1-255 visible ASCII characters";
 const BOB: &str = "bob@example.com";
 
 /// A server with the CLI configured for it (admin by default, as after
@@ -517,10 +519,14 @@ fn intents_get_events_watch_and_cancel() {
     );
     assert!(past.contains("--since 99 is past the last event"), "{past}");
 
-    // watch follows live, and a cancel ends it with code 2.
+    // watch follows live, from the last event of an intent still waiting too,
+    // and a cancel ends it with code 2.
     let pending = setup.ask(&["--title", "Rollback?", "--assignee", ALICE]);
+    let so_far: Value =
+        serde_json::from_str(&setup.ok(None, &["intents", "events", &pending, "--json"])).unwrap();
+    let last_seq = so_far.as_array().unwrap().last().unwrap()["seq"].to_string();
     let watcher = command(setup.home())
-        .args(["intents", "watch", &pending])
+        .args(["intents", "watch", &pending, "--since", &last_seq])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -533,7 +539,10 @@ fn intents_get_events_watch_and_cancel() {
     assert!(canceled.contains("canceled"), "{canceled}");
     let (code, stdout, _) = finished(watcher);
     assert_eq!(code, EXIT_NO_DECISION);
-    assert!(stdout.contains("intent.canceled"), "{stdout}");
+    assert!(
+        stdout.contains("intent.canceled") && !stdout.contains("intent.created"),
+        "only what came after --since: {stdout}"
+    );
     let again = setup.fails(None, &["intents", "cancel", &pending], EXIT_ERROR);
     assert!(again.contains("already ended"), "{again}");
     let by_reviewer = setup.fails(alice, &["intents", "cancel", &id], EXIT_ERROR);
@@ -647,11 +656,11 @@ fn ask_refuses_bad_flags_before_or_at_the_server() {
             vec!["--remind-every", "0s"],
             "at least 1 second between reminders",
         ),
-        (vec!["--idempotency-key", "has space"], "--idempotency-key"),
-        (vec!["--idempotency-key", ""], "--idempotency-key"),
-        (vec!["--idempotency-key", "clé"], "--idempotency-key"),
-        (vec!["--idempotency-key", "two\nlines"], "--idempotency-key"),
-        (vec!["--idempotency-key", &long_key], "--idempotency-key"),
+        (vec!["--idempotency-key", "has space"], BAD_KEY),
+        (vec!["--idempotency-key", ""], BAD_KEY),
+        (vec!["--idempotency-key", "clé"], BAD_KEY),
+        (vec!["--idempotency-key", "two\nlines"], BAD_KEY),
+        (vec!["--idempotency-key", &long_key], BAD_KEY),
     ] {
         let mut args = vec!["ask", "--title", "Deploy?"];
         args.extend_from_slice(&flags);
@@ -696,6 +705,36 @@ fn ask_refuses_bad_flags_before_or_at_the_server() {
         setup.ok(None, &["tasks", "list"]).is_empty(),
         "no refused ask created a task"
     );
+    // The edges of what is allowed: an agent naming itself, a key of 255
+    // visible characters.
+    let edge_key = "~!".repeat(127) + "k";
+    let asked = setup.ok(
+        agent["key"].as_str(),
+        &[
+            "ask",
+            "--title",
+            "x",
+            "--assignee",
+            ALICE,
+            "--from",
+            "agent://acme/deployer",
+            "--idempotency-key",
+            &edge_key,
+            "--json",
+        ],
+    );
+    let asked: Value = serde_json::from_str(&asked).unwrap();
+    let intent: Value = serde_json::from_str(&setup.ok(
+        None,
+        &[
+            "intents",
+            "get",
+            asked["intent_id"].as_str().unwrap(),
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(intent["from_agent"], "agent://acme/deployer");
 }
 
 #[test]

@@ -164,10 +164,11 @@ pub async fn run_timers(binary: &Path, options: &TimerOptions) -> anyhow::Result
     let window_start = SystemClock
         .now()
         .plus_seconds(creation_allowance(options.due));
-    let window_micros = options.window.as_micros() as i64;
-    let due_count = options.due.max(1) as i64;
+    let window_micros = options.window.as_micros() as i128;
+    let due_count = options.due.max(1) as i128;
     create_many(&actors.agent, 0..options.due, |sequence| {
-        let offset = window_micros * sequence as i64 / due_count;
+        // Within the window, so it fits an i64 once divided.
+        let offset = (window_micros * sequence as i128 / due_count) as i64;
         let due = Timestamp::from_unix_micros(window_start.unix_micros() + offset);
         timed_task(
             sequence,

@@ -49,9 +49,9 @@ pub struct TimersArgs {
     pub json: bool,
 }
 
-/// The longest `bench timers --window`: a run waits the whole window, and the
-/// reminders' due times are computed in microseconds.
-const MAX_WINDOW_SECONDS: u64 = 86_400;
+/// The longest `bench timers --window`: the waiting tasks' own reminders come
+/// after an hour, and must not fall into the window being measured.
+const MAX_WINDOW_SECONDS: u64 = 1_800;
 
 async fn run_timers_bench(args: &TimersArgs) -> Result<ExitCode> {
     if args.due == 0 || args.burst == 0 || args.runs == 0 || args.window == 0 {
@@ -59,7 +59,7 @@ async fn run_timers_bench(args: &TimersArgs) -> Result<ExitCode> {
     }
     if args.window > MAX_WINDOW_SECONDS {
         bail!(
-            "--window {} is too long: at most {MAX_WINDOW_SECONDS} seconds (a day)",
+            "--window {} is too long: at most {MAX_WINDOW_SECONDS} seconds",
             args.window
         );
     }

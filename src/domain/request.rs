@@ -43,7 +43,6 @@ struct IntentInput {
     human_task: Option<Value>,
 }
 
-/// `^[a-z0-9_]+(\.[a-z0-9_]+)+\.v[0-9]+$`, written out to avoid a regex engine.
 /// The rule for an `Idempotency-Key`: 1-255 visible ASCII characters, so that
 /// a retry matches its first request byte for byte, whatever carried it.
 pub fn check_idempotency_key(key: &str) -> Result<()> {
@@ -56,6 +55,7 @@ pub fn check_idempotency_key(key: &str) -> Result<()> {
     }
 }
 
+/// `^[a-z0-9_]+(\.[a-z0-9_]+)+\.v[0-9]+$`, written out to avoid a regex engine.
 pub fn is_valid_intent_type(text: &str) -> bool {
     let segments: Vec<&str> = text.split('.').collect();
     let Some((version, names)) = segments.split_last() else {

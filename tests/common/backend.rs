@@ -44,41 +44,37 @@ pub fn postgres_url_or_skip(test: &str) -> Option<String> {
 }
 
 /// `base_url` with its host replaced by the directory of the server's Unix
-/// socket, as the server itself reports it, or `None` when it has none this
-/// machine can reach (a server elsewhere).
-pub async fn unix_socket_url(base_url: &str) -> Option<String> {
-    let (client, connection) = tokio_postgres::connect(base_url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|err| panic!("{PG_URL_VARIABLE}: {err}"));
-    tokio::spawn(connection);
-    let setting = async |name: &str| -> String {
-        let row = client.query_one(&format!("SHOW {name}"), &[]).await;
-        row.unwrap_or_else(|err| panic!("SHOW {name}: {err}"))
-            .get(0)
+/// socket, as the server itself reports it; or why there is none this machine
+/// can reach (a server elsewhere).
+pub async fn unix_socket_url(base_url: &str) -> Result<String, String> {
+    let asked = async {
+        let (client, connection) = tokio_postgres::connect(base_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        let directories: String = client
+            .query_one("SHOW unix_socket_directories", &[])
+            .await?
+            .get(0);
+        let port: String = client.query_one("SHOW port", &[]).await?.get(0);
+        Ok::<_, tokio_postgres::Error>((directories, port))
     };
-    let (directories, port) = (
-        setting("unix_socket_directories").await,
-        setting("port").await,
-    );
-    let directory = directories.split(',').map(str::trim).find(|dir| {
-        std::path::Path::new(dir)
-            .join(format!(".s.PGSQL.{port}"))
-            .exists()
-    })?;
-    let mut url = url::Url::parse(base_url).expect("a postgres:// URL");
-    let host: String = directory
-        .bytes()
-        .map(|byte| match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
-                char::from(byte).to_string()
-            }
-            _ => format!("%{byte:02X}"),
+    let (directories, port) = asked
+        .await
+        .map_err(|err| format!("cannot ask the server for its socket: {err}"))?;
+    let directory = directories
+        .split(',')
+        .map(str::trim)
+        .find(|dir| {
+            std::path::Path::new(dir)
+                .join(format!(".s.PGSQL.{port}"))
+                .exists()
         })
-        .collect();
-    url.set_host(Some(&host))
+        .ok_or("the server has no Unix socket on this machine")?;
+    let mut url = url::Url::parse(base_url).expect("a postgres:// URL");
+    let host = percent_encoding::utf8_percent_encode(directory, percent_encoding::NON_ALPHANUMERIC);
+    url.set_host(Some(&host.to_string()))
         .expect("a socket directory as the host");
     url.set_port(port.parse().ok()).expect("the server's port");
-    Some(url.to_string())
+    Ok(url.to_string())
 }
 
 /// Says that `test` was skipped and why.

@@ -282,6 +282,7 @@ impl PgStore {
         // operator can tell the fleet's instances apart in `pg_stat_activity`.
         let session_name = config
             .get_application_name()
+            .filter(|name| !name.is_empty())
             .unwrap_or(DEFAULT_SESSION_NAME)
             .to_string();
         config.application_name(&session_name);

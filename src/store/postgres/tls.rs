@@ -121,7 +121,11 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
     let mut config: tokio_postgres::Config =
         rest.parse().map_err(|err| super::with_reasons(&err))?;
     let hosts = config.get_hosts();
-    if !hosts.is_empty() && hosts.iter().all(|host| matches!(host, Host::Unix(_))) {
+    // A `hostaddr` is reached over TCP whatever the host says.
+    let sockets_only = !hosts.is_empty()
+        && hosts.iter().all(|host| matches!(host, Host::Unix(_)))
+        && config.get_hostaddrs().is_empty();
+    if sockets_only {
         // libpq never asks for TLS over a Unix socket, whatever sslmode says
         // (PostgreSQL does not offer it there), and so ignores the TLS files.
         config.ssl_mode(SslMode::Disable);
@@ -419,10 +423,15 @@ mod tests {
             assert_eq!(config.get_ssl_mode(), SslMode::Disable, "{url}");
             assert_eq!(tls, TlsSettings::default(), "{url}");
         }
-        // A socket beside a TCP host keeps the URL's TLS settings.
-        let (config, _) =
-            parse_url("postgres://u@%2Frun%2Fpg,db.internal/d?sslmode=require").unwrap();
-        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        // A socket beside a TCP host, or a TCP address given as hostaddr, keeps
+        // the URL's TLS settings (tokio-postgres has one sslmode for all hosts).
+        for url in [
+            "postgres://u@%2Frun%2Fpg,db.internal/d?sslmode=require",
+            "postgres://u@%2Frun%2Fpg/d?hostaddr=10.0.0.5&sslmode=require",
+        ] {
+            let (config, _) = parse_url(url).unwrap();
+            assert_eq!(config.get_ssl_mode(), SslMode::Require, "{url}");
+        }
         // Still checked: a value libpq would refuse.
         let error = parse_url("postgres://u@%2Frun%2Fpg/d?sslmode=sometimes").unwrap_err();
         assert!(error.contains("not one of disable"), "{error}");
