@@ -160,12 +160,12 @@ pub async fn run(cli: &Cli, command: &IntentsCommand) -> Result<ExitCode> {
             json: as_json,
         } => {
             // Fails fast on an unknown id or a missing permission, before following,
-            // and on a --since past the last event, which would wait forever.
-            let events = client.events(id, 0).await?;
-            let last = events.last();
-            let last_seq = last.map_or(0, |event| event.seq);
-            if *since > last_seq {
-                bail!("--since {since} is past the last event of {id} (seq {last_seq})");
+            // and on a --since past the last event, which would wait forever. The
+            // events from the one at --since on are all it needs to tell.
+            let from_since = client.events(id, since.saturating_sub(1)).await?;
+            let last = from_since.last();
+            if *since > 0 && last.is_none_or(|event| event.seq < *since) {
+                bail!("--since {since} is past the last event of {id}");
             }
             let ended = match last {
                 // It ended with nothing after --since: no stream would send anything.

@@ -193,11 +193,8 @@ impl Cli {
 /// for the `Idempotency-Key` header, so a bad key is named as the flag.
 pub fn idempotency_key(key: Option<&str>) -> Result<Option<&str>> {
     if let Some(text) = key {
-        crate::domain::request::check_idempotency_key(text).map_err(|_| {
-            anyhow!(
-                "--idempotency-key {text:?} must be 1-255 visible ASCII characters, without spaces"
-            )
-        })?;
+        crate::domain::request::check_idempotency_key(text)
+            .map_err(|refused| anyhow!("--idempotency-key {text:?}: {}", refused.message))?;
     }
     Ok(key)
 }

@@ -188,7 +188,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WriteContext {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         // A key that was sent but cannot be used is refused rather than
         // ignored: ignoring it would give up the protection against duplicates
-        // the client asked for.
+        // the client asked for. Bytes beyond ASCII read as no text, so as empty.
         let idempotency_key = match parts.headers.get("idempotency-key") {
             None => None,
             Some(value) => {
