@@ -27,6 +27,8 @@
 //!   database's machine runs over its Unix socket.
 //! - `the_writer_and_the_listener_are_named_in_pg_stat_activity`: an operator
 //!   can find an instance's writer and listener by name.
+//! - `reads_one_after_another_keep_to_the_connection_used_last`: a light load
+//!   reuses one warm pooled connection rather than cycling through the pool.
 //!
 //! Where they can, the tests judge streams against the database itself (read
 //! directly from the test's schema: event cursors, agent deliveries, timer
@@ -1677,4 +1679,61 @@ async fn session_names(fleet: &Fleet) -> (String, String) {
         .await
         .expect("a session listens on the schema's channel");
     (writer, listener)
+}
+
+// ---------------------------------------------------------------------------
+// 7. A pool that keeps to its warm connections
+// ---------------------------------------------------------------------------
+
+/// The pool hands out the connection returned last: once a burst has opened
+/// several connections, reads one after another keep to one backend instead of
+/// taking every pooled connection in turn (which, with a fleet's many backends
+/// on a small machine, costs the CPU's caches; see the README's benchmarks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_one_after_another_keep_to_the_connection_used_last() {
+    let test = "fleet::reads_one_after_another_keep_to_the_connection_used_last";
+    let Some(base_url) = common::backend::postgres_url_or_skip(test) else {
+        return;
+    };
+    let _turn = one_fleet_at_a_time().await;
+    let name = format!("pool-{}", uuid::Uuid::new_v4().simple());
+    let url = signoff::bench::with_parameter(&base_url, &format!("application_name={name}"));
+    let fleet = Fleet::start(&url, 1, &[]).await;
+    let agent = fleet
+        .member(PrincipalKind::Agent, "agent://acme/deployer")
+        .await;
+    let intent_id = create_task(&agent[0], "Pooled", &[ALICE], json!({})).await;
+    let database = fleet.database().await;
+    // The pool's sessions bear the bare name; the writer's and the listener's add their role.
+    let pooled = format!("SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}'");
+    let opened = eventually(
+        "a burst of reads opens several pooled connections",
+        PATIENCE,
+        async || {
+            let burst = (0..32).map(|_| agent[0].intent(&intent_id));
+            futures::future::join_all(burst).await;
+            let opened = database.count(&pooled).await;
+            (opened >= 4).then_some(opened)
+        },
+    )
+    .await;
+    let since = database
+        .text("SELECT clock_timestamp()::text")
+        .await
+        .expect("the database's time");
+    for _ in 0..30 {
+        agent[0]
+            .intent(&intent_id)
+            .await
+            .expect("read the task's intent");
+    }
+    let used = database
+        .count(&format!("{pooled} AND state_change > '{since}'"))
+        .await;
+    // The instance's own background reads (its scheduler, its catch-up) may
+    // overlap one request and take a second connection, never more.
+    assert!(
+        (1..=2).contains(&used),
+        "{used} of the {opened} pooled connections served 30 reads made one after another"
+    );
 }

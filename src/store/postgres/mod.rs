@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Row;
 use tokio_postgres::tls::MakeTlsConnect;
@@ -316,6 +316,10 @@ impl PgStore {
             },
         ))
         .max_size(options.pool_size)
+        // The connection returned last is handed out next, so a load that needs
+        // few connections keeps reusing the same few backends, whose memory is
+        // still in the CPU's caches, instead of cycling through all of them.
+        .queue_mode(QueueMode::Lifo)
         .wait_timeout(Some(options.connect_timeout))
         .create_timeout(Some(options.connect_timeout))
         .runtime(Runtime::Tokio1)
