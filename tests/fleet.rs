@@ -276,6 +276,23 @@ impl Database {
     }
 }
 
+/// `url` with an `application_name` of its own, and that name: sessions of the
+/// fleets before may not have closed yet, and must not be counted.
+fn with_own_name(url: &str, prefix: &str) -> (String, String) {
+    let name = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+    let url = signoff::bench::with_parameter(url, &format!("application_name={name}"));
+    (name, url)
+}
+
+/// A query counting the sessions whose `application_name` is `LIKE pattern`,
+/// but for the asking one (the test's own bears the name of the URL it used).
+fn sessions_named(pattern: &str) -> String {
+    format!(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE application_name LIKE '{pattern}' AND pid <> pg_backend_pid()"
+    )
+}
+
 // ---------------------------------------------------------------------------
 // Following streams
 // ---------------------------------------------------------------------------
@@ -1578,10 +1595,7 @@ async fn a_fleet_reaches_its_database_over_the_unix_socket() {
         Err(why) => return common::backend::say_skipped(test, &why),
     };
     assert!(socket_url.contains("@%2F"), "{socket_url}");
-    // Its own name: sessions of the fleets before it may not have closed yet.
-    let name = format!("socket-{}", uuid::Uuid::new_v4().simple());
-    let socket_url =
-        signoff::bench::with_parameter(&socket_url, &format!("application_name={name}"));
+    let (name, socket_url) = with_own_name(&socket_url, "socket");
     let _turn = one_fleet_at_a_time().await;
     let fleet = Fleet::start(&socket_url, 2, &[]).await;
     let agent = fleet.member(PrincipalKind::Agent, AGENT).await;
@@ -1599,8 +1613,7 @@ async fn a_fleet_reaches_its_database_over_the_unix_socket() {
     .expect("an instance with sslmode=require starts");
     // A Unix-socket session has no client address; the port reads -1.
     let database = fleet.database().await;
-    let sessions =
-        format!("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '{name}%'");
+    let sessions = sessions_named(&format!("{name}%"));
     let over_tcp = database
         .count(&format!("{sessions} AND client_port <> -1"))
         .await;
@@ -1696,20 +1709,16 @@ async fn reads_one_after_another_keep_to_the_connection_used_last() {
         return;
     };
     let _turn = one_fleet_at_a_time().await;
-    let name = format!("pool-{}", uuid::Uuid::new_v4().simple());
-    let url = signoff::bench::with_parameter(&base_url, &format!("application_name={name}"));
+    let (name, url) = with_own_name(&base_url, "pool");
     let fleet = Fleet::start(&url, 1, &[]).await;
     let agent = fleet
         .member(PrincipalKind::Agent, "agent://acme/deployer")
         .await;
     let intent_id = create_task(&agent[0], "Pooled", &[ALICE], json!({})).await;
     let database = fleet.database().await;
-    // The pool's sessions bear the bare name (the writer's and the listener's add
-    // their role), and so does the test's own, which is left out.
-    let pooled = format!(
-        "SELECT count(*) FROM pg_stat_activity
-         WHERE application_name = '{name}' AND pid <> pg_backend_pid()"
-    );
+    // The pool's sessions bear the bare name; the writer's and the listener's
+    // add their role.
+    let pooled = sessions_named(&name);
     let opened = eventually(
         "a burst of reads opens several pooled connections",
         PATIENCE,
