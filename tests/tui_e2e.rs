@@ -276,9 +276,13 @@ async fn ctrl_e_writes_the_comment_in_the_editor() {
 /// builds) must report its real memory, not nothing.
 #[test]
 fn bench_inbox_measures_a_renamed_binary() {
-    let home = tempfile::tempdir().unwrap();
+    // A hard link, not a copy: a copy is a file open for writing, and a child
+    // that another test thread forks at that moment inherits it until its own
+    // exec, so running the copy can fail with "Text file busy" (ETXTBSY).
+    // The link must live on the binary's file system, hence the target's tmp.
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let renamed = home.path().join("signoff-under-test");
-    std::fs::copy(env!("CARGO_BIN_EXE_signoff"), &renamed).unwrap();
+    std::fs::hard_link(env!("CARGO_BIN_EXE_signoff"), &renamed).unwrap();
     let output = std::process::Command::new(&renamed)
         .args(["bench", "inbox", "--tasks", "20", "--runs", "1", "--json"])
         .env("HOME", home.path())
