@@ -82,7 +82,7 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
     for (url, expected) in [
         (
             "postgres://127.0.0.1:1/x?sslcert=/c.pem",
-            "sslcert needs sslkey",
+            "sslcert /c.pem needs sslkey",
         ),
         (
             "postgres://127.0.0.1:1/x?sslmode=require&sslcert=/nonexistent/c.pem&sslkey=/k.pem",

@@ -6,9 +6,10 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::ServeProcess;
 use common::backend::{Schema, current_test, postgres_url_or_skip, say_skipped};
 use signoff::bench::with_parameter;
 use signoff::clock::SystemClock;
@@ -206,6 +207,38 @@ fn client_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Copies a fixture's private key to `to`, readable by this user only, as
+/// signoff (like libpq) requires (git keeps no modes).
+fn copy_private_key(fixture: &str, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(client_fixture(fixture), to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Every session of the instance named `name` (its pool's, writer's and
+/// listener's) shows the fixtures' client certificate; there are at least `least`.
+async fn assert_every_session_shows_the_client_certificate(base: &str, name: &str, least: usize) {
+    let shown: Vec<Option<String>> = inspector(base)
+        .await
+        .query(
+            "SELECT s.client_dn FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+             WHERE a.application_name IN ($1, $1 || ' writer', $1 || ' listener')",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(shown.len() >= least, "at least {least} sessions: {shown:?}");
+    assert!(
+        shown
+            .iter()
+            .all(|dn| dn.as_deref() == Some("/CN=signoff-test-client")),
+        "every connection shows the certificate: {shown:?}"
+    );
+}
+
 /// Whether the test server trusts the fixtures' CA for client certificates
 /// (`.ci/run` sets its `ssl_ca_file`); says why not, when not.
 async fn trusts_the_fixture_ca(url: &str) -> bool {
@@ -227,20 +260,22 @@ async fn trusts_the_fixture_ca(url: &str) -> bool {
     trusted
 }
 
+/// The test server's URL when it offers TLS and trusts the fixtures' client
+/// certificates; `None` (after saying why) otherwise.
+async fn client_certificate_server_or_skip() -> Option<String> {
+    let (base, _) = tls_server_or_skip().await?;
+    trusts_the_fixture_ca(&base).await.then_some(base)
+}
+
 #[tokio::test]
 async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_is_refused() {
-    let Some((base, _)) = tls_server_or_skip().await else {
+    let Some(base) = client_certificate_server_or_skip().await else {
         return;
     };
-    if !trusts_the_fixture_ca(&base).await {
-        return;
-    }
     let keys = tempfile::tempdir().unwrap();
     let identity = |name: &str| {
-        use std::os::unix::fs::PermissionsExt;
         let key = keys.path().join(format!("{name}.key"));
-        std::fs::copy(client_fixture(&format!("{name}.key")), &key).unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        copy_private_key(&format!("{name}.key"), &key);
         format!(
             "sslmode=require&sslcert={}&sslkey={}",
             client_fixture(&format!("{name}.crt")).display(),
@@ -258,32 +293,55 @@ async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_
     // A write and a read: the writer's, the listener's and a pooled connection.
     engine.bootstrap_admin_key().await.unwrap();
     assert!(engine.bootstrap_admin_key().await.unwrap().is_none());
-    let shown: Vec<Option<String>> = inspector(&base)
-        .await
-        .query(
-            "SELECT s.client_dn FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
-             WHERE a.application_name IN ($1, $1 || ' writer', $1 || ' listener')",
-            &[&name],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert!(
-        shown.len() >= 3,
-        "the writer, the listener and a pooled session: {shown:?}"
-    );
-    assert!(
-        shown
-            .iter()
-            .all(|dn| dn.as_deref() == Some("/CN=signoff-test-client")),
-        "every connection shows the certificate: {shown:?}"
-    );
+    assert_every_session_shows_the_client_certificate(&base, &name, 3).await;
 
     let err = open_in(&schema, &identity("stranger"))
         .await
         .err()
         .expect("the server does not trust the stranger's CA");
     assert!(err.contains("UnknownCA"), "{err}");
+}
+
+/// As with psql, a URL that names no TLS files uses those in `~/.postgresql/`:
+/// the client certificate `postgresql.crt` with its key `postgresql.key`, and
+/// the roots in `root.crt`. Here those roots are the fixtures' CA, which did not
+/// sign the server's certificate, so even `sslmode=require` refuses the server.
+#[tokio::test]
+async fn the_tls_files_in_the_home_directory_are_used_when_the_url_names_none() {
+    let Some(base) = client_certificate_server_or_skip().await else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let libpq_files = home.path().join(".postgresql");
+    std::fs::create_dir(&libpq_files).unwrap();
+    std::fs::copy(
+        client_fixture("client.crt"),
+        libpq_files.join("postgresql.crt"),
+    )
+    .unwrap();
+    copy_private_key("client.key", &libpq_files.join("postgresql.key"));
+    let schema = Schema::create(&base).await;
+    let name = format!("signoff-tls-{}", uuid::Uuid::new_v4().simple());
+    let url = with_parameter(
+        &schema.url(),
+        &format!("sslmode=require&application_name={name}"),
+    );
+    let server = tokio::task::spawn_blocking({
+        let (home, url) = (home.path().to_path_buf(), url.clone());
+        move || ServeProcess::start(&home, &["--db", &url, "--durability", "normal"])
+    })
+    .await
+    .unwrap();
+    // The writer's and the listener's sessions are open once it answers.
+    assert_every_session_shows_the_client_certificate(&base, &name, 2).await;
+    drop(server);
+
+    std::fs::copy(client_fixture("ca.crt"), libpq_files.join("root.crt")).unwrap();
+    let refused = common::signoff(home.path(), &["audit", "verify", "--db", &url]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("invalid peer certificate") && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
 }

@@ -12,7 +12,9 @@
 //! `sslrootcert` is a PEM file of root certificates, or `system` for the
 //! operating system's store. `sslcert` and `sslkey` are the PEM files of a
 //! client certificate (with its chain) and its private key, for servers that
-//! authenticate clients by certificate. tokio-postgres itself knows only
+//! authenticate clients by certificate. Files the URL does not name are looked
+//! for where libpq looks, in `~/.postgresql/` (`root.crt`, `postgresql.crt`,
+//! `postgresql.key`). tokio-postgres itself knows only
 //! `disable`, `prefer` and `require`, so the two `verify-` modes and the file
 //! settings are taken out of the URL here and the TLS is set up with rustls.
 
@@ -62,10 +64,41 @@ pub struct TlsSettings {
     pub identity: Option<ClientIdentity>,
 }
 
+/// Where libpq looks for the TLS files a URL does not name: `~/.postgresql/`.
+struct DefaultFiles(Option<PathBuf>);
+
+impl DefaultFiles {
+    fn of_this_user() -> DefaultFiles {
+        DefaultFiles(std::env::home_dir().map(|home| home.join(".postgresql")))
+    }
+
+    /// The file `name` there, if it exists.
+    fn find(&self, name: &str) -> Option<PathBuf> {
+        let path = self.0.as_ref()?.join(name);
+        path.exists().then_some(path)
+    }
+
+    /// The path `name` would have there, for messages.
+    fn describe(&self, name: &str) -> String {
+        self.0.as_ref().map_or_else(
+            || format!("~/.postgresql/{name}"),
+            |dir| dir.join(name).display().to_string(),
+        )
+    }
+}
+
 /// Splits a `postgres://` URL into what tokio-postgres reads and the TLS
 /// settings; the error says what is wrong, without repeating the URL (which may
-/// hold a password).
+/// hold a password). TLS files the URL does not name are looked for where libpq
+/// looks for them, in `~/.postgresql/`.
 pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), String> {
+    parse_url_with(url, &DefaultFiles::of_this_user())
+}
+
+fn parse_url_with(
+    url: &str,
+    defaults: &DefaultFiles,
+) -> Result<(tokio_postgres::Config, TlsSettings), String> {
     let (address, query) = url.split_once('?').unwrap_or((url, ""));
     let mut mode = None;
     let mut root_cert = None;
@@ -94,6 +127,12 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
             }
             _ => kept.push(pair),
         }
+    }
+    // libpq trusts the roots in ~/.postgresql/root.crt when the URL names none.
+    if root_cert.is_none() && mode.as_deref() != Some("disable") {
+        root_cert = defaults
+            .find("root.crt")
+            .map(|path| path.to_string_lossy().into_owned());
     }
     let required = |verify: Verify| (SslMode::Require, verify);
     // libpq checks the chain whenever it has roots and the connection is
@@ -142,12 +181,14 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
     let identity = if ssl_mode == SslMode::Disable {
         None
     } else {
-        client_identity(client_cert, client_key)?
+        client_identity(client_cert, client_key, defaults)?
     };
     if verify != Verify::Nothing && roots.is_none() {
         return Err(format!(
-            "sslmode {} needs sslrootcert: a PEM file of the roots to trust, or `system`",
-            mode.unwrap_or_default()
+            "sslmode {} needs sslrootcert: a PEM file of the roots to trust, or `system` \
+             (or the file {}, as for psql)",
+            mode.unwrap_or_default(),
+            defaults.describe("root.crt")
         ));
     }
     config.ssl_mode(ssl_mode);
@@ -161,23 +202,42 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), Str
     ))
 }
 
-/// `sslcert` and `sslkey` come together. libpq would look for both in
-/// `~/.postgresql/` when they are not named; signoff uses only files it is told.
+/// `sslcert` and `sslkey` come together. As libpq does, a certificate the URL
+/// does not name is `~/.postgresql/postgresql.crt` when that exists, and its key
+/// `~/.postgresql/postgresql.key`; with no certificate at all none is shown.
 fn client_identity(
-    certificate: Option<String>,
-    key: Option<String>,
+    named_certificate: Option<String>,
+    named_key: Option<String>,
+    defaults: &DefaultFiles,
 ) -> Result<Option<ClientIdentity>, String> {
+    if [&named_certificate, &named_key]
+        .into_iter()
+        .any(|named| named.as_deref() == Some(""))
+    {
+        return Err("sslcert and sslkey must name files; one is empty".into());
+    }
+    let certificate = named_certificate
+        .map(PathBuf::from)
+        .or_else(|| defaults.find("postgresql.crt"));
+    // A key alone is no identity: libpq looks for its default key only to go
+    // with a certificate.
+    let key = match (&certificate, named_key) {
+        (_, Some(key)) => Some(PathBuf::from(key)),
+        (Some(_), None) => defaults.find("postgresql.key"),
+        (None, None) => None,
+    };
     match (certificate, key) {
         (None, None) => Ok(None),
-        (Some(certificate), Some(key)) if !certificate.is_empty() && !key.is_empty() => {
-            Ok(Some(ClientIdentity {
-                certificate: PathBuf::from(certificate),
-                key: PathBuf::from(key),
-            }))
-        }
-        (Some(_), Some(_)) => Err("sslcert and sslkey must name files; one is empty".into()),
-        (Some(_), None) => Err("sslcert needs sslkey: the PEM file of its private key".into()),
-        (None, Some(_)) => Err("sslkey needs sslcert: the PEM file of its certificate".into()),
+        (Some(certificate), Some(key)) => Ok(Some(ClientIdentity { certificate, key })),
+        (Some(certificate), None) => Err(format!(
+            "sslcert {} needs sslkey: the PEM file of its private key (or the file {}, as for psql)",
+            certificate.display(),
+            defaults.describe("postgresql.key")
+        )),
+        (None, Some(_)) => Err(format!(
+            "sslkey needs sslcert: the PEM file of its certificate (or the file {}, as for psql)",
+            defaults.describe("postgresql.crt")
+        )),
     }
 }
 
@@ -366,25 +426,29 @@ impl ServerCertVerifier for Lenient {
 mod tests {
     use super::*;
 
+    /// Parses as if this user had no `~/.postgresql/`.
+    fn parse(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), String> {
+        parse_url_with(url, &DefaultFiles(None))
+    }
+
     fn settings(url: &str) -> TlsSettings {
-        parse_url(url).unwrap().1
+        parse(url).unwrap().1
     }
 
     #[test]
     fn sslmode_means_what_it_means_to_libpq() {
-        let (config, tls) = parse_url("postgres://u@h/d").unwrap();
+        let (config, tls) = parse("postgres://u@h/d").unwrap();
         assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
         assert_eq!(tls.verify, Verify::Nothing);
-        let (config, _) = parse_url("postgres://u@h/d?sslmode=disable").unwrap();
+        let (config, _) = parse("postgres://u@h/d?sslmode=disable").unwrap();
         assert_eq!(config.get_ssl_mode(), SslMode::Disable);
-        let (config, tls) = parse_url("postgres://u@h/d?sslmode=require").unwrap();
+        let (config, tls) = parse("postgres://u@h/d?sslmode=require").unwrap();
         assert_eq!(
             (config.get_ssl_mode(), tls.verify),
             (SslMode::Require, Verify::Nothing)
         );
         let (config, tls) =
-            parse_url("postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Fca+1.pem&dbname=x")
-                .unwrap();
+            parse("postgres://u@h/d?sslmode=verify-full&sslrootcert=%2Fca+1.pem&dbname=x").unwrap();
         assert_eq!(
             (config.get_ssl_mode(), tls.verify),
             (SslMode::Require, Verify::ChainAndName)
@@ -404,7 +468,7 @@ mod tests {
             Verify::Chain,
             "require with a root file checks the chain, as in libpq"
         );
-        let (config, tls) = parse_url("postgres://h/d?sslrootcert=/ca.pem").unwrap();
+        let (config, tls) = parse("postgres://h/d?sslrootcert=/ca.pem").unwrap();
         assert_eq!(
             (config.get_ssl_mode(), tls.verify),
             (SslMode::Prefer, Verify::Chain),
@@ -419,7 +483,7 @@ mod tests {
             "postgres://u@%2Frun%2Fpg/d?sslmode=verify-full",
             "postgres://u@%2Frun%2Fpg/d?sslmode=verify-ca&sslrootcert=/ca.pem&sslcert=/c.pem&sslkey=/c.key",
         ] {
-            let (config, tls) = parse_url(url).unwrap();
+            let (config, tls) = parse(url).unwrap();
             assert_eq!(config.get_ssl_mode(), SslMode::Disable, "{url}");
             assert_eq!(tls, TlsSettings::default(), "{url}");
         }
@@ -429,11 +493,11 @@ mod tests {
             "postgres://u@%2Frun%2Fpg,db.internal/d?sslmode=require",
             "postgres://u@%2Frun%2Fpg/d?hostaddr=10.0.0.5&sslmode=require",
         ] {
-            let (config, _) = parse_url(url).unwrap();
+            let (config, _) = parse(url).unwrap();
             assert_eq!(config.get_ssl_mode(), SslMode::Require, "{url}");
         }
         // Still checked: a value libpq would refuse.
-        let error = parse_url("postgres://u@%2Frun%2Fpg/d?sslmode=sometimes").unwrap_err();
+        let error = parse("postgres://u@%2Frun%2Fpg/d?sslmode=sometimes").unwrap_err();
         assert!(error.contains("not one of disable"), "{error}");
     }
 
@@ -449,7 +513,7 @@ mod tests {
             ),
             (
                 "postgres://h/d?sslmode=require&sslcert=/c.pem",
-                "sslcert needs sslkey",
+                "sslcert /c.pem needs sslkey",
             ),
             ("postgres://h/d?sslkey=/c.key", "sslkey needs sslcert"),
             ("postgres://h/d?sslcert=&sslkey=/c.key", "one is empty"),
@@ -458,7 +522,7 @@ mod tests {
                 "encrypted private keys are not supported",
             ),
         ] {
-            let err = parse_url(url).unwrap_err();
+            let err = parse(url).unwrap_err();
             assert!(err.contains(expected), "{url}: {err}");
         }
     }
@@ -466,7 +530,7 @@ mod tests {
     #[test]
     fn a_client_certificate_and_its_key_are_read_from_the_url() {
         let (_, tls) =
-            parse_url("postgres://h/d?sslmode=require&sslcert=%2Fa+b.pem&sslkey=/k.pem").unwrap();
+            parse("postgres://h/d?sslmode=require&sslcert=%2Fa+b.pem&sslkey=/k.pem").unwrap();
         assert_eq!(
             tls.identity,
             Some(ClientIdentity {
@@ -479,6 +543,103 @@ mod tests {
             settings("postgres://h/d?sslmode=disable&sslcert=/missing.pem").identity,
             None,
             "without TLS the files are ignored, as by libpq"
+        );
+    }
+
+    /// A `~/.postgresql/` holding empty files of these names (the parse only
+    /// looks whether they are there).
+    fn home_with(names: &[&str]) -> (tempfile::TempDir, DefaultFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let defaults = DefaultFiles(Some(dir.path().to_path_buf()));
+        (dir, defaults)
+    }
+
+    #[test]
+    fn roots_in_the_home_directory_are_trusted_as_by_libpq() {
+        let (dir, defaults) = home_with(&["root.crt"]);
+        let root = Roots::File(dir.path().join("root.crt"));
+        let with_home = |url: &str| parse_url_with(url, &defaults).unwrap().1;
+        for url in ["postgres://h/d", "postgres://h/d?sslmode=require"] {
+            let tls = with_home(url);
+            assert_eq!(
+                (tls.verify, tls.roots),
+                (Verify::Chain, Some(root.clone())),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            with_home("postgres://h/d?sslmode=verify-full").roots,
+            Some(root),
+            "the verify modes need no sslrootcert then"
+        );
+        assert_eq!(
+            with_home("postgres://h/d?sslmode=require&sslrootcert=system").roots,
+            Some(Roots::System),
+            "a named sslrootcert wins"
+        );
+        assert_eq!(
+            with_home("postgres://h/d?sslmode=disable"),
+            TlsSettings::default()
+        );
+        let (_empty, nothing_there) = home_with(&[]);
+        let error = parse_url_with("postgres://h/d?sslmode=verify-ca", &nothing_there).unwrap_err();
+        assert!(
+            error.contains("needs sslrootcert") && error.contains("root.crt, as for psql"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_in_the_home_directory_is_shown_as_by_libpq() {
+        let (dir, defaults) = home_with(&["postgresql.crt", "postgresql.key"]);
+        let identity = |url: &str| parse_url_with(url, &defaults).unwrap().1.identity;
+        let (certificate, key) = (
+            dir.path().join("postgresql.crt"),
+            dir.path().join("postgresql.key"),
+        );
+        assert_eq!(
+            identity("postgres://h/d"),
+            Some(ClientIdentity {
+                certificate: certificate.clone(),
+                key: key.clone()
+            })
+        );
+        assert_eq!(
+            identity("postgres://h/d?sslcert=/c.pem"),
+            Some(ClientIdentity {
+                certificate: "/c.pem".into(),
+                key: key.clone()
+            }),
+            "a named certificate goes with the default key"
+        );
+        assert_eq!(
+            identity("postgres://h/d?sslkey=/k.pem"),
+            Some(ClientIdentity {
+                certificate,
+                key: "/k.pem".into()
+            }),
+            "a named key goes with the default certificate"
+        );
+        assert_eq!(identity("postgres://h/d?sslmode=disable"), None);
+
+        let (_dir, key_only) = home_with(&["postgresql.key"]);
+        assert_eq!(
+            parse_url_with("postgres://h/d", &key_only)
+                .unwrap()
+                .1
+                .identity,
+            None,
+            "a key without a certificate is no identity, as in libpq"
+        );
+        let (_dir, certificate_only) = home_with(&["postgresql.crt"]);
+        let error = parse_url_with("postgres://h/d", &certificate_only).unwrap_err();
+        assert!(
+            error.contains("postgresql.crt needs sslkey")
+                && error.contains("postgresql.key, as for psql"),
+            "{error}"
         );
     }
 
