@@ -260,16 +260,18 @@ async fn trusts_the_fixture_ca(url: &str) -> bool {
     trusted
 }
 
-/// The test server's URL when it offers TLS and trusts the fixtures' client
+/// As [`tls_server_or_skip`], when the server also trusts the fixtures' client
 /// certificates; `None` (after saying why) otherwise.
-async fn client_certificate_server_or_skip() -> Option<String> {
-    let (base, _) = tls_server_or_skip().await?;
-    trusts_the_fixture_ca(&base).await.then_some(base)
+async fn client_certificate_server_or_skip() -> Option<(String, Option<PathBuf>)> {
+    let (base, certificate) = tls_server_or_skip().await?;
+    trusts_the_fixture_ca(&base)
+        .await
+        .then_some((base, certificate))
 }
 
 #[tokio::test]
 async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_is_refused() {
-    let Some(base) = client_certificate_server_or_skip().await else {
+    let Some((base, _)) = client_certificate_server_or_skip().await else {
         return;
     };
     let keys = tempfile::tempdir().unwrap();
@@ -304,11 +306,12 @@ async fn a_named_client_certificate_is_shown_on_every_connection_and_a_stranger_
 
 /// As with psql, a URL that names no TLS files uses those in `~/.postgresql/`:
 /// the client certificate `postgresql.crt` with its key `postgresql.key`, and
-/// the roots in `root.crt`. Here those roots are the fixtures' CA, which did not
-/// sign the server's certificate, so even `sslmode=require` refuses the server.
+/// the roots in `root.crt`: the server's own certificate is trusted there, and
+/// with the fixtures' CA instead, which did not sign it, even `sslmode=require`
+/// refuses the server.
 #[tokio::test]
 async fn the_tls_files_in_the_home_directory_are_used_when_the_url_names_none() {
-    let Some(base) = client_certificate_server_or_skip().await else {
+    let Some((base, server_certificate)) = client_certificate_server_or_skip().await else {
         return;
     };
     let home = tempfile::tempdir().unwrap();
@@ -336,7 +339,18 @@ async fn the_tls_files_in_the_home_directory_are_used_when_the_url_names_none() 
     assert_every_session_shows_the_client_certificate(&base, &name, 2).await;
     drop(server);
 
-    std::fs::copy(client_fixture("ca.crt"), libpq_files.join("root.crt")).unwrap();
+    let root = libpq_files.join("root.crt");
+    if let Some(server_certificate) = server_certificate {
+        std::fs::copy(server_certificate, &root).unwrap();
+        let verify_ca = with_parameter(&schema.url(), "sslmode=verify-ca");
+        let trusted = common::signoff(home.path(), &["audit", "verify", "--db", &verify_ca]);
+        assert!(
+            trusted.status.success(),
+            "{}",
+            String::from_utf8_lossy(&trusted.stderr)
+        );
+    }
+    std::fs::copy(client_fixture("ca.crt"), &root).unwrap();
     let refused = common::signoff(home.path(), &["audit", "verify", "--db", &url]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");

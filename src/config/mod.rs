@@ -48,6 +48,14 @@ pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// `$HOME`, unless it is unset or empty (an empty one would mean the current
+/// directory).
+pub fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from)
+}
+
 /// `$XDG_<KIND>_HOME/signoff`, falling back to the XDG default under `$HOME`.
 fn xdg_dir(kind: &'static str, fallback: &str) -> Result<PathBuf, ConfigError> {
     let from_env = std::env::var_os(format!("XDG_{kind}_HOME"))
@@ -55,9 +63,8 @@ fn xdg_dir(kind: &'static str, fallback: &str) -> Result<PathBuf, ConfigError> {
         .filter(|path| path.is_absolute());
     let base = match from_env {
         Some(base) => base,
-        None => std::env::var_os("HOME")
-            .filter(|home| !home.is_empty())
-            .map(|home| PathBuf::from(home).join(fallback))
+        None => home_dir()
+            .map(|home| home.join(fallback))
             .ok_or(ConfigError::NoHome { kind })?,
     };
     Ok(base.join("signoff"))

@@ -69,13 +69,25 @@ struct DefaultFiles(Option<PathBuf>);
 
 impl DefaultFiles {
     fn of_this_user() -> DefaultFiles {
-        DefaultFiles(std::env::home_dir().map(|home| home.join(".postgresql")))
+        DefaultFiles(crate::config::home_dir().map(|home| home.join(".postgresql")))
     }
 
-    /// The file `name` there, if it exists.
-    fn find(&self, name: &str) -> Option<PathBuf> {
-        let path = self.0.as_ref()?.join(name);
-        path.exists().then_some(path)
+    /// The file `name` there, if it exists; `setting` is the URL setting it
+    /// stands in for, for the message when it cannot even be looked for.
+    fn find(&self, name: &str, setting: &str) -> Result<Option<PathBuf>, String> {
+        let Some(dir) = &self.0 else {
+            return Ok(None);
+        };
+        let path = dir.join(name);
+        match path.try_exists() {
+            Ok(exists) => Ok(exists.then_some(path)),
+            // `~/.postgresql` is a file: nothing in it, as libpq sees it.
+            Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => Ok(None),
+            Err(err) => Err(format!(
+                "cannot look for {} (used as by psql when the URL names no {setting}): {err}",
+                path.display()
+            )),
+        }
     }
 
     /// The path `name` would have there, for messages.
@@ -128,24 +140,36 @@ fn parse_url_with(
             _ => kept.push(pair),
         }
     }
-    // libpq trusts the roots in ~/.postgresql/root.crt when the URL names none.
-    if root_cert.is_none() && mode.as_deref() != Some("disable") {
-        root_cert = defaults
-            .find("root.crt")
-            .map(|path| path.to_string_lossy().into_owned());
+    let named_roots = match root_cert.as_deref() {
+        None => None,
+        Some("") => {
+            return Err(format!(
+                "sslrootcert is empty: give a PEM file or `system`, or leave it out to use {} \
+                 when it exists",
+                defaults.describe("root.crt")
+            ));
+        }
+        Some("system") => Some(Roots::System),
+        Some(path) => Some(Roots::File(PathBuf::from(path))),
+    };
+    // libpq's rule: anyone can get a publicly trusted certificate for a name of
+    // their own, so the system's roots are worth nothing without the name check.
+    if named_roots == Some(Roots::System) {
+        match mode.as_deref() {
+            None => mode = Some("verify-full".into()),
+            Some("verify-full") => {}
+            Some(weaker) => {
+                return Err(format!(
+                    "sslmode {weaker} may not be used with sslrootcert=system: use verify-full \
+                     (as libpq requires), or name a file of roots"
+                ));
+            }
+        }
     }
-    let required = |verify: Verify| (SslMode::Require, verify);
-    // libpq checks the chain whenever it has roots and the connection is
-    // encrypted ("if a root CA file exists, the behavior of sslmode=require
-    // will be the same as that of verify-ca"; `prefer` likewise).
-    let (ssl_mode, verify) = match mode.as_deref() {
-        None | Some("prefer") if root_cert.is_some() => (SslMode::Prefer, Verify::Chain),
-        None | Some("prefer") => (SslMode::Prefer, Verify::Nothing),
-        Some("disable") => (SslMode::Disable, Verify::Nothing),
-        Some("require") if root_cert.is_some() => required(Verify::Chain),
-        Some("require") => required(Verify::Nothing),
-        Some("verify-ca") => required(Verify::Chain),
-        Some("verify-full") => required(Verify::ChainAndName),
+    let ssl_mode = match mode.as_deref() {
+        None | Some("prefer") => SslMode::Prefer,
+        Some("disable") => SslMode::Disable,
+        Some("require" | "verify-ca" | "verify-full") => SslMode::Require,
         Some(other) => {
             return Err(format!(
                 "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
@@ -164,24 +188,26 @@ fn parse_url_with(
     let sockets_only = !hosts.is_empty()
         && hosts.iter().all(|host| matches!(host, Host::Unix(_)))
         && config.get_hostaddrs().is_empty();
-    if sockets_only {
-        // libpq never asks for TLS over a Unix socket, whatever sslmode says
-        // (PostgreSQL does not offer it there), and so ignores the TLS files.
+    // libpq never asks for TLS over a Unix socket, whatever sslmode says
+    // (PostgreSQL does not offer it there), and so ignores the TLS files;
+    // without TLS at all there is no handshake to use them in, and a URL
+    // switched to `disable` keeps working.
+    if sockets_only || ssl_mode == SslMode::Disable {
         config.ssl_mode(SslMode::Disable);
         return Ok((config, TlsSettings::default()));
     }
-    let roots = match root_cert.as_deref() {
-        None => None,
-        Some("") => return Err("sslrootcert is empty: give a PEM file or `system`".into()),
-        Some("system") => Some(Roots::System),
-        Some(path) => Some(Roots::File(PathBuf::from(path))),
+    let roots = match named_roots {
+        Some(roots) => Some(roots),
+        None => defaults.find("root.crt", "sslrootcert")?.map(Roots::File),
     };
-    // Without TLS there is no handshake to show a certificate in; libpq then
-    // ignores the files, so a URL switched to `disable` keeps working.
-    let identity = if ssl_mode == SslMode::Disable {
-        None
-    } else {
-        client_identity(client_cert, client_key, defaults)?
+    // libpq checks the chain whenever it has roots ("if a root CA file exists,
+    // the behavior of sslmode=require will be the same as that of verify-ca";
+    // `prefer` likewise, when the server offers TLS).
+    let verify = match mode.as_deref() {
+        Some("verify-full") => Verify::ChainAndName,
+        Some("verify-ca") => Verify::Chain,
+        _ if roots.is_some() => Verify::Chain,
+        _ => Verify::Nothing,
     };
     if verify != Verify::Nothing && roots.is_none() {
         return Err(format!(
@@ -191,6 +217,7 @@ fn parse_url_with(
             defaults.describe("root.crt")
         ));
     }
+    let identity = client_identity(client_cert, client_key, defaults)?;
     config.ssl_mode(ssl_mode);
     Ok((
         config,
@@ -203,40 +230,58 @@ fn parse_url_with(
 }
 
 /// `sslcert` and `sslkey` come together. As libpq does, a certificate the URL
-/// does not name is `~/.postgresql/postgresql.crt` when that exists, and its key
-/// `~/.postgresql/postgresql.key`; with no certificate at all none is shown.
+/// does not name is `~/.postgresql/postgresql.crt` when that exists, and a key
+/// it does not name `~/.postgresql/postgresql.key`; with no certificate at all
+/// none is shown. Unlike libpq, a key named without any certificate is refused
+/// rather than ignored, as it is surely a mistake.
 fn client_identity(
     named_certificate: Option<String>,
     named_key: Option<String>,
     defaults: &DefaultFiles,
 ) -> Result<Option<ClientIdentity>, String> {
-    if [&named_certificate, &named_key]
-        .into_iter()
-        .any(|named| named.as_deref() == Some(""))
-    {
-        return Err("sslcert and sslkey must name files; one is empty".into());
+    let (certificate_file, key_file) = ("postgresql.crt", "postgresql.key");
+    for (setting, named, default) in [
+        ("sslcert", &named_certificate, certificate_file),
+        ("sslkey", &named_key, key_file),
+    ] {
+        if named.as_deref() == Some("") {
+            return Err(format!(
+                "{setting} is empty: name a file, or leave it out to use {} when it exists",
+                defaults.describe(default)
+            ));
+        }
     }
-    let certificate = named_certificate
-        .map(PathBuf::from)
-        .or_else(|| defaults.find("postgresql.crt"));
-    // A key alone is no identity: libpq looks for its default key only to go
-    // with a certificate.
+    let certificate_named = named_certificate.is_some();
+    let certificate = match named_certificate {
+        Some(named) => Some(PathBuf::from(named)),
+        None => defaults.find(certificate_file, "sslcert")?,
+    };
+    // libpq looks for its default key only to go with a certificate.
     let key = match (&certificate, named_key) {
-        (_, Some(key)) => Some(PathBuf::from(key)),
-        (Some(_), None) => defaults.find("postgresql.key"),
+        (_, Some(named)) => Some(PathBuf::from(named)),
+        (Some(_), None) => defaults.find(key_file, "sslkey")?,
         (None, None) => None,
     };
     match (certificate, key) {
         (None, None) => Ok(None),
         (Some(certificate), Some(key)) => Ok(Some(ClientIdentity { certificate, key })),
-        (Some(certificate), None) => Err(format!(
-            "sslcert {} needs sslkey: the PEM file of its private key (or the file {}, as for psql)",
+        (Some(certificate), None) if certificate_named => Err(format!(
+            "sslcert {} needs sslkey: the PEM file of its private key (none is named, and there \
+             is no {})",
             certificate.display(),
-            defaults.describe("postgresql.key")
+            defaults.describe(key_file)
+        )),
+        (Some(certificate), None) => Err(format!(
+            "found {}, which is shown to the server as psql would since the URL names no \
+             sslcert, but not its key {}: put the key there, name sslcert and sslkey in the URL, \
+             or move the certificate away",
+            certificate.display(),
+            defaults.describe(key_file)
         )),
         (None, Some(_)) => Err(format!(
-            "sslkey needs sslcert: the PEM file of its certificate (or the file {}, as for psql)",
-            defaults.describe("postgresql.crt")
+            "sslkey needs sslcert: the PEM file of its certificate (none is named, and there is \
+             no {})",
+            defaults.describe(certificate_file)
         )),
     }
 }
@@ -299,18 +344,20 @@ impl ClientIdentity {
     }
 }
 
-/// libpq's rule for the private key's file: if it belongs to this user, only
-/// this user may read it (0600 or less); if it belongs to root, its group may
-/// read it too (0640 or less), as when a secret is mounted into a container.
+/// libpq's rule for the private key's file: only its owner may read it (0600 or
+/// less), except that a file root owns may be read by its group too (0640 or
+/// less), as when a secret is mounted into a container for a group. Whoever
+/// else owns a file that strict and can still read it is this user.
 fn refuse_shared_key(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path)
         .map_err(|err| format!("cannot read sslkey {}: {err}", path.display()))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let this_user = unsafe { libc::geteuid() };
-    let (owner, mode) = (metadata.uid(), metadata.mode());
-    let shared = (owner == this_user && mode & 0o077 != 0) || (owner == 0 && mode & 0o037 != 0);
-    if shared {
+    if !metadata.is_file() {
+        return Err(format!("sslkey {} is not a file", path.display()));
+    }
+    let mode = metadata.mode();
+    let others_may = if metadata.uid() == 0 { 0o037 } else { 0o077 };
+    if mode & others_may != 0 {
         return Err(format!(
             "sslkey {} can be read by others (mode {:o}): give it mode 0600, or 0640 if root owns it",
             path.display(),
@@ -455,14 +502,22 @@ mod tests {
         );
         assert_eq!(tls.roots, Some(Roots::File("/ca+1.pem".into())));
         assert_eq!(config.get_dbname(), Some("x"), "the other pairs are kept");
-        assert_eq!(
-            settings("postgres://h/d?sslrootcert=system&sslmode=verify-ca"),
-            TlsSettings {
-                verify: Verify::Chain,
-                roots: Some(Roots::System),
-                identity: None,
-            }
-        );
+        for url in [
+            "postgres://h/d?sslrootcert=system&sslmode=verify-full",
+            "postgres://h/d?sslrootcert=system",
+        ] {
+            let (config, tls) = parse(url).unwrap();
+            assert_eq!(config.get_ssl_mode(), SslMode::Require, "{url}");
+            assert_eq!(
+                tls,
+                TlsSettings {
+                    verify: Verify::ChainAndName,
+                    roots: Some(Roots::System),
+                    identity: None,
+                },
+                "the system's roots check the name, by default: {url}"
+            );
+        }
         assert_eq!(
             settings("postgres://h/d?sslmode=require&sslrootcert=/ca.pem").verify,
             Verify::Chain,
@@ -516,7 +571,16 @@ mod tests {
                 "sslcert /c.pem needs sslkey",
             ),
             ("postgres://h/d?sslkey=/c.key", "sslkey needs sslcert"),
-            ("postgres://h/d?sslcert=&sslkey=/c.key", "one is empty"),
+            ("postgres://h/d?sslcert=&sslkey=/c.key", "sslcert is empty"),
+            ("postgres://h/d?sslcert=/c.pem&sslkey=", "sslkey is empty"),
+            (
+                "postgres://h/d?sslmode=verify-ca&sslrootcert=system",
+                "sslmode verify-ca may not be used with sslrootcert=system",
+            ),
+            (
+                "postgres://h/d?sslrootcert=system&sslmode=prefer",
+                "use verify-full",
+            ),
             (
                 "postgres://h/d?sslcert=/c.pem&sslkey=/c.key&sslpassword=x",
                 "encrypted private keys are not supported",
@@ -548,7 +612,7 @@ mod tests {
 
     /// A `~/.postgresql/` holding empty files of these names (the parse only
     /// looks whether they are there).
-    fn home_with(names: &[&str]) -> (tempfile::TempDir, DefaultFiles) {
+    fn libpq_dir_with(names: &[&str]) -> (tempfile::TempDir, DefaultFiles) {
         let dir = tempfile::tempdir().unwrap();
         for name in names {
             std::fs::write(dir.path().join(name), "").unwrap();
@@ -559,7 +623,7 @@ mod tests {
 
     #[test]
     fn roots_in_the_home_directory_are_trusted_as_by_libpq() {
-        let (dir, defaults) = home_with(&["root.crt"]);
+        let (dir, defaults) = libpq_dir_with(&["root.crt"]);
         let root = Roots::File(dir.path().join("root.crt"));
         let with_home = |url: &str| parse_url_with(url, &defaults).unwrap().1;
         for url in ["postgres://h/d", "postgres://h/d?sslmode=require"] {
@@ -576,15 +640,25 @@ mod tests {
             "the verify modes need no sslrootcert then"
         );
         assert_eq!(
-            with_home("postgres://h/d?sslmode=require&sslrootcert=system").roots,
+            with_home("postgres://h/d?sslmode=verify-full&sslrootcert=system").roots,
             Some(Roots::System),
             "a named sslrootcert wins"
         );
+        for url in [
+            "postgres://h/d?sslmode=disable",
+            "postgres://u@%2Frun%2Fpg/d?sslmode=require",
+        ] {
+            assert_eq!(with_home(url), TlsSettings::default(), "no TLS: {url}");
+        }
+        // Here `~/.postgresql` is a file, so it holds nothing.
+        let not_a_directory = DefaultFiles(Some(dir.path().join("root.crt")));
         assert_eq!(
-            with_home("postgres://h/d?sslmode=disable"),
+            parse_url_with("postgres://h/d", &not_a_directory)
+                .unwrap()
+                .1,
             TlsSettings::default()
         );
-        let (_empty, nothing_there) = home_with(&[]);
+        let (_empty, nothing_there) = libpq_dir_with(&[]);
         let error = parse_url_with("postgres://h/d?sslmode=verify-ca", &nothing_there).unwrap_err();
         assert!(
             error.contains("needs sslrootcert") && error.contains("root.crt, as for psql"),
@@ -594,7 +668,7 @@ mod tests {
 
     #[test]
     fn a_client_certificate_in_the_home_directory_is_shown_as_by_libpq() {
-        let (dir, defaults) = home_with(&["postgresql.crt", "postgresql.key"]);
+        let (dir, defaults) = libpq_dir_with(&["postgresql.crt", "postgresql.key"]);
         let identity = |url: &str| parse_url_with(url, &defaults).unwrap().1.identity;
         let (certificate, key) = (
             dir.path().join("postgresql.crt"),
@@ -625,7 +699,7 @@ mod tests {
         );
         assert_eq!(identity("postgres://h/d?sslmode=disable"), None);
 
-        let (_dir, key_only) = home_with(&["postgresql.key"]);
+        let (_dir, key_only) = libpq_dir_with(&["postgresql.key"]);
         assert_eq!(
             parse_url_with("postgres://h/d", &key_only)
                 .unwrap()
@@ -634,13 +708,27 @@ mod tests {
             None,
             "a key without a certificate is no identity, as in libpq"
         );
-        let (_dir, certificate_only) = home_with(&["postgresql.crt"]);
+        let error = parse_url_with("postgres://h/d?sslkey=/k.pem", &key_only).unwrap_err();
+        assert!(error.contains("sslkey needs sslcert"), "{error}");
+        let (dir, certificate_only) = libpq_dir_with(&["postgresql.crt"]);
         let error = parse_url_with("postgres://h/d", &certificate_only).unwrap_err();
-        assert!(
-            error.contains("postgresql.crt needs sslkey")
-                && error.contains("postgresql.key, as for psql"),
-            "{error}"
+        let expected = format!(
+            "found {}, which is shown to the server as psql would since the URL names no \
+             sslcert, but not its key {}",
+            dir.path().join("postgresql.crt").display(),
+            dir.path().join("postgresql.key").display()
         );
+        assert!(error.contains(&expected), "{error}");
+        for url in [
+            "postgres://h/d?sslmode=disable",
+            "postgres://u@%2Frun%2Fpg/d",
+        ] {
+            let (_, tls) = parse_url_with(url, &certificate_only).unwrap();
+            assert_eq!(
+                tls.identity, None,
+                "without TLS the files are not used: {url}"
+            );
+        }
     }
 
     fn fixture(name: &str) -> PathBuf {
@@ -693,6 +781,11 @@ mod tests {
                 "cannot read a private key from sslkey",
             ),
             (fixture("client.crt"), other_key, "cannot use sslcert"),
+            (
+                fixture("client.crt"),
+                dir.path().to_path_buf(),
+                "is not a file",
+            ),
             (
                 fixture("client.crt"),
                 shared_key,
