@@ -4,13 +4,14 @@
 //! | `sslmode` | encrypted | server certificate checked |
 //! |---|---|---|
 //! | `disable` | no | – |
-//! | `prefer` (the default) | if the server offers TLS | no; against `sslrootcert` when one is given, as libpq does |
-//! | `require` | yes | no; against `sslrootcert` when one is given, as libpq does |
+//! | `prefer` (the default) | if the server offers TLS | no; against the roots when there are any, as libpq does |
+//! | `require` | yes | no; against the roots when there are any, as libpq does |
 //! | `verify-ca` | yes | chain to a root in `sslrootcert` |
 //! | `verify-full` | yes | chain, and the host name (or IP) in the URL |
 //!
 //! `sslrootcert` is a PEM file of root certificates, or `system` for the
-//! operating system's store. `sslcert` and `sslkey` are the PEM files of a
+//! operating system's store, which makes `verify-full` the default mode and the
+//! only one allowed. `sslcert` and `sslkey` are the PEM files of a
 //! client certificate (with its chain) and its private key, for servers that
 //! authenticate clients by certificate. Files the URL does not name are looked
 //! for where libpq looks, in `~/.postgresql/` (`root.crt`, `postgresql.crt`,
@@ -29,6 +30,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The values of `sslmode` signoff accepts.
+const MODES: [&str; 5] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
 
 /// How a connection's server is checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,10 +94,10 @@ impl DefaultFiles {
         }
     }
 
-    /// The path `name` would have there, for messages.
+    /// Where `name` is looked for, for messages.
     fn describe(&self, name: &str) -> String {
         self.0.as_ref().map_or_else(
-            || format!("~/.postgresql/{name}"),
+            || format!("~/.postgresql/{name} (not looked for: HOME is not set)"),
             |dir| dir.join(name).display().to_string(),
         )
     }
@@ -140,21 +144,15 @@ fn parse_url_with(
             _ => kept.push(pair),
         }
     }
-    let named_roots = match root_cert.as_deref() {
-        None => None,
-        Some("") => {
-            return Err(format!(
-                "sslrootcert is empty: give a PEM file or `system`, or leave it out to use {} \
-                 when it exists",
-                defaults.describe("root.crt")
-            ));
-        }
-        Some("system") => Some(Roots::System),
-        Some(path) => Some(Roots::File(PathBuf::from(path))),
-    };
+    if let Some(other) = mode.as_deref().filter(|mode| !MODES.contains(mode)) {
+        return Err(format!(
+            "sslmode `{other}` is not one of {}",
+            MODES.join(", ")
+        ));
+    }
     // libpq's rule: anyone can get a publicly trusted certificate for a name of
     // their own, so the system's roots are worth nothing without the name check.
-    if named_roots == Some(Roots::System) {
+    if root_cert.as_deref() == Some("system") {
         match mode.as_deref() {
             None => mode = Some("verify-full".into()),
             Some("verify-full") => {}
@@ -169,12 +167,7 @@ fn parse_url_with(
     let ssl_mode = match mode.as_deref() {
         None | Some("prefer") => SslMode::Prefer,
         Some("disable") => SslMode::Disable,
-        Some("require" | "verify-ca" | "verify-full") => SslMode::Require,
-        Some(other) => {
-            return Err(format!(
-                "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
-            ));
-        }
+        _ => SslMode::Require,
     };
     let rest = if kept.is_empty() {
         address.to_string()
@@ -196,9 +189,16 @@ fn parse_url_with(
         config.ssl_mode(SslMode::Disable);
         return Ok((config, TlsSettings::default()));
     }
-    let roots = match named_roots {
-        Some(roots) => Some(roots),
+    let roots = match root_cert.as_deref() {
         None => defaults.find("root.crt", "sslrootcert")?.map(Roots::File),
+        Some("") => {
+            return Err(format!(
+                "sslrootcert is empty: give a PEM file or `system`, or leave it out to use {}",
+                defaults.describe("root.crt")
+            ));
+        }
+        Some("system") => Some(Roots::System),
+        Some(path) => Some(Roots::File(PathBuf::from(path))),
     };
     // libpq checks the chain whenever it has roots ("if a root CA file exists,
     // the behavior of sslmode=require will be the same as that of verify-ca";
@@ -210,10 +210,16 @@ fn parse_url_with(
         _ => Verify::Nothing,
     };
     if verify != Verify::Nothing && roots.is_none() {
+        let mode = mode.unwrap_or_default();
+        // `system` is refused above for any mode but verify-full.
+        let or_system = if mode == "verify-full" {
+            ", or `system`"
+        } else {
+            ""
+        };
         return Err(format!(
-            "sslmode {} needs sslrootcert: a PEM file of the roots to trust, or `system` \
+            "sslmode {mode} needs sslrootcert: a PEM file of the roots to trust{or_system} \
              (or the file {}, as for psql)",
-            mode.unwrap_or_default(),
             defaults.describe("root.crt")
         ));
     }
@@ -552,6 +558,11 @@ mod tests {
             assert_eq!(config.get_ssl_mode(), SslMode::Require, "{url}");
         }
         // Still checked: a value libpq would refuse.
+        assert_eq!(
+            settings("postgres://u@%2Frun%2Fpg/d?sslrootcert="),
+            TlsSettings::default(),
+            "the TLS files are not even looked at"
+        );
         let error = parse("postgres://u@%2Frun%2Fpg/d?sslmode=sometimes").unwrap_err();
         assert!(error.contains("not one of disable"), "{error}");
     }
@@ -560,8 +571,18 @@ mod tests {
     fn wrong_tls_settings_are_refused_with_the_reason() {
         for (url, expected) in [
             ("postgres://h/d?sslmode=sometimes", "not one of disable"),
-            ("postgres://h/d?sslmode=verify-full", "needs sslrootcert"),
-            ("postgres://h/d?sslmode=verify-ca", "needs sslrootcert"),
+            (
+                "postgres://h/d?sslmode=verify-full",
+                "needs sslrootcert: a PEM file of the roots to trust, or `system`",
+            ),
+            (
+                "postgres://h/d?sslrootcert=system&sslmode=sometimes",
+                "sslmode `sometimes` is not one of",
+            ),
+            (
+                "postgres://h/d?sslmode=verify-ca",
+                "needs sslrootcert: a PEM file of the roots to trust (or",
+            ),
             (
                 "postgres://h/d?sslmode=verify-ca&sslrootcert=",
                 "sslrootcert is empty",
