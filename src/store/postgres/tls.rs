@@ -88,7 +88,7 @@ impl DefaultFiles {
             // `~/.postgresql` is a file: nothing in it, as libpq sees it.
             Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => Ok(None),
             Err(err) => Err(format!(
-                "cannot look for {} (used as by psql when the URL names no {setting}): {err}",
+                "cannot look for {} (used, as by psql, when the URL names no {setting}): {err}",
                 path.display()
             )),
         }
