@@ -340,15 +340,21 @@ async fn the_tls_files_in_the_home_directory_are_used_when_the_url_names_none() 
     drop(server);
 
     let root = libpq_files.join("root.crt");
-    if let Some(server_certificate) = server_certificate {
-        std::fs::copy(server_certificate, &root).unwrap();
-        let verify_ca = with_parameter(&schema.url(), "sslmode=verify-ca");
-        let trusted = common::signoff(home.path(), &["audit", "verify", "--db", &verify_ca]);
-        assert!(
-            trusted.status.success(),
-            "{}",
-            String::from_utf8_lossy(&trusted.stderr)
-        );
+    match server_certificate {
+        Some(server_certificate) => {
+            std::fs::copy(server_certificate, &root).unwrap();
+            let verify_ca = with_parameter(&schema.url(), "sslmode=verify-ca");
+            let trusted = common::signoff(home.path(), &["audit", "verify", "--db", &verify_ca]);
+            assert!(
+                trusted.status.success(),
+                "{}",
+                String::from_utf8_lossy(&trusted.stderr)
+            );
+        }
+        None => say_skipped(
+            &format!("{} (trusting the server through root.crt)", current_test()),
+            "the server's certificate file is not readable here",
+        ),
     }
     std::fs::copy(client_fixture("ca.crt"), &root).unwrap();
     let refused = common::signoff(home.path(), &["audit", "verify", "--db", &url]);
