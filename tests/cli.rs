@@ -88,6 +88,10 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
             "postgres://127.0.0.1:1/x?sslmode=require&sslcert=/nonexistent/c.pem&sslkey=/k.pem",
             "cannot read sslcert /nonexistent/c.pem",
         ),
+        (
+            "postgres://127.0.0.1:1/x?sslmode=require&sslcrl=/r.crl",
+            "sslcrl and sslcrldir need the server's certificate checked",
+        ),
     ] {
         let message = serve_refuses(home.path(), &["--db", url]);
         assert!(message.contains(expected), "{url}: {message}");

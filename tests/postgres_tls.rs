@@ -50,6 +50,19 @@ async fn tls_server_or_skip() -> Option<(String, Option<PathBuf>)> {
     Some((url, certificate))
 }
 
+/// The test server's URL and its certificate file; `None` (after saying why)
+/// when the server has TLS off or its certificate cannot be read here.
+async fn server_certificate_or_skip() -> Option<(String, PathBuf)> {
+    let (url, certificate) = tls_server_or_skip().await?;
+    if certificate.is_none() {
+        say_skipped(
+            &current_test(),
+            "the server's certificate file is not readable here",
+        );
+    }
+    Some((url, certificate?))
+}
+
 /// An engine in `schema`, on a URL with `pairs` added.
 async fn open_in(schema: &Schema, pairs: &str) -> Result<Engine, String> {
     open(&with_parameter(&schema.url(), pairs)).await
@@ -110,14 +123,7 @@ async fn sslmode_require_encrypts_every_connection_and_disable_none() {
 
 #[tokio::test]
 async fn the_verify_modes_check_the_chain_and_the_name() {
-    let Some((base, certificate)) = tls_server_or_skip().await else {
-        return;
-    };
-    let Some(certificate) = certificate else {
-        say_skipped(
-            &current_test(),
-            "the server's certificate file is not readable here",
-        );
+    let Some((base, certificate)) = server_certificate_or_skip().await else {
         return;
     };
     let schema = Schema::create(&base).await;
@@ -363,5 +369,47 @@ async fn the_tls_files_in_the_home_directory_are_used_when_the_url_names_none() 
     assert!(
         stderr.contains("invalid peer certificate") && stderr.contains("UnknownIssuer"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn revocation_lists_are_checked_in_the_handshake() {
+    let Some((base, certificate)) = server_certificate_or_skip().await else {
+        return;
+    };
+    let schema = Schema::create(&base).await;
+    // Migrated, so that `audit verify` below gets as far as reading.
+    drop(open_in(&schema, "sslmode=disable").await.unwrap());
+    let home = tempfile::tempdir().unwrap();
+    let libpq_files = home.path().join(".postgresql");
+    std::fs::create_dir(&libpq_files).unwrap();
+    std::fs::copy(&certificate, libpq_files.join("root.crt")).unwrap();
+    // A list from a CA that did not sign the server's certificate: as with
+    // libpq, the certificate's own issuer must have a list among them.
+    let stranger = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pg-crl/stranger.crl");
+    let verify_ca = with_parameter(&schema.url(), "sslmode=verify-ca");
+    let audit = |url: &str| common::signoff(home.path(), &["audit", "verify", "--db", url]);
+    let assert_refused = |url: &str, how: &str| {
+        let output = audit(url);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{how}: {stderr}");
+        assert!(
+            stderr.contains("invalid peer certificate")
+                && stderr.contains("UnknownRevocationStatus"),
+            "{how}: {stderr}"
+        );
+    };
+    let trusted = audit(&verify_ca);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    std::fs::copy(&stranger, libpq_files.join("root.crl")).unwrap();
+    assert_refused(&verify_ca, "~/.postgresql/root.crl");
+    std::fs::remove_file(libpq_files.join("root.crl")).unwrap();
+    assert_refused(
+        &with_parameter(&verify_ca, &format!("sslcrl={}", stranger.display())),
+        "sslcrl",
     );
 }

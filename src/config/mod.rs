@@ -251,8 +251,9 @@ fn shown_credentials(credentials: &str) -> String {
     }
 }
 
-/// The connection parameters tokio-postgres knows, but for the password: the
-/// only query pairs shown whole.
+/// The connection parameters tokio-postgres knows, but for the password, and
+/// the TLS files signoff reads itself (paths, not secrets): the only query
+/// pairs shown whole.
 const SHOWN_PARAMETERS: &[&str] = &[
     "user",
     "dbname",
@@ -260,6 +261,10 @@ const SHOWN_PARAMETERS: &[&str] = &[
     "application_name",
     "sslmode",
     "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "sslcrldir",
     "sslnegotiation",
     "host",
     "hostaddr",
@@ -685,6 +690,10 @@ mod tests {
                 "postgres://h/d?password=***&***&***&sslmode=disable",
             ),
             ("postgres://u@h/d", "postgres://u@h/d"),
+            (
+                "postgres://h/d?sslcrl=/r.crl&sslcrldir=/crls&sslkey=/k&password=pw",
+                "postgres://h/d?sslcrl=/r.crl&sslcrldir=/crls&sslkey=/k&password=***",
+            ),
             ("postgres://u%20x:pw@h/d", "postgres://u%20x:***@h/d"),
             ("password=x host=a://b", "(a URL that cannot be parsed)"),
         ] {

@@ -13,8 +13,10 @@
 //! operating system's store, which makes `verify-full` the default mode and the
 //! only one allowed. `sslcert` and `sslkey` are the PEM files of a
 //! client certificate (with its chain) and its private key, for servers that
-//! authenticate clients by certificate. Files the URL does not name are looked
-//! for where libpq looks, in `~/.postgresql/` (`root.crt`, `postgresql.crt`,
+//! authenticate clients by certificate. `sslcrl` (a PEM file) and `sslcrldir`
+//! (a directory of them) hold revocation lists, checked whenever the server's
+//! certificate is. Files the URL does not name are looked for where libpq
+//! looks, in `~/.postgresql/` (`root.crt`, `root.crl`, `postgresql.crt`,
 //! `postgresql.key`). tokio-postgres itself knows only
 //! `disable`, `prefer` and `require`, so the two `verify-` modes and the file
 //! settings are taken out of the URL here and the TLS is set up with rustls.
@@ -26,7 +28,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -53,6 +57,15 @@ pub enum Roots {
     System,
 }
 
+/// Where revocation lists come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocations {
+    /// `sslcrl` (or `~/.postgresql/root.crl`): a PEM file of lists.
+    File(PathBuf),
+    /// `sslcrldir`: every file in it that holds PEM lists.
+    Dir(PathBuf),
+}
+
 /// The certificate this client shows the server, and its private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
@@ -65,6 +78,8 @@ pub struct ClientIdentity {
 pub struct TlsSettings {
     pub verify: Verify,
     pub roots: Option<Roots>,
+    /// Checked with the chain; empty when the chain is not checked.
+    pub revocations: Vec<Revocations>,
     pub identity: Option<ClientIdentity>,
 }
 
@@ -120,6 +135,8 @@ fn parse_url_with(
     let mut root_cert = None;
     let mut client_cert = None;
     let mut client_key = None;
+    let mut crl_file = None;
+    let mut crl_dir = None;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -134,6 +151,8 @@ fn parse_url_with(
             "sslrootcert" => root_cert = Some(decoded(value)),
             "sslcert" => client_cert = Some(decoded(value)),
             "sslkey" => client_key = Some(decoded(value)),
+            "sslcrl" => crl_file = Some(decoded(value)),
+            "sslcrldir" => crl_dir = Some(decoded(value)),
             "sslpassword" => {
                 return Err(
                     "sslpassword: encrypted private keys are not supported; give sslkey a \
@@ -223,6 +242,7 @@ fn parse_url_with(
             defaults.describe("root.crt")
         ));
     }
+    let revocations = revocation_lists(crl_file, crl_dir, verify, defaults)?;
     let identity = client_identity(client_cert, client_key, defaults)?;
     config.ssl_mode(ssl_mode);
     Ok((
@@ -230,9 +250,56 @@ fn parse_url_with(
         TlsSettings {
             verify,
             roots,
+            revocations,
             identity,
         },
     ))
+}
+
+/// `sslcrl` and `sslcrldir`, or, when the URL names neither, libpq's default
+/// `~/.postgresql/root.crl` if it exists. Lists only mean something when the
+/// chain is checked; libpq then ignores them silently, which would leave a
+/// revoked server trusted while the URL says otherwise, so a list named without
+/// roots is refused here. So is one that cannot be read, where libpq goes on
+/// without it.
+fn revocation_lists(
+    named_file: Option<String>,
+    named_dir: Option<String>,
+    verify: Verify,
+    defaults: &DefaultFiles,
+) -> Result<Vec<Revocations>, String> {
+    for (setting, named) in [("sslcrl", &named_file), ("sslcrldir", &named_dir)] {
+        if named.as_deref() == Some("") {
+            return Err(format!(
+                "{setting} is empty: name a PEM file of revocation lists (sslcrl) or a directory \
+                 of them (sslcrldir), or leave both out to use {} when it exists",
+                defaults.describe("root.crl")
+            ));
+        }
+    }
+    let named: Vec<Revocations> = named_file
+        .map(|file| Revocations::File(file.into()))
+        .into_iter()
+        .chain(named_dir.map(|dir| Revocations::Dir(dir.into())))
+        .collect();
+    if !named.is_empty() {
+        return match verify {
+            Verify::Nothing => Err(format!(
+                "sslcrl and sslcrldir need the server's certificate checked, against the roots in \
+                 sslrootcert (or in {}); without them nothing would be revoked",
+                defaults.describe("root.crt")
+            )),
+            Verify::Chain | Verify::ChainAndName => Ok(named),
+        };
+    }
+    if verify == Verify::Nothing {
+        return Ok(Vec::new());
+    }
+    Ok(defaults
+        .find("root.crl", "sslcrl")?
+        .map(Revocations::File)
+        .into_iter()
+        .collect())
 }
 
 /// `sslcert` and `sslkey` come together. As libpq does, a certificate the URL
@@ -300,24 +367,9 @@ impl TlsSettings {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|err| format!("cannot set up TLS: {err}"))?;
-        let chain = match (&self.roots, self.verify) {
-            (Some(roots), Verify::Chain | Verify::ChainAndName) => Some(
-                WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(root_store(roots)?),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|err| format!("cannot use the roots in sslrootcert: {err}"))?,
-            ),
-            _ => None,
-        };
-        let verifier: Arc<dyn ServerCertVerifier> = match (chain, self.verify) {
-            (Some(chain), Verify::ChainAndName) => chain,
-            (chain, _) => Arc::new(Lenient { chain, provider }),
-        };
         let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(verifier);
+            .with_custom_certificate_verifier(self.verifier(provider)?);
         let config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some(identity) => {
@@ -333,6 +385,130 @@ impl TlsSettings {
         };
         Ok(MakeRustlsConnect::new(config))
     }
+
+    /// How the server's certificate is checked. Reads the roots and the
+    /// revocation lists.
+    fn verifier(
+        &self,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Arc<dyn ServerCertVerifier>, String> {
+        let chain = match (&self.roots, self.verify) {
+            (Some(roots), Verify::Chain | Verify::ChainAndName) => {
+                let builder = WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(root_store(roots)?),
+                    provider.clone(),
+                );
+                let builder = if self.revocations.is_empty() {
+                    builder
+                } else {
+                    // As strict as libpq (OpenSSL's CRL_CHECK_ALL): every
+                    // certificate of the chain needs a current list from its
+                    // issuer, so a missing or expired list fails the handshake.
+                    builder
+                        .with_crls(read_revocation_lists(&self.revocations)?)
+                        .enforce_revocation_expiration()
+                };
+                // The roots and lists were read and parsed above, so this
+                // is not expected to fail.
+                Some(
+                    builder
+                        .build()
+                        .map_err(|err| format!("cannot check the server's certificate: {err}"))?,
+                )
+            }
+            _ => None,
+        };
+        Ok(match (chain, self.verify) {
+            (Some(chain), Verify::ChainAndName) => chain,
+            (chain, _) => Arc::new(Lenient { chain, provider }),
+        })
+    }
+}
+
+/// Every revocation list in `sources`. A file must hold at least one; in a
+/// directory, files without any are passed over (as OpenSSL looks there only
+/// for the lists it wants), but the directory must hold one.
+fn read_revocation_lists(
+    sources: &[Revocations],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let mut lists = Vec::new();
+    for source in sources {
+        let before = lists.len();
+        let (setting, path) = match source {
+            Revocations::File(path) => {
+                lists.extend(read_revocation_file(path)?);
+                ("sslcrl", path)
+            }
+            Revocations::Dir(dir) => {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .and_then(|entries| entries.map(|entry| Ok(entry?.path())).collect())
+                    .map_err(|err: std::io::Error| {
+                        format!("cannot read sslcrldir {}: {err}", dir.display())
+                    })?;
+                files.sort();
+                for file in files.iter().filter(|file| file.is_file()) {
+                    lists.extend(read_revocation_file(file)?);
+                }
+                ("sslcrldir", dir)
+            }
+        };
+        if lists.len() == before {
+            return Err(format!(
+                "{setting} {} holds no revocation list (PEM, `BEGIN X509 CRL`; `openssl crl \
+                 -inform DER` converts one)",
+                path.display()
+            ));
+        }
+    }
+    refuse_two_lists_of_one_issuer(&lists)?;
+    Ok(lists.into_iter().map(|(list, _)| list).collect())
+}
+
+/// The lists in one PEM file, each with the file it came from.
+fn read_revocation_file(
+    path: &Path,
+) -> Result<Vec<(CertificateRevocationListDer<'static>, PathBuf)>, String> {
+    CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|lists| lists.map(|list| Ok((list?, path.to_path_buf()))).collect())
+        .map_err(|err: rustls::pki_types::pem::Error| {
+            format!(
+                "cannot read revocation lists from {}: {err}",
+                path.display()
+            )
+        })
+}
+
+/// rustls checks a certificate against the first list from its issuer, where
+/// OpenSSL takes the newest; with two of them the order would decide, so that
+/// is refused. Lists for parts of an issuer's certificates (each naming its
+/// distribution point) are told apart by it.
+fn refuse_two_lists_of_one_issuer(
+    lists: &[(CertificateRevocationListDer<'static>, PathBuf)],
+) -> Result<(), String> {
+    let mut first_of = std::collections::HashMap::new();
+    for (list, path) in lists {
+        let parsed: webpki::CertRevocationList = webpki::BorrowedCertRevocationList::from_der(list)
+            .map_err(|err| {
+                format!(
+                    "cannot use the revocation list in {}: {err}",
+                    path.display()
+                )
+            })?
+            .into();
+        let scope = (
+            parsed.issuer().to_vec(),
+            parsed.issuing_distribution_point().map(<[u8]>::to_vec),
+        );
+        if let Some(first) = first_of.insert(scope, path) {
+            return Err(format!(
+                "{} and {} hold revocation lists from the same issuer (maybe the same file \
+                 twice): keep only its newest list",
+                first.display(),
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl ClientIdentity {
@@ -519,7 +695,7 @@ mod tests {
                 TlsSettings {
                     verify: Verify::ChainAndName,
                     roots: Some(Roots::System),
-                    identity: None,
+                    ..TlsSettings::default()
                 },
                 "the system's roots check the name, by default: {url}"
             );
@@ -774,9 +950,8 @@ mod tests {
 
     fn with_identity(certificate: PathBuf, key: PathBuf) -> TlsSettings {
         TlsSettings {
-            verify: Verify::Nothing,
-            roots: None,
             identity: Some(ClientIdentity { certificate, key }),
+            ..TlsSettings::default()
         }
     }
 
@@ -836,16 +1011,194 @@ mod tests {
             let tls = TlsSettings {
                 verify: Verify::ChainAndName,
                 roots: Some(Roots::File(path.clone())),
-                identity: None,
+                ..TlsSettings::default()
             };
             let err = tls.connector().err().unwrap();
             assert!(err.contains(expected), "{}: {err}", path.display());
         }
-        let unchecked = TlsSettings {
-            verify: Verify::Nothing,
-            roots: None,
+        assert!(TlsSettings::default().connector().is_ok());
+    }
+
+    #[test]
+    fn revocation_lists_go_with_the_checked_chain_as_in_libpq() {
+        let lists = |url: &str| settings(url).revocations;
+        let checked = "postgres://h/d?sslmode=verify-ca&sslrootcert=/ca.pem";
+        assert_eq!(
+            lists(&format!("{checked}&sslcrl=%2Fr+1.crl")),
+            [Revocations::File("/r+1.crl".into())]
+        );
+        assert_eq!(
+            lists(&format!("{checked}&sslcrldir=/crls&sslcrl=/r.crl")),
+            [
+                Revocations::File("/r.crl".into()),
+                Revocations::Dir("/crls".into())
+            ],
+            "both, as OpenSSL loads both"
+        );
+        assert_eq!(lists(checked), [], "none named and no ~/.postgresql");
+
+        let (dir, defaults) = libpq_dir_with(&["root.crt", "root.crl"]);
+        let with_home = |url: &str| parse_url_with(url, &defaults).unwrap().1.revocations;
+        let default_list = Revocations::File(dir.path().join("root.crl"));
+        for url in ["postgres://h/d", "postgres://h/d?sslmode=verify-full"] {
+            assert_eq!(with_home(url), std::slice::from_ref(&default_list), "{url}");
+        }
+        assert_eq!(
+            with_home("postgres://h/d?sslcrldir=/crls"),
+            [Revocations::Dir("/crls".into())],
+            "a named list or directory replaces the default"
+        );
+        for url in [
+            "postgres://h/d?sslmode=disable&sslcrl=/r.crl",
+            "postgres://u@%2Frun%2Fpg/d?sslcrl=",
+        ] {
+            assert_eq!(with_home(url), [], "no TLS: {url}");
+        }
+        let (_dir, lists_only) = libpq_dir_with(&["root.crl"]);
+        assert_eq!(
+            parse_url_with("postgres://h/d?sslmode=require", &lists_only)
+                .unwrap()
+                .1,
+            TlsSettings::default(),
+            "the default list is passed over when nothing is checked, as in libpq"
+        );
+
+        for (url, expected) in [
+            (
+                "postgres://h/d?sslmode=require&sslcrl=/r.crl".to_string(),
+                "sslcrl and sslcrldir need the server's certificate checked",
+            ),
+            (
+                "postgres://h/d?sslcrldir=/crls".to_string(),
+                "sslcrl and sslcrldir need the server's certificate checked",
+            ),
+            (format!("{checked}&sslcrl="), "sslcrl is empty"),
+            (format!("{checked}&sslcrldir="), "sslcrldir is empty"),
+        ] {
+            let error = parse(&url).unwrap_err();
+            assert!(error.contains(expected), "{url}: {error}");
+        }
+    }
+
+    fn crl_fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/pg-crl")
+            .join(name)
+    }
+
+    /// Checks the fixture server's certificate (for `localhost`, signed by the
+    /// fixture CA) as a connection to `host` would, with these lists.
+    fn check_server(verify: Verify, host: &str, lists: &[Revocations]) -> Result<(), String> {
+        let tls = TlsSettings {
+            verify,
+            roots: Some(Roots::File(crl_fixture("ca.crt"))),
+            revocations: lists.to_vec(),
             identity: None,
         };
-        assert!(unchecked.connector().is_ok());
+        let verifier = tls.verifier(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))?;
+        let server = CertificateDer::from_pem_file(crl_fixture("server.crt")).unwrap();
+        let name = ServerName::try_from(host.to_string()).unwrap();
+        verifier
+            .verify_server_cert(&server, &[], &name, &[], UnixTime::now())
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn a_revoked_server_certificate_is_refused_and_a_listed_issuer_is_required() {
+        let file = |name: &str| Revocations::File(crl_fixture(name));
+        // verify-full, and verify-ca (or a checked require) connecting by
+        // another name: the name is not checked there, the revocation is.
+        for (verify, host) in [
+            (Verify::ChainAndName, "localhost"),
+            (Verify::Chain, "db.internal"),
+        ] {
+            let check = |lists: &[Revocations]| check_server(verify, host, lists);
+            assert_eq!(check(&[]), Ok(()), "{verify:?}");
+            assert_eq!(check(&[file("empty.crl")]), Ok(()), "{verify:?}");
+            assert_eq!(
+                check(&[file("stranger.crl"), file("empty.crl")]),
+                Ok(()),
+                "{verify:?}: the issuer's list is among them"
+            );
+            for (lists, expected) in [
+                (vec![file("revoked.crl")], "Revoked"),
+                (
+                    vec![file("empty.crl"), file("revoked.crl")],
+                    "hold revocation lists from the same issuer",
+                ),
+                (vec![file("stranger.crl")], "UnknownRevocationStatus"),
+                (
+                    vec![file("expired.crl")],
+                    "certificate revocation list expired",
+                ),
+            ] {
+                let error = check(&lists).unwrap_err();
+                assert!(error.contains(expected), "{verify:?} {lists:?}: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_directory_of_revocation_lists_is_read_whole() {
+        let check = |dir: &Path| {
+            check_server(
+                Verify::ChainAndName,
+                "localhost",
+                &[Revocations::Dir(dir.to_path_buf())],
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("README"), "not a list\n").unwrap();
+        std::fs::create_dir(dir.path().join("older")).unwrap();
+        let error = check(dir.path()).unwrap_err();
+        assert!(
+            error.contains("sslcrldir") && error.contains("holds no revocation list"),
+            "{error}"
+        );
+        for name in ["stranger.crl", "empty.crl"] {
+            std::fs::copy(crl_fixture(name), dir.path().join(name)).unwrap();
+        }
+        assert_eq!(check(dir.path()), Ok(()));
+        std::fs::copy(crl_fixture("revoked.crl"), dir.path().join("a1b2c3d4.r0")).unwrap();
+        let error = check(dir.path()).unwrap_err();
+        assert!(
+            error.contains("a1b2c3d4.r0 and")
+                && error.contains("hold revocation lists from the same issuer"),
+            "{error}"
+        );
+        std::fs::remove_file(dir.path().join("empty.crl")).unwrap();
+        let error = check(dir.path()).unwrap_err();
+        assert!(error.contains("Revoked"), "{error}");
+        let error = check(&dir.path().join("missing")).unwrap_err();
+        assert!(error.contains("cannot read sslcrldir"), "{error}");
+    }
+
+    #[test]
+    fn unreadable_or_empty_revocation_lists_are_reported_when_the_connector_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("list.der");
+        std::fs::write(&not_pem, [0x30, 0x82, 0x01, 0x00]).unwrap();
+        let missing = dir.path().join("missing.crl");
+        let broken = dir.path().join("broken.crl");
+        std::fs::write(
+            &broken,
+            "-----BEGIN X509 CRL-----\nMAMCAQA=\n-----END X509 CRL-----\n",
+        )
+        .unwrap();
+        for (path, expected) in [
+            (missing, "cannot read revocation lists from"),
+            (broken, "cannot use the revocation list in"),
+            (not_pem, "holds no revocation list (PEM"),
+        ] {
+            let tls = TlsSettings {
+                verify: Verify::Chain,
+                roots: Some(Roots::File(crl_fixture("ca.crt"))),
+                revocations: vec![Revocations::File(path.clone())],
+                identity: None,
+            };
+            let error = tls.connector().err().unwrap();
+            assert!(error.contains(expected), "{}: {error}", path.display());
+        }
     }
 }
