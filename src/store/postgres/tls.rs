@@ -242,7 +242,7 @@ fn parse_url_with(
             defaults.describe("root.crt")
         ));
     }
-    let revocations = revocation_lists(crl_file, crl_dir, verify, defaults)?;
+    let revocations = revocation_lists(crl_file, crl_dir, verify, roots.as_ref(), defaults)?;
     let identity = client_identity(client_cert, client_key, defaults)?;
     config.ssl_mode(ssl_mode);
     Ok((
@@ -257,15 +257,17 @@ fn parse_url_with(
 }
 
 /// `sslcrl` and `sslcrldir`, or, when the URL names neither, libpq's default
-/// `~/.postgresql/root.crl` if it exists. Lists only mean something when the
-/// chain is checked; libpq then ignores them silently, which would leave a
-/// revoked server trusted while the URL says otherwise, so a list named without
-/// roots is refused here. So is one that cannot be read, where libpq goes on
+/// `~/.postgresql/root.crl` if it exists. As in libpq, lists are used only when
+/// the chain is checked against a file of roots (with the system's roots they
+/// would have to cover every public CA). libpq ignores named lists otherwise,
+/// which would leave a revoked server trusted while the URL says otherwise, so
+/// they are refused here; so is a list that cannot be read, where libpq goes on
 /// without it.
 fn revocation_lists(
     named_file: Option<String>,
     named_dir: Option<String>,
     verify: Verify,
+    roots: Option<&Roots>,
     defaults: &DefaultFiles,
 ) -> Result<Vec<Revocations>, String> {
     for (setting, named) in [("sslcrl", &named_file), ("sslcrldir", &named_dir)] {
@@ -282,24 +284,26 @@ fn revocation_lists(
         .into_iter()
         .chain(named_dir.map(|dir| Revocations::Dir(dir.into())))
         .collect();
-    if !named.is_empty() {
-        return match verify {
-            Verify::Nothing => Err(format!(
-                "sslcrl and sslcrldir need the server's certificate checked, against the roots in \
-                 sslrootcert (or in {}); without them nothing would be revoked",
-                defaults.describe("root.crt")
-            )),
-            Verify::Chain | Verify::ChainAndName => Ok(named),
-        };
+    let against_a_file = verify != Verify::Nothing && matches!(roots, Some(Roots::File(_)));
+    match (named.is_empty(), against_a_file, roots) {
+        (true, true, _) => Ok(defaults
+            .find("root.crl", "sslcrl")?
+            .map(Revocations::File)
+            .into_iter()
+            .collect()),
+        (true, false, _) => Ok(Vec::new()),
+        (false, true, _) => Ok(named),
+        (false, false, Some(Roots::System)) => Err(
+            "sslcrl and sslcrldir cannot be used with sslrootcert=system: every public CA of the \
+             chain would need its list (libpq ignores them there); name a file of roots instead"
+                .into(),
+        ),
+        (false, false, _) => Err(format!(
+            "sslcrl and sslcrldir need the server's certificate checked, against the roots in \
+             sslrootcert (or in {}); without them nothing would be revoked",
+            defaults.describe("root.crt")
+        )),
     }
-    if verify == Verify::Nothing {
-        return Ok(Vec::new());
-    }
-    Ok(defaults
-        .find("root.crl", "sslcrl")?
-        .map(Revocations::File)
-        .into_iter()
-        .collect())
 }
 
 /// `sslcert` and `sslkey` come together. As libpq does, a certificate the URL
@@ -387,81 +391,129 @@ impl TlsSettings {
     }
 
     /// How the server's certificate is checked. Reads the roots and the
-    /// revocation lists.
-    fn verifier(
-        &self,
-        provider: Arc<CryptoProvider>,
-    ) -> Result<Arc<dyn ServerCertVerifier>, String> {
-        let chain = match (&self.roots, self.verify) {
-            (Some(roots), Verify::Chain | Verify::ChainAndName) => {
-                let builder = WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(root_store(roots)?),
-                    provider.clone(),
-                );
-                let builder = if self.revocations.is_empty() {
-                    builder
-                } else {
-                    // As strict as libpq (OpenSSL's CRL_CHECK_ALL): every
-                    // certificate of the chain needs a current list from its
-                    // issuer, so a missing or expired list fails the handshake.
-                    builder
-                        .with_crls(read_revocation_lists(&self.revocations)?)
-                        .enforce_revocation_expiration()
+    /// revocation lists, so that a file that cannot be used is reported when
+    /// the store opens.
+    fn verifier(&self, provider: Arc<CryptoProvider>) -> Result<Arc<Checks>, String> {
+        let chain = match self
+            .roots
+            .as_ref()
+            .filter(|_| self.verify != Verify::Nothing)
+        {
+            None => Chain::Unchecked,
+            Some(roots) => {
+                let files = ChainFiles {
+                    roots: roots.clone(),
+                    revocations: self.revocations.clone(),
                 };
-                // The roots and lists were read and parsed above, so this
-                // is not expected to fail.
-                Some(
-                    builder
-                        .build()
-                        .map_err(|err| format!("cannot check the server's certificate: {err}"))?,
-                )
+                let built = files.read(&provider)?;
+                // Lists are renewed on disk before they expire; as libpq does,
+                // they are read again for every connection, so a long-running
+                // server picks up the new list instead of refusing the
+                // database once the old one has passed its next update.
+                if self.revocations.is_empty() {
+                    Chain::Fixed(built)
+                } else {
+                    Chain::ReadEachTime(files)
+                }
             }
-            _ => None,
         };
-        Ok(match (chain, self.verify) {
-            (Some(chain), Verify::ChainAndName) => chain,
-            (chain, _) => Arc::new(Lenient { chain, provider }),
-        })
+        Ok(Arc::new(Checks {
+            chain,
+            names: self.verify == Verify::ChainAndName,
+            provider,
+        }))
     }
 }
 
-/// Every revocation list in `sources`. A file must hold at least one; in a
-/// directory, files without any are passed over (as OpenSSL looks there only
-/// for the lists it wants), but the directory must hold one.
+/// What the chain is checked against.
+#[derive(Debug)]
+struct ChainFiles {
+    roots: Roots,
+    revocations: Vec<Revocations>,
+}
+
+impl ChainFiles {
+    fn read(&self, provider: &Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVerifier>, String> {
+        let builder = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(root_store(&self.roots)?),
+            provider.clone(),
+        );
+        let builder = if self.revocations.is_empty() {
+            builder
+        } else {
+            // As strict as libpq (OpenSSL's CRL_CHECK_ALL): every certificate
+            // of the chain needs a current list from its issuer, so a missing
+            // or expired list fails the handshake.
+            builder
+                .with_crls(read_revocation_lists(&self.revocations)?)
+                .enforce_revocation_expiration()
+        };
+        // The roots and lists were read and parsed above (the lists parsed
+        // twice, the second time here), so this is not expected to fail.
+        builder
+            .build()
+            .map_err(|err| format!("cannot check the server's certificate: {err}"))
+    }
+}
+
+/// Every revocation list in `sources`. A file must hold at least one. A
+/// directory is read as OpenSSL reads one prepared by `openssl rehash`: only
+/// the files named `<hash>.r<n>` (which are links to the lists, beside them),
+/// and it must hold one.
 fn read_revocation_lists(
     sources: &[Revocations],
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
     let mut lists = Vec::new();
     for source in sources {
         let before = lists.len();
-        let (setting, path) = match source {
-            Revocations::File(path) => {
-                lists.extend(read_revocation_file(path)?);
-                ("sslcrl", path)
-            }
+        match source {
+            Revocations::File(path) => lists.extend(read_revocation_file(path)?),
             Revocations::Dir(dir) => {
                 let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
                     .and_then(|entries| entries.map(|entry| Ok(entry?.path())).collect())
                     .map_err(|err: std::io::Error| {
                         format!("cannot read sslcrldir {}: {err}", dir.display())
                     })?;
+                files.retain(|file| is_rehash_name(file) && file.is_file());
                 files.sort();
-                for file in files.iter().filter(|file| file.is_file()) {
-                    lists.extend(read_revocation_file(file)?);
+                for file in files {
+                    lists.extend(read_revocation_file(&file)?);
                 }
-                ("sslcrldir", dir)
             }
-        };
+        }
         if lists.len() == before {
-            return Err(format!(
-                "{setting} {} holds no revocation list (PEM, `BEGIN X509 CRL`; `openssl crl \
-                 -inform DER` converts one)",
-                path.display()
-            ));
+            return Err(match source {
+                Revocations::File(path) => format!(
+                    "{} holds no revocation list (PEM, `BEGIN X509 CRL`; `openssl crl -inform \
+                     DER` converts one)",
+                    path.display()
+                ),
+                Revocations::Dir(dir) => format!(
+                    "sslcrldir {} holds no revocation list under the names `openssl rehash` \
+                     gives them (<hash>.r0, ...): run `openssl rehash {}`",
+                    dir.display(),
+                    dir.display()
+                ),
+            });
         }
     }
     refuse_two_lists_of_one_issuer(&lists)?;
     Ok(lists.into_iter().map(|(list, _)| list).collect())
+}
+
+/// Whether a file is named as `openssl rehash` names revocation lists: eight
+/// hex digits of the issuer's hash, `.r` and a number.
+fn is_rehash_name(file: &Path) -> bool {
+    let name = file
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("");
+    name.split_once(".r").is_some_and(|(hash, number)| {
+        hash.len() == 8
+            && hash.bytes().all(|byte| byte.is_ascii_hexdigit())
+            && !number.is_empty()
+            && number.bytes().all(|byte| byte.is_ascii_digit())
+    })
 }
 
 /// The lists in one PEM file, each with the file it came from.
@@ -478,10 +530,11 @@ fn read_revocation_file(
         })
 }
 
-/// rustls checks a certificate against the first list from its issuer, where
-/// OpenSSL takes the newest; with two of them the order would decide, so that
-/// is refused. Lists for parts of an issuer's certificates (each naming its
-/// distribution point) are told apart by it.
+/// rustls checks a certificate against the first list from its issuer that
+/// covers it, where OpenSSL takes the newest; with two such lists the order
+/// would decide, so that is refused. Two lists of one issuer are refused even
+/// when each names a distribution point of its own: webpki takes either as
+/// covering a certificate that names none.
 fn refuse_two_lists_of_one_issuer(
     lists: &[(CertificateRevocationListDer<'static>, PathBuf)],
 ) -> Result<(), String> {
@@ -495,11 +548,7 @@ fn refuse_two_lists_of_one_issuer(
                 )
             })?
             .into();
-        let scope = (
-            parsed.issuer().to_vec(),
-            parsed.issuing_distribution_point().map(<[u8]>::to_vec),
-        );
-        if let Some(first) = first_of.insert(scope, path) {
+        if let Some(first) = first_of.insert(parsed.issuer().to_vec(), path) {
             return Err(format!(
                 "{} and {} hold revocation lists from the same issuer (maybe the same file \
                  twice): keep only its newest list",
@@ -585,18 +634,29 @@ fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// The lenient checks: with `chain`, the certificate must chain to a trusted
-/// root but may name anything (`verify-ca`); without, anything is accepted
-/// (`prefer`, `require`): the connection is encrypted against eavesdroppers,
-/// not against someone posing as the server. Either way the handshake's
-/// signatures are checked, against the certificate given.
+/// The server's certificate checks. With a chain check the certificate must
+/// chain to a trusted root and not be revoked, and with `names` also name the
+/// host connected to (`verify-full`; `verify-ca` accepts any name). Without
+/// one anything is accepted (`prefer`, `require` without roots): the
+/// connection is encrypted against eavesdroppers, not against someone posing
+/// as the server. Either way the handshake's signatures are checked, against
+/// the certificate given.
 #[derive(Debug)]
-struct Lenient {
-    chain: Option<Arc<WebPkiServerVerifier>>,
+struct Checks {
+    chain: Chain,
+    names: bool,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Lenient {
+#[derive(Debug)]
+enum Chain {
+    Unchecked,
+    Fixed(Arc<WebPkiServerVerifier>),
+    /// Built from the files at every handshake.
+    ReadEachTime(ChainFiles),
+}
+
+impl ServerCertVerifier for Checks {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -605,13 +665,18 @@ impl ServerCertVerifier for Lenient {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(chain) = &self.chain else {
-            return Ok(ServerCertVerified::assertion());
+        let chain = match &self.chain {
+            Chain::Unchecked => return Ok(ServerCertVerified::assertion()),
+            Chain::Fixed(chain) => chain.clone(),
+            Chain::ReadEachTime(files) => {
+                files.read(&self.provider).map_err(rustls::Error::General)?
+            }
         };
+        // webpki checks the chain and the revocation lists before the name.
         match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.names => Ok(ServerCertVerified::assertion()),
             verified => verified,
         }
     }
@@ -1054,6 +1119,11 @@ mod tests {
         ] {
             assert_eq!(with_home(url), [], "no TLS: {url}");
         }
+        assert_eq!(
+            with_home("postgres://h/d?sslrootcert=system"),
+            [],
+            "with the system's roots, as in libpq"
+        );
         let (_dir, lists_only) = libpq_dir_with(&["root.crl"]);
         assert_eq!(
             parse_url_with("postgres://h/d?sslmode=require", &lists_only)
@@ -1072,6 +1142,10 @@ mod tests {
                 "postgres://h/d?sslcrldir=/crls".to_string(),
                 "sslcrl and sslcrldir need the server's certificate checked",
             ),
+            (
+                "postgres://h/d?sslrootcert=system&sslcrl=/r.crl".to_string(),
+                "cannot be used with sslrootcert=system",
+            ),
             (format!("{checked}&sslcrl="), "sslcrl is empty"),
             (format!("{checked}&sslcrldir="), "sslcrldir is empty"),
         ] {
@@ -1086,9 +1160,19 @@ mod tests {
             .join(name)
     }
 
-    /// Checks the fixture server's certificate (for `localhost`, signed by the
-    /// fixture CA) as a connection to `host` would, with these lists.
-    fn check_server(verify: Verify, host: &str, lists: &[Revocations]) -> Result<(), String> {
+    fn crl_file(name: &str) -> Revocations {
+        Revocations::File(crl_fixture(name))
+    }
+
+    /// Checks a fixture certificate (`server.crt`, for `localhost` and signed
+    /// by the fixture CA, or `leaf.crt`, signed by its intermediate) as the
+    /// handshake of a connection to `host` would, with these lists.
+    fn check(
+        certificate: &str,
+        verify: Verify,
+        host: &str,
+        lists: &[Revocations],
+    ) -> Result<(), String> {
         let tls = TlsSettings {
             verify,
             roots: Some(Roots::File(crl_fixture("ca.crt"))),
@@ -1096,40 +1180,49 @@ mod tests {
             identity: None,
         };
         let verifier = tls.verifier(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))?;
-        let server = CertificateDer::from_pem_file(crl_fixture("server.crt")).unwrap();
+        let read = |name: &str| CertificateDer::from_pem_file(crl_fixture(name)).unwrap();
+        let intermediates = match certificate {
+            "leaf.crt" => vec![read("intermediate.crt")],
+            _ => Vec::new(),
+        };
         let name = ServerName::try_from(host.to_string()).unwrap();
         verifier
-            .verify_server_cert(&server, &[], &name, &[], UnixTime::now())
+            .verify_server_cert(
+                &read(certificate),
+                &intermediates,
+                &name,
+                &[],
+                UnixTime::now(),
+            )
             .map(|_| ())
             .map_err(|err| err.to_string())
     }
 
+    fn check_server(lists: &[Revocations]) -> Result<(), String> {
+        check("server.crt", Verify::ChainAndName, "localhost", lists)
+    }
+
     #[test]
     fn a_revoked_server_certificate_is_refused_and_a_listed_issuer_is_required() {
-        let file = |name: &str| Revocations::File(crl_fixture(name));
         // verify-full, and verify-ca (or a checked require) connecting by
         // another name: the name is not checked there, the revocation is.
         for (verify, host) in [
             (Verify::ChainAndName, "localhost"),
             (Verify::Chain, "db.internal"),
         ] {
-            let check = |lists: &[Revocations]| check_server(verify, host, lists);
+            let check = |lists: &[Revocations]| check("server.crt", verify, host, lists);
             assert_eq!(check(&[]), Ok(()), "{verify:?}");
-            assert_eq!(check(&[file("empty.crl")]), Ok(()), "{verify:?}");
+            assert_eq!(check(&[crl_file("empty.crl")]), Ok(()), "{verify:?}");
             assert_eq!(
-                check(&[file("stranger.crl"), file("empty.crl")]),
+                check(&[crl_file("stranger.crl"), crl_file("empty.crl")]),
                 Ok(()),
                 "{verify:?}: the issuer's list is among them"
             );
             for (lists, expected) in [
-                (vec![file("revoked.crl")], "Revoked"),
+                (vec![crl_file("revoked.crl")], "Revoked"),
+                (vec![crl_file("stranger.crl")], "UnknownRevocationStatus"),
                 (
-                    vec![file("empty.crl"), file("revoked.crl")],
-                    "hold revocation lists from the same issuer",
-                ),
-                (vec![file("stranger.crl")], "UnknownRevocationStatus"),
-                (
-                    vec![file("expired.crl")],
+                    vec![crl_file("expired.crl")],
                     "certificate revocation list expired",
                 ),
             ] {
@@ -1140,38 +1233,123 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_of_revocation_lists_is_read_whole() {
-        let check = |dir: &Path| {
-            check_server(
-                Verify::ChainAndName,
-                "localhost",
-                &[Revocations::Dir(dir.to_path_buf())],
-            )
-        };
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("README"), "not a list\n").unwrap();
-        std::fs::create_dir(dir.path().join("older")).unwrap();
-        let error = check(dir.path()).unwrap_err();
-        assert!(
-            error.contains("sslcrldir") && error.contains("holds no revocation list"),
-            "{error}"
+    fn every_certificate_of_the_chain_is_checked() {
+        let leaf =
+            |lists: &[Revocations]| check("leaf.crt", Verify::ChainAndName, "localhost", lists);
+        assert_eq!(leaf(&[]), Ok(()), "the chain itself is good");
+        assert_eq!(
+            leaf(&[crl_file("empty.crl"), crl_file("intermediate-empty.crl")]),
+            Ok(())
         );
-        for name in ["stranger.crl", "empty.crl"] {
+        for (lists, expected) in [
+            (
+                vec![crl_file("intermediate-empty.crl")],
+                "UnknownRevocationStatus",
+            ),
+            (vec![crl_file("empty.crl")], "UnknownRevocationStatus"),
+            (
+                vec![
+                    crl_file("revoked-intermediate.crl"),
+                    crl_file("intermediate-empty.crl"),
+                ],
+                "Revoked",
+            ),
+        ] {
+            let error = leaf(&lists).unwrap_err();
+            assert!(error.contains(expected), "{lists:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn two_lists_that_could_both_cover_a_certificate_are_refused() {
+        for lists in [
+            [crl_file("empty.crl"), crl_file("revoked.crl")],
+            [crl_file("empty.crl"), crl_file("empty.crl")],
+            [crl_file("part1.crl"), crl_file("empty.crl")],
+            // Each for a distribution point of its own; the certificate names
+            // none, so either would be taken as covering it.
+            [crl_file("part1.crl"), crl_file("part2.crl")],
+        ] {
+            let error = check_server(&lists).unwrap_err();
+            assert!(
+                error.contains("hold revocation lists from the same issuer"),
+                "{lists:?}: {error}"
+            );
+        }
+        assert_eq!(check_server(&[crl_file("part1.crl")]), Ok(()));
+    }
+
+    #[test]
+    fn a_directory_of_revocation_lists_is_read_as_openssl_rehash_leaves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = || check_server(&[Revocations::Dir(dir.path().to_path_buf())]);
+        // The lists under their own names, which OpenSSL does not read.
+        for name in ["stranger.crl", "empty.crl", "revoked.crl"] {
             std::fs::copy(crl_fixture(name), dir.path().join(name)).unwrap();
         }
-        assert_eq!(check(dir.path()), Ok(()));
-        std::fs::copy(crl_fixture("revoked.crl"), dir.path().join("a1b2c3d4.r0")).unwrap();
-        let error = check(dir.path()).unwrap_err();
+        std::fs::create_dir(dir.path().join("0a1b2c3d.r9")).unwrap();
+        let error = check().unwrap_err();
         assert!(
-            error.contains("a1b2c3d4.r0 and")
-                && error.contains("hold revocation lists from the same issuer"),
+            error.contains("holds no revocation list under the names `openssl rehash`"),
             "{error}"
         );
-        std::fs::remove_file(dir.path().join("empty.crl")).unwrap();
-        let error = check(dir.path()).unwrap_err();
+        // What `openssl rehash` adds: links named by the issuer's hash.
+        let link = |list: &str, name: &str| {
+            std::os::unix::fs::symlink(list, dir.path().join(name)).unwrap();
+        };
+        link("stranger.crl", "5e1f2a3b.r0");
+        link("empty.crl", "0a1b2c3d.r0");
+        assert_eq!(check(), Ok(()));
+        link("revoked.crl", "0a1b2c3d.r1");
+        let error = check().unwrap_err();
+        assert!(
+            error.contains("0a1b2c3d.r0 and") && error.contains("0a1b2c3d.r1 hold"),
+            "{error}"
+        );
+        std::fs::remove_file(dir.path().join("0a1b2c3d.r0")).unwrap();
+        let error = check().unwrap_err();
         assert!(error.contains("Revoked"), "{error}");
-        let error = check(&dir.path().join("missing")).unwrap_err();
+        let error = check_server(&[Revocations::Dir(dir.path().join("missing"))]).unwrap_err();
         assert!(error.contains("cannot read sslcrldir"), "{error}");
+    }
+
+    #[test]
+    fn revocation_lists_renewed_on_disk_are_used_by_the_next_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("root.crl");
+        std::fs::copy(crl_fixture("empty.crl"), &list).unwrap();
+        let tls = TlsSettings {
+            verify: Verify::ChainAndName,
+            roots: Some(Roots::File(crl_fixture("ca.crt"))),
+            revocations: vec![Revocations::File(list.clone())],
+            identity: None,
+        };
+        let verifier = tls
+            .verifier(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .unwrap();
+        let server = CertificateDer::from_pem_file(crl_fixture("server.crt")).unwrap();
+        let handshake = || {
+            verifier
+                .verify_server_cert(
+                    &server,
+                    &[],
+                    &ServerName::try_from("localhost").unwrap(),
+                    &[],
+                    UnixTime::now(),
+                )
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        };
+        assert_eq!(handshake(), Ok(()));
+        std::fs::copy(crl_fixture("revoked.crl"), &list).unwrap();
+        let error = handshake().unwrap_err();
+        assert!(error.contains("Revoked"), "{error}");
+        std::fs::remove_file(&list).unwrap();
+        let error = handshake().unwrap_err();
+        assert!(
+            error.contains("cannot read revocation lists from"),
+            "{error}"
+        );
     }
 
     #[test]
