@@ -14,8 +14,8 @@
 //! only one allowed. `sslcert` and `sslkey` are the PEM files of a
 //! client certificate (with its chain) and its private key, for servers that
 //! authenticate clients by certificate. `sslcrl` (a PEM file) and `sslcrldir`
-//! (a directory of them) hold revocation lists, checked whenever the server's
-//! certificate is. Files the URL does not name are looked for where libpq
+//! (a directory prepared by `openssl rehash`) hold revocation lists, checked
+//! whenever the server's certificate is checked against a file of roots. Files the URL does not name are looked for where libpq
 //! looks, in `~/.postgresql/` (`root.crt`, `root.crl`, `postgresql.crt`,
 //! `postgresql.key`). tokio-postgres itself knows only
 //! `disable`, `prefer` and `require`, so the two `verify-` modes and the file
@@ -62,7 +62,7 @@ pub enum Roots {
 pub enum Revocations {
     /// `sslcrl` (or `~/.postgresql/root.crl`): a PEM file of lists.
     File(PathBuf),
-    /// `sslcrldir`: every file in it that holds PEM lists.
+    /// `sslcrldir`: the files in it named as `openssl rehash` names lists.
     Dir(PathBuf),
 }
 
@@ -367,6 +367,10 @@ impl TlsSettings {
     /// The connector every connection of the store uses. Reads the roots, so a
     /// missing or unreadable file is reported when the store opens.
     pub fn connector(&self) -> Result<MakeRustlsConnect, String> {
+        Ok(MakeRustlsConnect::new(self.client_config()?))
+    }
+
+    fn client_config(&self) -> Result<ClientConfig, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -374,7 +378,7 @@ impl TlsSettings {
         let builder = builder
             .dangerous()
             .with_custom_certificate_verifier(self.verifier(provider)?);
-        let config = match &self.identity {
+        let mut config = match &self.identity {
             None => builder.with_no_client_auth(),
             Some(identity) => {
                 let (chain, key) = identity.read()?;
@@ -387,7 +391,10 @@ impl TlsSettings {
                 })?
             }
         };
-        Ok(MakeRustlsConnect::new(config))
+        // A resumed session skips the certificate check, so a server revoked
+        // since the last full handshake would be let in; libpq never resumes.
+        config.resumption = rustls::client::Resumption::disabled();
+        Ok(config)
     }
 
     /// How the server's certificate is checked. Reads the roots and the
@@ -448,11 +455,11 @@ impl ChainFiles {
                 .with_crls(read_revocation_lists(&self.revocations)?)
                 .enforce_revocation_expiration()
         };
-        // The roots and lists were read and parsed above (the lists parsed
-        // twice, the second time here), so this is not expected to fail.
+        // Parses the lists' revoked entries, which the parse above did not
+        // look at, so a damaged entry is reported here.
         builder
             .build()
-            .map_err(|err| format!("cannot check the server's certificate: {err}"))
+            .map_err(|err| format!("cannot use the roots or the revocation lists: {err}"))
     }
 }
 
@@ -497,12 +504,14 @@ fn read_revocation_lists(
             });
         }
     }
-    refuse_two_lists_of_one_issuer(&lists)?;
+    refuse_lists_rustls_reads_otherwise(&lists)?;
     Ok(lists.into_iter().map(|(list, _)| list).collect())
 }
 
 /// Whether a file is named as `openssl rehash` names revocation lists: eight
-/// hex digits of the issuer's hash, `.r` and a number.
+/// lower-case hex digits of the issuer's hash, `.r` and a number. (OpenSSL
+/// opens only its issuers' hashes, from `.r0` up to the first gap; all such
+/// files are read here, which finds the same lists in a directory rehash made.)
 fn is_rehash_name(file: &Path) -> bool {
     let name = file
         .file_name()
@@ -510,7 +519,9 @@ fn is_rehash_name(file: &Path) -> bool {
         .unwrap_or("");
     name.split_once(".r").is_some_and(|(hash, number)| {
         hash.len() == 8
-            && hash.bytes().all(|byte| byte.is_ascii_hexdigit())
+            && hash
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
             && !number.is_empty()
             && number.bytes().all(|byte| byte.is_ascii_digit())
     })
@@ -530,12 +541,14 @@ fn read_revocation_file(
         })
 }
 
-/// rustls checks a certificate against the first list from its issuer that
-/// covers it, where OpenSSL takes the newest; with two such lists the order
-/// would decide, so that is refused. Two lists of one issuer are refused even
-/// when each names a distribution point of its own: webpki takes either as
-/// covering a certificate that names none.
-fn refuse_two_lists_of_one_issuer(
+/// Lists rustls would use differently from OpenSSL are refused. rustls checks
+/// a certificate against the first list from its issuer, where OpenSSL takes
+/// the newest, so two lists of one issuer would let the order decide. And a
+/// list for one distribution point of an issuer (a partitioned list) is taken
+/// by webpki as covering every certificate that names none, where OpenSSL
+/// rightly finds it does not cover them; with one, a server revoked in another
+/// part would be trusted.
+fn refuse_lists_rustls_reads_otherwise(
     lists: &[(CertificateRevocationListDer<'static>, PathBuf)],
 ) -> Result<(), String> {
     let mut first_of = std::collections::HashMap::new();
@@ -548,6 +561,13 @@ fn refuse_two_lists_of_one_issuer(
                 )
             })?
             .into();
+        if parsed.issuing_distribution_point().is_some() {
+            return Err(format!(
+                "{} holds a revocation list for one distribution point only (a partitioned \
+                 list), which is not supported: give the issuer's complete list",
+                path.display()
+            ));
+        }
         if let Some(first) = first_of.insert(parsed.issuer().to_vec(), path) {
             return Err(format!(
                 "{} and {} hold revocation lists from the same issuer (maybe the same file \
@@ -1164,22 +1184,20 @@ mod tests {
         Revocations::File(crl_fixture(name))
     }
 
-    /// Checks a fixture certificate (`server.crt`, for `localhost` and signed
-    /// by the fixture CA, or `leaf.crt`, signed by its intermediate) as the
-    /// handshake of a connection to `host` would, with these lists.
-    fn check(
-        certificate: &str,
-        verify: Verify,
-        host: &str,
-        lists: &[Revocations],
-    ) -> Result<(), String> {
-        let tls = TlsSettings {
+    /// Settings checking against the fixture CA, with these lists.
+    fn against_the_fixture_ca(verify: Verify, lists: &[Revocations]) -> TlsSettings {
+        TlsSettings {
             verify,
             roots: Some(Roots::File(crl_fixture("ca.crt"))),
             revocations: lists.to_vec(),
             identity: None,
-        };
-        let verifier = tls.verifier(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))?;
+        }
+    }
+
+    /// What the handshake of a connection to `host` makes of a fixture
+    /// certificate (`server.crt`, for `localhost` and signed by the fixture CA,
+    /// or `leaf.crt`, signed by its intermediate).
+    fn handshake(verifier: &Checks, certificate: &str, host: &str) -> Result<(), String> {
         let read = |name: &str| CertificateDer::from_pem_file(crl_fixture(name)).unwrap();
         let intermediates = match certificate {
             "leaf.crt" => vec![read("intermediate.crt")],
@@ -1196,6 +1214,20 @@ mod tests {
             )
             .map(|_| ())
             .map_err(|err| err.to_string())
+    }
+
+    fn verifier_of(tls: &TlsSettings) -> Result<Arc<Checks>, String> {
+        tls.verifier(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    }
+
+    fn check(
+        certificate: &str,
+        verify: Verify,
+        host: &str,
+        lists: &[Revocations],
+    ) -> Result<(), String> {
+        let verifier = verifier_of(&against_the_fixture_ca(verify, lists))?;
+        handshake(&verifier, certificate, host)
     }
 
     fn check_server(lists: &[Revocations]) -> Result<(), String> {
@@ -1254,6 +1286,13 @@ mod tests {
                 ],
                 "Revoked",
             ),
+            (
+                vec![
+                    crl_file("empty.crl"),
+                    crl_file("intermediate-revokes-leaf.crl"),
+                ],
+                "Revoked",
+            ),
         ] {
             let error = leaf(&lists).unwrap_err();
             assert!(error.contains(expected), "{lists:?}: {error}");
@@ -1261,14 +1300,10 @@ mod tests {
     }
 
     #[test]
-    fn two_lists_that_could_both_cover_a_certificate_are_refused() {
+    fn lists_rustls_would_read_otherwise_than_openssl_are_refused() {
         for lists in [
             [crl_file("empty.crl"), crl_file("revoked.crl")],
             [crl_file("empty.crl"), crl_file("empty.crl")],
-            [crl_file("part1.crl"), crl_file("empty.crl")],
-            // Each for a distribution point of its own; the certificate names
-            // none, so either would be taken as covering it.
-            [crl_file("part1.crl"), crl_file("part2.crl")],
         ] {
             let error = check_server(&lists).unwrap_err();
             assert!(
@@ -1276,7 +1311,18 @@ mod tests {
                 "{lists:?}: {error}"
             );
         }
-        assert_eq!(check_server(&[crl_file("part1.crl")]), Ok(()));
+        // A list for one distribution point of the issuer, which webpki would
+        // take as covering the server's certificate, which names none.
+        for lists in [
+            vec![crl_file("part1.crl")],
+            vec![crl_file("part1.crl"), crl_file("part2.crl")],
+        ] {
+            let error = check_server(&lists).unwrap_err();
+            assert!(
+                error.contains("part1.crl holds a revocation list for one distribution point only"),
+                "{lists:?}: {error}"
+            );
+        }
     }
 
     #[test]
@@ -1318,28 +1364,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("root.crl");
         std::fs::copy(crl_fixture("empty.crl"), &list).unwrap();
-        let tls = TlsSettings {
-            verify: Verify::ChainAndName,
-            roots: Some(Roots::File(crl_fixture("ca.crt"))),
-            revocations: vec![Revocations::File(list.clone())],
-            identity: None,
-        };
-        let verifier = tls
-            .verifier(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .unwrap();
-        let server = CertificateDer::from_pem_file(crl_fixture("server.crt")).unwrap();
-        let handshake = || {
-            verifier
-                .verify_server_cert(
-                    &server,
-                    &[],
-                    &ServerName::try_from("localhost").unwrap(),
-                    &[],
-                    UnixTime::now(),
-                )
-                .map(|_| ())
-                .map_err(|err| err.to_string())
-        };
+        let tls = against_the_fixture_ca(Verify::ChainAndName, &[Revocations::File(list.clone())]);
+        let verifier = verifier_of(&tls).unwrap();
+        let handshake = || handshake(&verifier, "server.crt", "localhost");
         assert_eq!(handshake(), Ok(()));
         std::fs::copy(crl_fixture("revoked.crl"), &list).unwrap();
         let error = handshake().unwrap_err();
@@ -1349,6 +1376,17 @@ mod tests {
         assert!(
             error.contains("cannot read revocation lists from"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn sessions_are_not_resumed_past_the_certificate_check() {
+        let tls = against_the_fixture_ca(Verify::ChainAndName, &[crl_file("empty.crl")]);
+        let config = tls.client_config().unwrap();
+        assert!(
+            format!("{:?}", config.resumption).contains("NoClientSessionStorage"),
+            "{:?}",
+            config.resumption
         );
     }
 
@@ -1369,12 +1407,7 @@ mod tests {
             (broken, "cannot use the revocation list in"),
             (not_pem, "holds no revocation list (PEM"),
         ] {
-            let tls = TlsSettings {
-                verify: Verify::Chain,
-                roots: Some(Roots::File(crl_fixture("ca.crt"))),
-                revocations: vec![Revocations::File(path.clone())],
-                identity: None,
-            };
+            let tls = against_the_fixture_ca(Verify::Chain, &[Revocations::File(path.clone())]);
             let error = tls.connector().err().unwrap();
             assert!(error.contains(expected), "{}: {error}", path.display());
         }
