@@ -15,8 +15,9 @@
 //! client certificate (with its chain) and its private key, for servers that
 //! authenticate clients by certificate. `sslcrl` (a PEM file) and `sslcrldir`
 //! (a directory prepared by `openssl rehash`) hold revocation lists, checked
-//! whenever the server's certificate is checked against a file of roots. Files the URL does not name are looked for where libpq
-//! looks, in `~/.postgresql/` (`root.crt`, `root.crl`, `postgresql.crt`,
+//! whenever the server's certificate is checked against a file of roots.
+//! Files the URL does not name are looked for where libpq looks, in
+//! `~/.postgresql/` (`root.crt`, `root.crl`, `postgresql.crt`,
 //! `postgresql.key`). tokio-postgres itself knows only
 //! `disable`, `prefer` and `require`, so the two `verify-` modes and the file
 //! settings are taken out of the URL here and the TLS is set up with rustls.
@@ -440,6 +441,8 @@ struct ChainFiles {
 }
 
 impl ChainFiles {
+    /// Reads the files with blocking calls, on the thread opening the
+    /// connection: a few kilobytes, once per connection, which live long.
     fn read(&self, provider: &Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVerifier>, String> {
         let builder = WebPkiServerVerifier::builder_with_provider(
             Arc::new(root_store(&self.roots)?),
@@ -455,8 +458,9 @@ impl ChainFiles {
                 .with_crls(read_revocation_lists(&self.revocations)?)
                 .enforce_revocation_expiration()
         };
-        // Parses the lists' revoked entries, which the parse above did not
-        // look at, so a damaged entry is reported here.
+        // Parses the lists' revoked entries, which the parse in
+        // `refuse_lists_rustls_reads_otherwise` did not look at, so a damaged
+        // entry is reported here.
         builder
             .build()
             .map_err(|err| format!("cannot use the roots or the revocation lists: {err}"))
@@ -561,10 +565,12 @@ fn refuse_lists_rustls_reads_otherwise(
                 )
             })?
             .into();
+        // webpki refuses the other kinds of scoped list (for user or CA
+        // certificates only) as it parses them, so this one names a point.
         if parsed.issuing_distribution_point().is_some() {
             return Err(format!(
-                "{} holds a revocation list for one distribution point only (a partitioned \
-                 list), which is not supported: give the issuer's complete list",
+                "{} holds a revocation list for one distribution point of its issuer (a \
+                 partitioned list), which is not supported: give the issuer's complete list",
                 path.display()
             ));
         }
@@ -1210,7 +1216,9 @@ mod tests {
                 &intermediates,
                 &name,
                 &[],
-                UnixTime::now(),
+                // A fixed time in the fixtures' hundred years, so a clock
+                // behind the moment they were made does not matter.
+                UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_893_456_000)),
             )
             .map(|_| ())
             .map_err(|err| err.to_string())
@@ -1319,10 +1327,16 @@ mod tests {
         ] {
             let error = check_server(&lists).unwrap_err();
             assert!(
-                error.contains("part1.crl holds a revocation list for one distribution point only"),
+                error.contains("part1.crl holds a revocation list for one distribution point"),
                 "{lists:?}: {error}"
             );
         }
+        // Limited to user certificates: webpki does not read such lists.
+        let error = check_server(&[crl_file("users.crl")]).unwrap_err();
+        assert!(
+            error.contains("users.crl: UnsupportedCrlIssuingDistributionPoint"),
+            "{error}"
+        );
     }
 
     #[test]
