@@ -213,6 +213,41 @@ fn client_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A home directory holding an empty `.postgresql/`, and that directory.
+fn home_with_libpq_dir() -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    let libpq_files = home.path().join(".postgresql");
+    std::fs::create_dir(&libpq_files).unwrap();
+    (home, libpq_files)
+}
+
+/// `signoff audit verify` on `url`, with `home` as HOME: it opens the store,
+/// so the TLS handshake decides.
+fn audit_verify(home: &Path, url: &str) -> std::process::Output {
+    common::signoff(home, &["audit", "verify", "--db", url])
+}
+
+fn assert_audit_verify_succeeds(home: &Path, url: &str) {
+    let output = audit_verify(home, url);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `audit verify` fails the handshake, for `reason` (a rustls error's name);
+/// `how` says which case, for the message.
+fn assert_audit_verify_refused(home: &Path, url: &str, reason: &str, how: &str) {
+    let output = audit_verify(home, url);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{how}: {stderr}");
+    assert!(
+        stderr.contains("invalid peer certificate") && stderr.contains(reason),
+        "{how}: {stderr}"
+    );
+}
+
 /// Copies a fixture's private key to `to`, readable by this user only, as
 /// signoff (like libpq) requires (git keeps no modes).
 fn copy_private_key(fixture: &str, to: &Path) {
@@ -320,9 +355,7 @@ async fn the_tls_files_in_the_home_directory_are_used_when_the_url_names_none() 
     let Some((base, server_certificate)) = client_certificate_server_or_skip().await else {
         return;
     };
-    let home = tempfile::tempdir().unwrap();
-    let libpq_files = home.path().join(".postgresql");
-    std::fs::create_dir(&libpq_files).unwrap();
+    let (home, libpq_files) = home_with_libpq_dir();
     std::fs::copy(
         client_fixture("client.crt"),
         libpq_files.join("postgresql.crt"),
@@ -350,12 +383,7 @@ async fn the_tls_files_in_the_home_directory_are_used_when_the_url_names_none() 
         Some(server_certificate) => {
             std::fs::copy(server_certificate, &root).unwrap();
             let verify_ca = with_parameter(&schema.url(), "sslmode=verify-ca");
-            let trusted = common::signoff(home.path(), &["audit", "verify", "--db", &verify_ca]);
-            assert!(
-                trusted.status.success(),
-                "{}",
-                String::from_utf8_lossy(&trusted.stderr)
-            );
+            assert_audit_verify_succeeds(home.path(), &verify_ca);
         }
         None => say_skipped(
             &format!("{} (trusting the server through root.crt)", current_test()),
@@ -363,13 +391,7 @@ async fn the_tls_files_in_the_home_directory_are_used_when_the_url_names_none() 
         ),
     }
     std::fs::copy(client_fixture("ca.crt"), &root).unwrap();
-    let refused = common::signoff(home.path(), &["audit", "verify", "--db", &url]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("invalid peer certificate") && stderr.contains("UnknownIssuer"),
-        "{stderr}"
-    );
+    assert_audit_verify_refused(home.path(), &url, "UnknownIssuer", "root.crt of another CA");
 }
 
 #[tokio::test]
@@ -380,35 +402,20 @@ async fn revocation_lists_are_checked_in_the_handshake() {
     let schema = Schema::create(&base).await;
     // Migrated, so that `audit verify` below gets as far as reading.
     drop(open_in(&schema, "sslmode=disable").await.unwrap());
-    let home = tempfile::tempdir().unwrap();
-    let libpq_files = home.path().join(".postgresql");
-    std::fs::create_dir(&libpq_files).unwrap();
+    let (home, libpq_files) = home_with_libpq_dir();
     std::fs::copy(&certificate, libpq_files.join("root.crt")).unwrap();
     // A list from a CA that did not sign the server's certificate: as with
     // libpq, the certificate's own issuer must have a list among them.
     let stranger = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pg-crl/stranger.crl");
     let verify_ca = with_parameter(&schema.url(), "sslmode=verify-ca");
-    let audit = |url: &str| common::signoff(home.path(), &["audit", "verify", "--db", url]);
-    let assert_refused = |url: &str, how: &str| {
-        let output = audit(url);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{how}: {stderr}");
-        assert!(
-            stderr.contains("invalid peer certificate")
-                && stderr.contains("UnknownRevocationStatus"),
-            "{how}: {stderr}"
-        );
+    let refused = |url: &str, how: &str| {
+        assert_audit_verify_refused(home.path(), url, "UnknownRevocationStatus", how);
     };
-    let trusted = audit(&verify_ca);
-    assert!(
-        trusted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trusted.stderr)
-    );
+    assert_audit_verify_succeeds(home.path(), &verify_ca);
     std::fs::copy(&stranger, libpq_files.join("root.crl")).unwrap();
-    assert_refused(&verify_ca, "~/.postgresql/root.crl");
+    refused(&verify_ca, "~/.postgresql/root.crl");
     std::fs::remove_file(libpq_files.join("root.crl")).unwrap();
-    assert_refused(
+    refused(
         &with_parameter(&verify_ca, &format!("sslcrl={}", stranger.display())),
         "sslcrl",
     );
