@@ -90,7 +90,7 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
         ),
         (
             "postgres://127.0.0.1:1/x?sslmode=require&sslcrl=/r.crl",
-            "sslcrl and sslcrldir need the server's certificate checked",
+            "sslcrl: revocation lists need the server's certificate checked",
         ),
     ] {
         let message = serve_refuses(home.path(), &["--db", url]);
@@ -104,6 +104,48 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
     assert!(stderr(&output).contains("--no-such-flag"));
     // Nothing was created by the refused starts.
     assert!(!home.path().join("config/signoff/client.toml").exists());
+}
+
+/// libpq's variables stand in for what the URL leaves out, so a wrong one is
+/// named as the variable, and a password from the environment is never shown.
+#[test]
+fn serve_names_the_pg_variable_whose_value_is_wrong() {
+    let home = tempfile::tempdir().unwrap();
+    for (variables, expected) in [
+        (
+            &[("PGSSLMODE", "sometimes")][..],
+            "PGSSLMODE `sometimes` is not one of disable",
+        ),
+        (&[("PGPORT", "fifty")], "PGPORT `fifty`: invalid"),
+        (&[("PGSSLCERT", "/c.pem")], "PGSSLCERT /c.pem needs sslkey"),
+        (
+            &[("PGPASSWORD", "hunter2"), ("PGPORT", "1")],
+            "cannot connect to PostgreSQL",
+        ),
+    ] {
+        let output = common::signoff_command(
+            home.path(),
+            &[
+                "serve",
+                "--db",
+                "postgres://127.0.0.1/x",
+                "--pg-connect-timeout",
+                "2",
+            ],
+        )
+        .envs(variables.iter().copied())
+        .output()
+        .expect("run signoff");
+        let message = stderr(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(EXIT_ERROR),
+            "{variables:?}: {message}"
+        );
+        assert!(message.contains(expected), "{variables:?}: {message}");
+        assert_eq!(message.lines().count(), 1, "{variables:?}: {message}");
+        assert!(!message.contains("hunter2"), "password shown: {message}");
+    }
 }
 
 #[test]

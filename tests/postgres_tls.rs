@@ -7,16 +7,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use common::ServeProcess;
-use common::backend::{Schema, current_test, postgres_url_or_skip, say_skipped};
+use common::backend::{Schema, current_test, open_engine_at, postgres_url_or_skip, say_skipped};
 use signoff::bench::with_parameter;
-use signoff::clock::SystemClock;
-use signoff::config::DatabaseLocation;
-use signoff::engine::{Engine, EngineSettings};
-use signoff::store::Durability;
-use signoff::store::postgres::PostgresOptions;
+use signoff::engine::Engine;
 
 /// A plain connection for looking at the server's state.
 async fn inspector(url: &str) -> tokio_postgres::Client {
@@ -65,20 +60,7 @@ async fn server_certificate_or_skip() -> Option<(String, PathBuf)> {
 
 /// An engine in `schema`, on a URL with `pairs` added.
 async fn open_in(schema: &Schema, pairs: &str) -> Result<Engine, String> {
-    open(&with_parameter(&schema.url(), pairs)).await
-}
-
-async fn open(url: &str) -> Result<Engine, String> {
-    let location = DatabaseLocation::parse("test", url).map_err(|err| err.to_string())?;
-    Engine::open(
-        &location,
-        Durability::Normal,
-        &PostgresOptions::default(),
-        Arc::new(SystemClock),
-        EngineSettings::default(),
-    )
-    .await
-    .map_err(|err| err.to_string())
+    open_engine_at(&with_parameter(&schema.url(), pairs)).await
 }
 
 #[tokio::test]
@@ -167,7 +149,7 @@ async fn the_verify_modes_check_the_chain_and_the_name() {
         assert!(err.contains("not valid for name"), "{err}");
         let mut by_name = numeric.clone();
         by_name.set_host(Some("localhost")).unwrap();
-        open(&with_parameter(
+        open_engine_at(&with_parameter(
             by_name.as_str(),
             &format!("sslmode=verify-full&{root}"),
         ))

@@ -251,20 +251,14 @@ fn shown_credentials(credentials: &str) -> String {
     }
 }
 
-/// The connection parameters tokio-postgres knows, but for the password, and
-/// the TLS files signoff reads itself (paths, not secrets): the only query
-/// pairs shown whole.
+/// The connection parameters tokio-postgres knows, but for the password (with
+/// those signoff reads itself, `tls::READ_HERE`, whose values are paths and
+/// modes, not secrets): the only query pairs shown whole.
 const SHOWN_PARAMETERS: &[&str] = &[
     "user",
     "dbname",
     "options",
     "application_name",
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "sslcrl",
-    "sslcrldir",
     "sslnegotiation",
     "host",
     "hostaddr",
@@ -294,7 +288,9 @@ fn redacted_query(query: &str) -> String {
                 .collect();
             if decoded.eq_ignore_ascii_case("password") {
                 format!("{key}=***")
-            } else if SHOWN_PARAMETERS.contains(&decoded.as_str()) {
+            } else if SHOWN_PARAMETERS.contains(&decoded.as_str())
+                || crate::store::postgres::tls::READ_HERE.contains(&decoded.as_str())
+            {
                 pair.to_string()
             } else {
                 "***".to_string()
@@ -691,8 +687,8 @@ mod tests {
             ),
             ("postgres://u@h/d", "postgres://u@h/d"),
             (
-                "postgres://h/d?sslcrl=/r.crl&sslcrldir=/crls&sslkey=/k&password=pw",
-                "postgres://h/d?sslcrl=/r.crl&sslcrldir=/crls&sslkey=/k&password=***",
+                "postgres://h/d?sslcrl=/r.crl&sslcrldir=/crls&sslkey=/k&passfile=/pw&password=pw",
+                "postgres://h/d?sslcrl=/r.crl&sslcrldir=/crls&sslkey=/k&passfile=/pw&password=***",
             ),
             ("postgres://u%20x:pw@h/d", "postgres://u%20x:***@h/d"),
             ("password=x host=a://b", "(a URL that cannot be parsed)"),

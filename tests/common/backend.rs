@@ -190,3 +190,18 @@ impl TestDatabase {
         .expect("open store")
     }
 }
+
+/// An engine on the PostgreSQL database at `url`, with default settings, or
+/// why it cannot be opened.
+pub async fn open_engine_at(url: &str) -> Result<Engine, String> {
+    let location = DatabaseLocation::parse("test", url).map_err(|err| err.to_string())?;
+    Engine::open(
+        &location,
+        Durability::Normal,
+        &PostgresOptions::default(),
+        Arc::new(signoff::clock::SystemClock),
+        EngineSettings::default(),
+    )
+    .await
+    .map_err(|err| err.to_string())
+}

@@ -134,13 +134,23 @@ pub fn free_port() -> u16 {
 
 /// Runs the `signoff` CLI with its XDG directories inside `home`.
 pub fn signoff(home: &Path, args: &[&str]) -> Output {
-    Command::new(binary())
+    signoff_command(home, args).output().expect("run signoff")
+}
+
+/// The `signoff` CLI as [`signoff`] runs it, for a caller that changes more of
+/// its environment first. The `PG*` variables signoff reads (as libpq does)
+/// are removed, so that what the test runner was started with does not count.
+pub fn signoff_command(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
         .args(args)
         .envs(xdg_env(home))
         .env_remove("SIGNOFF_SERVER")
-        .env_remove("SIGNOFF_KEY")
-        .output()
-        .expect("run signoff")
+        .env_remove("SIGNOFF_KEY");
+    for (variable, _) in signoff::store::postgres::libpq::VARIABLES {
+        command.env_remove(variable);
+    }
+    command
 }
 
 pub fn xdg_env(home: &Path) -> Vec<(String, PathBuf)> {

@@ -16,9 +16,11 @@
 
 pub mod audit;
 mod feed;
+pub mod libpq;
 pub mod tls;
 mod writer;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -134,6 +136,9 @@ pub(crate) fn decode_all<T>(
 pub(crate) struct Connector {
     pub config: tokio_postgres::Config,
     pub tls: MakeRustlsConnect,
+    /// libpq's password file, read if the server asks for a password the
+    /// settings do not give; `None` once read, or when there is nothing to read.
+    password_file: Option<PathBuf>,
 }
 
 /// A connection's driver, which must be polled for the connection to work.
@@ -143,26 +148,68 @@ pub(crate) type Connection = tokio_postgres::Connection<
 >;
 
 impl Connector {
-    /// Reads a `postgres://` URL, and the TLS roots it names.
+    /// Reads a `postgres://` URL (with what libpq would take from the
+    /// environment), and the TLS roots it names.
     pub(crate) fn from_url(url: &str) -> Result<Connector> {
-        let (config, tls) = tls::parse_url(url).map_err(|err| {
+        let settings = tls::parse_url(url).map_err(|err| {
             Error::invalid("database_url", format!("not a PostgreSQL URL: {err}"))
         })?;
-        let tls = tls
+        let tls = settings
+            .tls
             .connector()
             .map_err(|err| Error::invalid("database_url", err))?;
-        Ok(Connector { config, tls })
+        Ok(Connector {
+            config: settings.config,
+            tls,
+            password_file: settings.password_file,
+        })
+    }
+
+    /// Opens the first connection. As libpq does, the password file is read
+    /// only when the server asks for a password, so a server that asks for
+    /// none never depends on it; a password found there is kept for every
+    /// later connection (and for copies of this connector made after).
+    pub(crate) async fn open_first(&mut self) -> Result<(tokio_postgres::Client, Connection)> {
+        let refused = match self.config.connect(self.tls.clone()).await {
+            Err(err) if with_reasons(&err).ends_with("password missing") => err,
+            opened => return opened.map_err(|err| cannot_connect(&err)),
+        };
+        let path = self.password_file.take().ok_or_else(|| {
+            storage_error(
+                "cannot connect to PostgreSQL: the server asks for a password, and none is \
+                 given: put it in the URL, in PGPASSWORD or in ~/.pgpass (HOME is not set)",
+            )
+        })?;
+        match libpq::password_from_file(&self.config, &path)
+            .map_err(|err| Error::invalid("database_url", err))?
+        {
+            Some(password) => {
+                self.config.password(password);
+                self.open().await
+            }
+            None => Err(storage_error(format!(
+                "cannot connect to PostgreSQL: the server asks for a password, and none is \
+                 given: not in the URL, nor in PGPASSWORD, nor in the password file {} ({})",
+                path.display(),
+                with_reasons(&refused)
+            ))),
+        }
     }
 
     /// Opens a connection; its driver is the caller's to run.
     pub(crate) async fn open(&self) -> Result<(tokio_postgres::Client, Connection)> {
-        self.config.connect(self.tls.clone()).await.map_err(|err| {
-            storage_error(format!(
-                "cannot connect to PostgreSQL: {}",
-                with_reasons(&err)
-            ))
-        })
+        self.config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|err| cannot_connect(&err))
     }
+}
+
+fn cannot_connect(err: &tokio_postgres::Error) -> Error {
+    storage_error(format!(
+        "cannot connect to PostgreSQL: {}",
+        with_reasons(err)
+    ))
 }
 
 /// An error and the reasons it carries. tokio-postgres keeps the reason (a
@@ -181,7 +228,7 @@ pub(crate) fn with_reasons(err: &dyn std::error::Error) -> String {
 /// Connects as `url` says (TLS included) and runs `sql`, for tools that prepare
 /// a database: the benchmark's and the tests' schemas.
 pub async fn execute_batch(url: &str, sql: &str) -> Result<()> {
-    let (client, connection) = Connector::from_url(url)?.open().await?;
+    let (client, connection) = Connector::from_url(url)?.open_first().await?;
     let driver = tokio::spawn(connection);
     let done = client.batch_execute(sql).await.map_err(storage_error);
     // Dropping the client ends the session; waiting for the driver lets it
@@ -193,13 +240,23 @@ pub async fn execute_batch(url: &str, sql: &str) -> Result<()> {
 
 /// Opens a connection whose driver runs on its own task.
 pub(crate) async fn connect(connector: &Connector) -> Result<tokio_postgres::Client> {
-    let (client, connection) = connector.open().await?;
+    Ok(driven(connector.open().await?))
+}
+
+/// [`connect`] for a connector's first connection (see
+/// [`Connector::open_first`]).
+pub(crate) async fn connect_first(connector: &mut Connector) -> Result<tokio_postgres::Client> {
+    Ok(driven(connector.open_first().await?))
+}
+
+/// The client, with its connection's driver running on a task of its own.
+fn driven((client, connection): (tokio_postgres::Client, Connection)) -> tokio_postgres::Client {
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::warn!("PostgreSQL connection closed: {err}");
         }
     });
-    Ok(client)
+    client
 }
 
 async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
@@ -295,7 +352,7 @@ impl PgStore {
             .keepalives_idle(Duration::from_secs(15))
             .keepalives_interval(Duration::from_secs(5))
             .keepalives_retries(3);
-        let mut client = connect(&connector).await?;
+        let mut client = connect_first(&mut connector).await?;
         migrate(&mut client).await?;
         let schema: Option<String> = client
             .query_one("SELECT current_schema()", &[])

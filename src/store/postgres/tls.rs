@@ -22,6 +22,7 @@
 //! `disable`, `prefer` and `require`, so the two `verify-` modes and the file
 //! settings are taken out of the URL here and the TLS is set up with rustls.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,6 +36,8 @@ use rustls::pki_types::{
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::libpq::{self, Defaults, Given};
 
 /// The values of `sslmode` signoff accepts.
 const MODES: [&str; 5] = ["disable", "prefer", "require", "verify-ca", "verify-full"];
@@ -84,61 +87,41 @@ pub struct TlsSettings {
     pub identity: Option<ClientIdentity>,
 }
 
-/// Where libpq looks for the TLS files a URL does not name: `~/.postgresql/`.
-struct DefaultFiles(Option<PathBuf>);
-
-impl DefaultFiles {
-    fn of_this_user() -> DefaultFiles {
-        DefaultFiles(crate::config::home_dir().map(|home| home.join(".postgresql")))
-    }
-
-    /// The file `name` there, if it exists; `setting` is the URL setting it
-    /// stands in for, for the message when it cannot even be looked for.
-    fn find(&self, name: &str, setting: &str) -> Result<Option<PathBuf>, String> {
-        let Some(dir) = &self.0 else {
-            return Ok(None);
-        };
-        let path = dir.join(name);
-        match path.try_exists() {
-            Ok(exists) => Ok(exists.then_some(path)),
-            // `~/.postgresql` is a file: nothing in it, as libpq sees it.
-            Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => Ok(None),
-            Err(err) => Err(format!(
-                "cannot look for {} (used, as by psql, when the URL names no {setting}): {err}",
-                path.display()
-            )),
-        }
-    }
-
-    /// Where `name` is looked for, for messages.
-    fn describe(&self, name: &str) -> String {
-        self.0.as_ref().map_or_else(
-            || format!("~/.postgresql/{name} (not looked for: HOME is not set)"),
-            |dir| dir.join(name).display().to_string(),
-        )
-    }
-}
-
 /// Splits a `postgres://` URL into what tokio-postgres reads and the TLS
 /// settings; the error says what is wrong, without repeating the URL (which may
-/// hold a password). TLS files the URL does not name are looked for where libpq
-/// looks for them, in `~/.postgresql/`.
-pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), String> {
-    parse_url_with(url, &DefaultFiles::of_this_user())
+/// hold a password). Settings the URL leaves out are taken where libpq takes
+/// them: the `PG*` environment variables, the TLS files in `~/.postgresql/` and
+/// the password file.
+pub fn parse_url(url: &str) -> Result<ConnectionSettings, String> {
+    parse_url_with(url, &Defaults::of_this_process())
 }
 
-fn parse_url_with(
-    url: &str,
-    defaults: &DefaultFiles,
-) -> Result<(tokio_postgres::Config, TlsSettings), String> {
+/// A `postgres://` URL, read.
+pub struct ConnectionSettings {
+    /// What tokio-postgres connects with.
+    pub config: tokio_postgres::Config,
+    pub tls: TlsSettings,
+    /// Where to look for a password the URL does not give (nor `PGPASSWORD`),
+    /// once the server asks for one: libpq's password file.
+    pub password_file: Option<PathBuf>,
+}
+
+/// The URL settings read here rather than by tokio-postgres.
+pub const READ_HERE: [&str; 7] = [
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "sslcrldir",
+    "passfile",
+];
+
+fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, String> {
     let (address, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut mode = None;
-    let mut root_cert = None;
-    let mut client_cert = None;
-    let mut client_key = None;
-    let mut crl_file = None;
-    let mut crl_dir = None;
+    let mut read_here = BTreeMap::new();
     let mut kept = Vec::new();
+    let mut kept_keys = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         // Percent-decoded as tokio-postgres decodes the rest (`+` stays `+`).
@@ -147,55 +130,83 @@ fn parse_url_with(
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        match decoded(key).as_str() {
-            "sslmode" => mode = Some(decoded(value)),
-            "sslrootcert" => root_cert = Some(decoded(value)),
-            "sslcert" => client_cert = Some(decoded(value)),
-            "sslkey" => client_key = Some(decoded(value)),
-            "sslcrl" => crl_file = Some(decoded(value)),
-            "sslcrldir" => crl_dir = Some(decoded(value)),
-            "sslpassword" => {
-                return Err(
-                    "sslpassword: encrypted private keys are not supported; give sslkey a \
-                     decrypted key (readable by signoff only)"
-                        .into(),
-                );
+        let key = decoded(key);
+        if key == "sslpassword" {
+            return Err(
+                "sslpassword: encrypted private keys are not supported; give sslkey a \
+                 decrypted key (readable by signoff only)"
+                    .into(),
+            );
+        }
+        match READ_HERE.iter().find(|setting| **setting == key) {
+            Some(setting) => {
+                let given = Given {
+                    value: decoded(value),
+                    by: setting,
+                };
+                read_here.insert(*setting, given);
             }
-            _ => kept.push(pair),
+            None => {
+                kept.push(pair.to_string());
+                kept_keys.push(key);
+            }
         }
     }
-    if let Some(other) = mode.as_deref().filter(|mode| !MODES.contains(mode)) {
+    // The URL's own setting, or else the environment's.
+    let mut given = |setting: &str| {
+        read_here
+            .remove(setting)
+            .or_else(|| defaults.variable_for(setting))
+    };
+    let mut mode = given("sslmode");
+    let root_cert = given("sslrootcert");
+    let client_cert = given("sslcert");
+    let client_key = given("sslkey");
+    let crl_file = given("sslcrl");
+    let crl_dir = given("sslcrldir");
+    let password_file = given("passfile");
+    if let Some(other) = mode
+        .as_ref()
+        .filter(|mode| !MODES.contains(&mode.value.as_str()))
+    {
         return Err(format!(
-            "sslmode `{other}` is not one of {}",
+            "{} `{}` is not one of {}",
+            other.by,
+            other.value,
             MODES.join(", ")
         ));
     }
     // libpq's rule: anyone can get a publicly trusted certificate for a name of
     // their own, so the system's roots are worth nothing without the name check.
-    if root_cert.as_deref() == Some("system") {
-        match mode.as_deref() {
-            None => mode = Some("verify-full".into()),
-            Some("verify-full") => {}
+    if let Some(system) = root_cert.as_ref().filter(|root| root.value == "system") {
+        match &mode {
+            None => {
+                mode = Some(Given {
+                    value: "verify-full".into(),
+                    by: system.by,
+                });
+            }
+            Some(mode) if mode.value == "verify-full" => {}
             Some(weaker) => {
                 return Err(format!(
-                    "sslmode {weaker} may not be used with sslrootcert=system: use verify-full \
-                     (as libpq requires), or name a file of roots"
+                    "{} {} may not be used with {}=system: use verify-full (as libpq requires), \
+                     or name a file of roots",
+                    weaker.by, weaker.value, system.by
                 ));
             }
         }
     }
-    let ssl_mode = match mode.as_deref() {
+    let mode_value = mode.as_ref().map(|mode| mode.value.as_str());
+    let ssl_mode = match mode_value {
         None | Some("prefer") => SslMode::Prefer,
         Some("disable") => SslMode::Disable,
         _ => SslMode::Require,
     };
-    let rest = if kept.is_empty() {
-        address.to_string()
-    } else {
-        format!("{address}?{}", kept.join("&"))
-    };
-    let mut config: tokio_postgres::Config =
-        rest.parse().map_err(|err| super::with_reasons(&err))?;
+    let as_given = with_query(address, &kept)?;
+    let (address, pairs) =
+        libpq::fill_in_from_environment(address, kept, &kept_keys, &as_given, defaults)?;
+    let mut config = with_query(&address, &pairs)?;
+    let password_file = defaults.password_file(&config, password_file);
     let hosts = config.get_hosts();
     // A `hostaddr` is reached over TCP whatever the host says.
     let sockets_only = !hosts.is_empty()
@@ -207,54 +218,74 @@ fn parse_url_with(
     // switched to `disable` keeps working.
     if sockets_only || ssl_mode == SslMode::Disable {
         config.ssl_mode(SslMode::Disable);
-        return Ok((config, TlsSettings::default()));
+        return Ok(ConnectionSettings {
+            config,
+            tls: TlsSettings::default(),
+            password_file,
+        });
     }
-    let roots = match root_cert.as_deref() {
+    let roots = match &root_cert {
         None => defaults.find("root.crt", "sslrootcert")?.map(Roots::File),
-        Some("") => {
+        Some(empty) if empty.value.is_empty() => {
             return Err(format!(
-                "sslrootcert is empty: give a PEM file or `system`, or leave it out to use {}",
+                "{} is empty: give a PEM file or `system`, or leave it out to use {}",
+                empty.by,
                 defaults.describe("root.crt")
             ));
         }
-        Some("system") => Some(Roots::System),
-        Some(path) => Some(Roots::File(PathBuf::from(path))),
+        Some(system) if system.value == "system" => Some(Roots::System),
+        Some(path) => Some(Roots::File(PathBuf::from(&path.value))),
     };
     // libpq checks the chain whenever it has roots ("if a root CA file exists,
     // the behavior of sslmode=require will be the same as that of verify-ca";
     // `prefer` likewise, when the server offers TLS).
-    let verify = match mode.as_deref() {
+    let verify = match mode_value {
         Some("verify-full") => Verify::ChainAndName,
         Some("verify-ca") => Verify::Chain,
         _ if roots.is_some() => Verify::Chain,
         _ => Verify::Nothing,
     };
-    if verify != Verify::Nothing && roots.is_none() {
-        let mode = mode.unwrap_or_default();
+    if let Some(mode) = mode
+        .as_ref()
+        .filter(|_| verify != Verify::Nothing && roots.is_none())
+    {
         // `system` is refused above for any mode but verify-full.
-        let or_system = if mode == "verify-full" {
+        let or_system = if mode.value == "verify-full" {
             ", or `system`"
         } else {
             ""
         };
         return Err(format!(
-            "sslmode {mode} needs sslrootcert: a PEM file of the roots to trust{or_system} \
+            "{} {} needs sslrootcert: a PEM file of the roots to trust{or_system} \
              (or the file {}, as for psql)",
+            mode.by,
+            mode.value,
             defaults.describe("root.crt")
         ));
     }
     let revocations = revocation_lists(crl_file, crl_dir, verify, roots.as_ref(), defaults)?;
     let identity = client_identity(client_cert, client_key, defaults)?;
     config.ssl_mode(ssl_mode);
-    Ok((
+    Ok(ConnectionSettings {
         config,
-        TlsSettings {
+        tls: TlsSettings {
             verify,
             roots,
             revocations,
             identity,
         },
-    ))
+        password_file,
+    })
+}
+
+/// tokio-postgres's reading of the URL's `address` with the query `pairs`.
+fn with_query(address: &str, pairs: &[String]) -> Result<tokio_postgres::Config, String> {
+    let url = if pairs.is_empty() {
+        address.to_string()
+    } else {
+        format!("{address}?{}", pairs.join("&"))
+    };
+    url.parse().map_err(|err| super::with_reasons(&err))
 }
 
 /// `sslcrl` and `sslcrldir`, or, when the URL names neither, libpq's default
@@ -265,25 +296,34 @@ fn parse_url_with(
 /// they are refused here; so is a list that cannot be read, where libpq goes on
 /// without it.
 fn revocation_lists(
-    named_file: Option<String>,
-    named_dir: Option<String>,
+    named_file: Option<Given>,
+    named_dir: Option<Given>,
     verify: Verify,
     roots: Option<&Roots>,
-    defaults: &DefaultFiles,
+    defaults: &Defaults,
 ) -> Result<Vec<Revocations>, String> {
-    for (setting, named) in [("sslcrl", &named_file), ("sslcrldir", &named_dir)] {
-        if named.as_deref() == Some("") {
-            return Err(format!(
-                "{setting} is empty: name a PEM file of revocation lists (sslcrl) or a directory \
-                 of them (sslcrldir), or leave both out to use {} when it exists",
-                defaults.describe("root.crl")
-            ));
-        }
-    }
-    let named: Vec<Revocations> = named_file
-        .map(|file| Revocations::File(file.into()))
+    if let Some(empty) = [&named_file, &named_dir]
         .into_iter()
-        .chain(named_dir.map(|dir| Revocations::Dir(dir.into())))
+        .flatten()
+        .find(|named| named.value.is_empty())
+    {
+        return Err(format!(
+            "{} is empty: name a PEM file of revocation lists (sslcrl) or a directory of them \
+             (sslcrldir), or leave both out to use {} when it exists",
+            empty.by,
+            defaults.describe("root.crl")
+        ));
+    }
+    let names: Vec<&str> = [&named_file, &named_dir]
+        .into_iter()
+        .flatten()
+        .map(|named| named.by)
+        .collect();
+    let names = names.join(" and ");
+    let named: Vec<Revocations> = named_file
+        .map(|file| Revocations::File(file.value.into()))
+        .into_iter()
+        .chain(named_dir.map(|dir| Revocations::Dir(dir.value.into())))
         .collect();
     let against_a_file = verify != Verify::Nothing && matches!(roots, Some(Roots::File(_)));
     match (named.is_empty(), against_a_file, roots) {
@@ -294,14 +334,14 @@ fn revocation_lists(
             .collect()),
         (true, false, _) => Ok(Vec::new()),
         (false, true, _) => Ok(named),
-        (false, false, Some(Roots::System)) => Err(
-            "sslcrl and sslcrldir cannot be used with sslrootcert=system: every public CA of the \
-             chain would need its list (libpq ignores them there); name a file of roots instead"
-                .into(),
-        ),
+        (false, false, Some(Roots::System)) => Err(format!(
+            "{names}: revocation lists cannot be used with sslrootcert=system: every public CA of \
+             the chain would need its list (libpq ignores them there); name a file of roots \
+             instead"
+        )),
         (false, false, _) => Err(format!(
-            "sslcrl and sslcrldir need the server's certificate checked, against the roots in \
-             sslrootcert (or in {}); without them nothing would be revoked",
+            "{names}: revocation lists need the server's certificate checked, against the roots \
+             in sslrootcert (or in {}); without them nothing would be revoked",
             defaults.describe("root.crt")
         )),
     }
@@ -313,52 +353,56 @@ fn revocation_lists(
 /// none is shown. Unlike libpq, a key named without any certificate is refused
 /// rather than ignored, as it is surely a mistake.
 fn client_identity(
-    named_certificate: Option<String>,
-    named_key: Option<String>,
-    defaults: &DefaultFiles,
+    named_certificate: Option<Given>,
+    named_key: Option<Given>,
+    defaults: &Defaults,
 ) -> Result<Option<ClientIdentity>, String> {
     let (certificate_file, key_file) = ("postgresql.crt", "postgresql.key");
-    for (setting, named, default) in [
-        ("sslcert", &named_certificate, certificate_file),
-        ("sslkey", &named_key, key_file),
+    for (named, default) in [
+        (&named_certificate, certificate_file),
+        (&named_key, key_file),
     ] {
-        if named.as_deref() == Some("") {
+        if let Some(empty) = named.as_ref().filter(|named| named.value.is_empty()) {
             return Err(format!(
-                "{setting} is empty: name a file, or leave it out to use {} when it exists",
+                "{} is empty: name a file, or leave it out to use {} when it exists",
+                empty.by,
                 defaults.describe(default)
             ));
         }
     }
-    let certificate_named = named_certificate.is_some();
+    let certificate_named_by = named_certificate.as_ref().map(|named| named.by);
+    let key_named_by = named_key.as_ref().map(|named| named.by);
     let certificate = match named_certificate {
-        Some(named) => Some(PathBuf::from(named)),
+        Some(named) => Some(PathBuf::from(named.value)),
         None => defaults.find(certificate_file, "sslcert")?,
     };
     // libpq looks for its default key only to go with a certificate.
     let key = match (&certificate, named_key) {
-        (_, Some(named)) => Some(PathBuf::from(named)),
+        (_, Some(named)) => Some(PathBuf::from(named.value)),
         (Some(_), None) => defaults.find(key_file, "sslkey")?,
         (None, None) => None,
     };
     match (certificate, key) {
         (None, None) => Ok(None),
         (Some(certificate), Some(key)) => Ok(Some(ClientIdentity { certificate, key })),
-        (Some(certificate), None) if certificate_named => Err(format!(
-            "sslcert {} needs sslkey: the PEM file of its private key (none is named, and there \
-             is no {})",
-            certificate.display(),
-            defaults.describe(key_file)
-        )),
-        (Some(certificate), None) => Err(format!(
-            "found {}, which is shown to the server as psql would since the URL names no \
-             sslcert, but not its key {}: put the key there, name sslcert and sslkey in the URL, \
-             or move the certificate away",
-            certificate.display(),
-            defaults.describe(key_file)
-        )),
+        (Some(certificate), None) => match certificate_named_by {
+            Some(by) => Err(format!(
+                "{by} {} needs sslkey: the PEM file of its private key (none is named, and there \
+                 is no {})",
+                certificate.display(),
+                defaults.describe(key_file)
+            )),
+            None => Err(format!(
+                "found {}, which is shown to the server as psql would since the URL names no \
+                 sslcert, but not its key {}: put the key there, name sslcert and sslkey in the \
+                 URL, or move the certificate away",
+                certificate.display(),
+                defaults.describe(key_file)
+            )),
+        },
         (None, Some(_)) => Err(format!(
-            "sslkey needs sslcert: the PEM file of its certificate (none is named, and there is \
-             no {})",
+            "{} needs sslcert: the PEM file of its certificate (none is named, and there is no {})",
+            key_named_by.unwrap_or("sslkey"),
             defaults.describe(certificate_file)
         )),
     }
@@ -746,9 +790,16 @@ impl ServerCertVerifier for Checks {
 mod tests {
     use super::*;
 
-    /// Parses as if this user had no `~/.postgresql/`.
+    /// Parses as if this user had no `~/.postgresql/` and no `PG*` variables.
     fn parse(url: &str) -> Result<(tokio_postgres::Config, TlsSettings), String> {
-        parse_url_with(url, &DefaultFiles(None))
+        parse_with(url, &Defaults::none())
+    }
+
+    fn parse_with(
+        url: &str,
+        defaults: &Defaults,
+    ) -> Result<(tokio_postgres::Config, TlsSettings), String> {
+        parse_url_with(url, defaults).map(|settings| (settings.config, settings.tls))
     }
 
     fn settings(url: &str) -> TlsSettings {
@@ -879,6 +930,276 @@ mod tests {
         }
     }
 
+    /// Parses with these `PG*` variables set (and no home directory).
+    fn parse_in(
+        variables: &[(&'static str, &str)],
+        url: &str,
+    ) -> Result<ConnectionSettings, String> {
+        let defaults = variables
+            .iter()
+            .fold(Defaults::none(), |defaults, (name, value)| {
+                defaults.with_variable(name, value)
+            });
+        parse_url_with(url, &defaults)
+    }
+
+    #[test]
+    fn the_environment_stands_in_for_settings_the_url_leaves_out() {
+        let tls_variables = [
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", "/ca.pem"),
+            ("PGSSLCERT", "/c.pem"),
+            ("PGSSLKEY", "/c.key"),
+            ("PGSSLCRL", "/r.crl"),
+            ("PGSSLCRLDIR", "/crls"),
+        ];
+        let settings = parse_in(&tls_variables, "postgres://u@h/d").unwrap();
+        assert_eq!(settings.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(
+            settings.tls,
+            TlsSettings {
+                verify: Verify::ChainAndName,
+                roots: Some(Roots::File("/ca.pem".into())),
+                revocations: vec![
+                    Revocations::File("/r.crl".into()),
+                    Revocations::Dir("/crls".into())
+                ],
+                identity: Some(ClientIdentity {
+                    certificate: "/c.pem".into(),
+                    key: "/c.key".into(),
+                }),
+            }
+        );
+        let url_wins = parse_in(
+            &tls_variables,
+            "postgres://u@h/d?sslmode=require&sslrootcert=/mine.pem",
+        )
+        .unwrap()
+        .tls;
+        assert_eq!(
+            (url_wins.verify, url_wins.roots),
+            (Verify::Chain, Some(Roots::File("/mine.pem".into()))),
+            "the URL's settings win"
+        );
+        assert_eq!(
+            parse_in(&tls_variables, "postgres://u@h/d?sslmode=disable")
+                .unwrap()
+                .tls,
+            TlsSettings::default()
+        );
+        let over_a_socket =
+            parse_in(&[("PGHOST", "/run/pg")], "postgres:///d?sslmode=require").unwrap();
+        assert_eq!(
+            over_a_socket.config.get_hosts(),
+            [Host::Unix("/run/pg".into())]
+        );
+        assert_eq!(over_a_socket.config.get_ssl_mode(), SslMode::Disable);
+
+        let connection_variables = [
+            ("PGHOST", "db1,db2"),
+            ("PGHOSTADDR", "10.0.0.5,10.0.0.6"),
+            ("PGPORT", "6000"),
+            ("PGUSER", "app user"),
+            ("PGDATABASE", "signoff&co"),
+            ("PGPASSWORD", "p@ss=word&"),
+            ("PGAPPNAME", "signoff east"),
+            ("PGOPTIONS", "-c statement_timeout=5s"),
+            ("PGTARGETSESSIONATTRS", "read-write"),
+            ("PGCHANNELBINDING", "require"),
+            ("PGLOADBALANCEHOSTS", "random"),
+        ];
+        let config = parse_in(&connection_variables, "postgres://")
+            .unwrap()
+            .config;
+        assert_eq!(
+            config.get_hosts(),
+            [Host::Tcp("db1".into()), Host::Tcp("db2".into())]
+        );
+        assert_eq!(config.get_hostaddrs().len(), 2);
+        assert_eq!(config.get_ports(), [6000]);
+        assert_eq!(config.get_user(), Some("app user"));
+        assert_eq!(config.get_dbname(), Some("signoff&co"));
+        assert_eq!(config.get_password(), Some(&b"p@ss=word&"[..]));
+        assert_eq!(config.get_application_name(), Some("signoff east"));
+        assert_eq!(config.get_options(), Some("-c statement_timeout=5s"));
+        assert_eq!(
+            config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(
+            config.get_channel_binding(),
+            tokio_postgres::config::ChannelBinding::Require
+        );
+        assert_eq!(
+            config.get_load_balance_hosts(),
+            tokio_postgres::config::LoadBalanceHosts::Random
+        );
+        let config = parse_in(
+            &connection_variables,
+            "postgres://me:mine@here:7000/mydb?hostaddr=10.1.1.1&application_name=a&options=-cx%3Dy\
+             &target_session_attrs=any&channel_binding=disable&load_balance_hosts=disable",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(
+            (
+                config.get_hosts(),
+                config.get_hostaddrs().len(),
+                config.get_ports(),
+                config.get_user(),
+                config.get_dbname(),
+                config.get_password(),
+                config.get_application_name(),
+                config.get_options(),
+            ),
+            (
+                &[Host::Tcp("here".into())][..],
+                1,
+                &[7000][..],
+                Some("me"),
+                Some("mydb"),
+                Some(&b"mine"[..]),
+                Some("a"),
+                Some("-cx=y"),
+            ),
+            "every setting the URL gives wins"
+        );
+        assert_eq!(
+            (
+                config.get_target_session_attrs(),
+                config.get_channel_binding(),
+                config.get_load_balance_hosts()
+            ),
+            (
+                tokio_postgres::config::TargetSessionAttrs::Any,
+                tokio_postgres::config::ChannelBinding::Disable,
+                tokio_postgres::config::LoadBalanceHosts::Disable
+            )
+        );
+    }
+
+    #[test]
+    fn pgport_stands_in_for_the_ports_the_url_leaves_out() {
+        let ports = |port: &str, url: &str| {
+            parse_in(&[("PGPORT", port)], url).map(|settings| settings.config.get_ports().to_vec())
+        };
+        assert_eq!(ports("6000", "postgres://u@h/d"), Ok(vec![6000]));
+        assert_eq!(
+            ports("6000", "postgres://u:pw@h1,h2/d"),
+            Ok(vec![6000, 6000])
+        );
+        assert_eq!(ports("6000,6001", "postgres://h1,h2"), Ok(vec![6000, 6001]));
+        assert_eq!(ports("6000", "postgres://u@h:5433/d"), Ok(vec![5433]));
+        assert_eq!(ports("6000", "postgres:///d"), Ok(vec![6000]));
+        let settings = parse_in(&[("PGPORT", "6000")], "postgres://u@[::1]/d").unwrap();
+        assert_eq!(
+            (settings.config.get_hosts(), settings.config.get_ports()),
+            (&[Host::Tcp("::1".into())][..], &[6000][..])
+        );
+        let error = ports("1,2,3", "postgres://h1,h2/d").unwrap_err();
+        assert!(
+            error.contains("PGPORT gives 3 ports for the URL's 2 hosts"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_password_file_is_named_as_libpq_names_it() {
+        let home = tempfile::tempdir().unwrap();
+        let file =
+            |url: &str, defaults: &Defaults| parse_url_with(url, defaults).unwrap().password_file;
+        let in_home = Defaults::with_home(home.path());
+        assert_eq!(
+            file("postgres://u@h/d", &in_home),
+            Some(home.path().join(".pgpass"))
+        );
+        let by_variable = Defaults::with_home(home.path()).with_variable("PGPASSFILE", "/etc/pw");
+        assert_eq!(
+            file("postgres://u@h/d", &by_variable),
+            Some("/etc/pw".into())
+        );
+        assert_eq!(
+            file("postgres://u@h/d?passfile=%2Fsrv%2Fpw", &by_variable),
+            Some("/srv/pw".into()),
+            "the URL's passfile wins"
+        );
+        assert_eq!(file("postgres://u:pw@h/d", &by_variable), None);
+        assert_eq!(
+            file(
+                "postgres://u@h/d",
+                &Defaults::with_home(home.path()).with_variable("PGPASSWORD", "pw")
+            ),
+            None,
+            "PGPASSWORD comes before the file"
+        );
+        assert_eq!(file("postgres://u@h/d", &Defaults::none()), None);
+    }
+
+    #[test]
+    fn wrong_values_in_the_environment_are_refused_with_the_variable_name() {
+        for (variable, value, url, expected) in [
+            (
+                "PGSSLMODE",
+                "sometimes",
+                "postgres://h/d",
+                "PGSSLMODE `sometimes` is not one of",
+            ),
+            (
+                "PGSSLMODE",
+                "verify-ca",
+                "postgres://h/d",
+                "PGSSLMODE verify-ca needs sslrootcert",
+            ),
+            (
+                "PGSSLROOTCERT",
+                "system",
+                "postgres://h/d?sslmode=require",
+                "sslmode require may not be used with PGSSLROOTCERT=system",
+            ),
+            (
+                "PGSSLCERT",
+                "/c.pem",
+                "postgres://h/d",
+                "PGSSLCERT /c.pem needs sslkey",
+            ),
+            (
+                "PGSSLKEY",
+                "/c.key",
+                "postgres://h/d",
+                "PGSSLKEY needs sslcert",
+            ),
+            (
+                "PGSSLCRL",
+                "/r.crl",
+                "postgres://h/d?sslmode=require",
+                "PGSSLCRL: revocation lists need the server's certificate checked",
+            ),
+            (
+                "PGPORT",
+                "fifty",
+                "postgres://h/d",
+                "PGPORT `fifty`: invalid connection string: invalid value for option `port`",
+            ),
+            (
+                "PGTARGETSESSIONATTRS",
+                "primary-ish",
+                "postgres://h/d",
+                "PGTARGETSESSIONATTRS `primary-ish`: invalid connection string",
+            ),
+            (
+                "PGCHANNELBINDING",
+                "always",
+                "postgres://h/d",
+                "PGCHANNELBINDING `always`: invalid connection string",
+            ),
+        ] {
+            let error = parse_in(&[(variable, value)], url)
+                .err()
+                .unwrap_or_else(|| panic!("{variable}={value} with {url} was taken"));
+            assert!(error.contains(expected), "{variable}={value}: {error}");
+        }
+    }
+
     #[test]
     fn a_client_certificate_and_its_key_are_read_from_the_url() {
         let (_, tls) =
@@ -900,20 +1221,24 @@ mod tests {
 
     /// A `~/.postgresql/` holding empty files of these names (the parse only
     /// looks whether they are there).
-    fn libpq_dir_with(names: &[&str]) -> (tempfile::TempDir, DefaultFiles) {
-        let dir = tempfile::tempdir().unwrap();
+    /// (The home directory, so that it lives as long as the test, and
+    /// `~/.postgresql/` in it.)
+    fn libpq_dir_with(names: &[&str]) -> ((tempfile::TempDir, PathBuf), Defaults) {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join(".postgresql");
+        std::fs::create_dir(&dir).unwrap();
         for name in names {
-            std::fs::write(dir.path().join(name), "").unwrap();
+            std::fs::write(dir.join(name), "").unwrap();
         }
-        let defaults = DefaultFiles(Some(dir.path().to_path_buf()));
-        (dir, defaults)
+        let defaults = Defaults::with_home(home.path());
+        ((home, dir), defaults)
     }
 
     #[test]
     fn roots_in_the_home_directory_are_trusted_as_by_libpq() {
-        let (dir, defaults) = libpq_dir_with(&["root.crt"]);
-        let root = Roots::File(dir.path().join("root.crt"));
-        let with_home = |url: &str| parse_url_with(url, &defaults).unwrap().1;
+        let ((_home, dir), defaults) = libpq_dir_with(&["root.crt"]);
+        let root = Roots::File(dir.join("root.crt"));
+        let with_home = |url: &str| parse_with(url, &defaults).unwrap().1;
         for url in ["postgres://h/d", "postgres://h/d?sslmode=require"] {
             let tls = with_home(url);
             assert_eq!(
@@ -939,15 +1264,13 @@ mod tests {
             assert_eq!(with_home(url), TlsSettings::default(), "no TLS: {url}");
         }
         // Here `~/.postgresql` is a file, so it holds nothing.
-        let not_a_directory = DefaultFiles(Some(dir.path().join("root.crt")));
+        let not_a_directory = Defaults::with_home(&dir.join("root.crt"));
         assert_eq!(
-            parse_url_with("postgres://h/d", &not_a_directory)
-                .unwrap()
-                .1,
+            parse_with("postgres://h/d", &not_a_directory).unwrap().1,
             TlsSettings::default()
         );
         let (_empty, nothing_there) = libpq_dir_with(&[]);
-        let error = parse_url_with("postgres://h/d?sslmode=verify-ca", &nothing_there).unwrap_err();
+        let error = parse_with("postgres://h/d?sslmode=verify-ca", &nothing_there).unwrap_err();
         assert!(
             error.contains("needs sslrootcert") && error.contains("root.crt, as for psql"),
             "{error}"
@@ -956,12 +1279,9 @@ mod tests {
 
     #[test]
     fn a_client_certificate_in_the_home_directory_is_shown_as_by_libpq() {
-        let (dir, defaults) = libpq_dir_with(&["postgresql.crt", "postgresql.key"]);
-        let identity = |url: &str| parse_url_with(url, &defaults).unwrap().1.identity;
-        let (certificate, key) = (
-            dir.path().join("postgresql.crt"),
-            dir.path().join("postgresql.key"),
-        );
+        let ((_home, dir), defaults) = libpq_dir_with(&["postgresql.crt", "postgresql.key"]);
+        let identity = |url: &str| parse_with(url, &defaults).unwrap().1.identity;
+        let (certificate, key) = (dir.join("postgresql.crt"), dir.join("postgresql.key"));
         assert_eq!(
             identity("postgres://h/d"),
             Some(ClientIdentity {
@@ -989,29 +1309,26 @@ mod tests {
 
         let (_dir, key_only) = libpq_dir_with(&["postgresql.key"]);
         assert_eq!(
-            parse_url_with("postgres://h/d", &key_only)
-                .unwrap()
-                .1
-                .identity,
+            parse_with("postgres://h/d", &key_only).unwrap().1.identity,
             None,
             "a key without a certificate is no identity, as in libpq"
         );
-        let error = parse_url_with("postgres://h/d?sslkey=/k.pem", &key_only).unwrap_err();
+        let error = parse_with("postgres://h/d?sslkey=/k.pem", &key_only).unwrap_err();
         assert!(error.contains("sslkey needs sslcert"), "{error}");
-        let (dir, certificate_only) = libpq_dir_with(&["postgresql.crt"]);
-        let error = parse_url_with("postgres://h/d", &certificate_only).unwrap_err();
+        let ((_home, dir), certificate_only) = libpq_dir_with(&["postgresql.crt"]);
+        let error = parse_with("postgres://h/d", &certificate_only).unwrap_err();
         let expected = format!(
             "found {}, which is shown to the server as psql would since the URL names no \
              sslcert, but not its key {}",
-            dir.path().join("postgresql.crt").display(),
-            dir.path().join("postgresql.key").display()
+            dir.join("postgresql.crt").display(),
+            dir.join("postgresql.key").display()
         );
         assert!(error.contains(&expected), "{error}");
         for url in [
             "postgres://h/d?sslmode=disable",
             "postgres://u@%2Frun%2Fpg/d",
         ] {
-            let (_, tls) = parse_url_with(url, &certificate_only).unwrap();
+            let (_, tls) = parse_with(url, &certificate_only).unwrap();
             assert_eq!(
                 tls.identity, None,
                 "without TLS the files are not used: {url}"
@@ -1128,9 +1445,9 @@ mod tests {
         );
         assert_eq!(lists(checked), [], "none named and no ~/.postgresql");
 
-        let (dir, defaults) = libpq_dir_with(&["root.crt", "root.crl"]);
-        let with_home = |url: &str| parse_url_with(url, &defaults).unwrap().1.revocations;
-        let default_list = Revocations::File(dir.path().join("root.crl"));
+        let ((_home, dir), defaults) = libpq_dir_with(&["root.crt", "root.crl"]);
+        let with_home = |url: &str| parse_with(url, &defaults).unwrap().1.revocations;
+        let default_list = Revocations::File(dir.join("root.crl"));
         for url in ["postgres://h/d", "postgres://h/d?sslmode=verify-full"] {
             assert_eq!(with_home(url), std::slice::from_ref(&default_list), "{url}");
         }
@@ -1152,7 +1469,7 @@ mod tests {
         );
         let (_dir, lists_only) = libpq_dir_with(&["root.crl"]);
         assert_eq!(
-            parse_url_with("postgres://h/d?sslmode=require", &lists_only)
+            parse_with("postgres://h/d?sslmode=require", &lists_only)
                 .unwrap()
                 .1,
             TlsSettings::default(),
@@ -1162,11 +1479,11 @@ mod tests {
         for (url, expected) in [
             (
                 "postgres://h/d?sslmode=require&sslcrl=/r.crl".to_string(),
-                "sslcrl and sslcrldir need the server's certificate checked",
+                "sslcrl: revocation lists need the server's certificate checked",
             ),
             (
-                "postgres://h/d?sslcrldir=/crls".to_string(),
-                "sslcrl and sslcrldir need the server's certificate checked",
+                "postgres://h/d?sslcrldir=/crls&sslcrl=/r.crl".to_string(),
+                "sslcrl and sslcrldir: revocation lists need the server's certificate checked",
             ),
             (
                 "postgres://h/d?sslrootcert=system&sslcrl=/r.crl".to_string(),

@@ -1,0 +1,679 @@
+//! What libpq reads besides the URL, so that a URL and an environment that
+//! work with `psql` work here: the `PG*` environment variables, each standing
+//! in for a setting the URL leaves out; the TLS files in `~/.postgresql/`; and
+//! the password file (`~/.pgpass`), read when neither the URL nor `PGPASSWORD`
+//! gives a password.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tokio_postgres::config::Host;
+
+/// The environment variables read, each with the URL setting it stands in
+/// for: libpq's, for every setting signoff knows. Others (`PGSERVICE`,
+/// `PGSSLCERTMODE`, `PGSSLNEGOTIATION`, `PGGSSENCMODE`, ...) are not read, nor
+/// `PGCONNECT_TIMEOUT`: signoff's `postgres.connect_timeout_seconds` decides.
+pub const VARIABLES: [(&str, &str); 18] = [
+    ("PGHOST", "host"),
+    ("PGHOSTADDR", "hostaddr"),
+    ("PGPORT", "port"),
+    ("PGDATABASE", "dbname"),
+    ("PGUSER", "user"),
+    ("PGPASSWORD", "password"),
+    ("PGPASSFILE", "passfile"),
+    ("PGAPPNAME", "application_name"),
+    ("PGOPTIONS", "options"),
+    ("PGTARGETSESSIONATTRS", "target_session_attrs"),
+    ("PGCHANNELBINDING", "channel_binding"),
+    ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
+    ("PGSSLMODE", "sslmode"),
+    ("PGSSLROOTCERT", "sslrootcert"),
+    ("PGSSLCERT", "sslcert"),
+    ("PGSSLKEY", "sslkey"),
+    ("PGSSLCRL", "sslcrl"),
+    ("PGSSLCRLDIR", "sslcrldir"),
+];
+
+/// A setting's value and the name it was given by, the URL's (`sslmode`) or
+/// the environment's (`PGSSLMODE`), so that a message names what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Given {
+    pub value: String,
+    pub by: &'static str,
+}
+
+/// What libpq falls back on where the URL is silent.
+pub struct Defaults {
+    /// `~`, or `None` when HOME is unset or empty (then nothing is looked for
+    /// there, where libpq would ask the user database).
+    home: Option<PathBuf>,
+    /// The variables of [`VARIABLES`] that are set and not empty (an empty one
+    /// is taken as unset, so that `PGSSLMODE=` in a shell clears it).
+    variables: BTreeMap<&'static str, String>,
+}
+
+impl Defaults {
+    /// This process's: its environment and its user's home directory.
+    pub fn of_this_process() -> Defaults {
+        Defaults {
+            home: crate::config::home_dir(),
+            variables: VARIABLES
+                .iter()
+                .filter_map(|(name, _)| {
+                    let value = std::env::var(name).ok().filter(|value| !value.is_empty())?;
+                    Some((*name, value))
+                })
+                .collect(),
+        }
+    }
+
+    /// Nothing to fall back on: no home directory, no variables.
+    #[cfg(test)]
+    pub fn none() -> Defaults {
+        Defaults {
+            home: None,
+            variables: BTreeMap::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn with_home(home: &Path) -> Defaults {
+        Defaults {
+            home: Some(home.to_path_buf()),
+            variables: BTreeMap::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn with_variable(mut self, name: &'static str, value: &str) -> Defaults {
+        assert!(VARIABLES.iter().any(|(known, _)| *known == name), "{name}");
+        self.variables.insert(name, value.to_string());
+        self
+    }
+
+    /// The environment's value for the URL setting `setting`, if any.
+    pub fn variable_for(&self, setting: &str) -> Option<Given> {
+        let (name, _) = VARIABLES.iter().find(|(_, known)| *known == setting)?;
+        let value = self.variables.get(name)?;
+        Some(Given {
+            value: value.clone(),
+            by: name,
+        })
+    }
+
+    /// `~/.postgresql/<name>`, if it exists; `setting` is the URL setting it
+    /// stands in for, for the message when it cannot even be looked for.
+    pub fn find(&self, name: &str, setting: &str) -> Result<Option<PathBuf>, String> {
+        let Some(home) = &self.home else {
+            return Ok(None);
+        };
+        let path = home.join(".postgresql").join(name);
+        match path.try_exists() {
+            Ok(exists) => Ok(exists.then_some(path)),
+            // `~/.postgresql` is a file: nothing in it, as libpq sees it.
+            Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => Ok(None),
+            Err(err) => Err(format!(
+                "cannot look for {} (used, as by psql, when the URL names no {setting}): {err}",
+                path.display()
+            )),
+        }
+    }
+
+    /// Where `~/.postgresql/<name>` is looked for, for messages.
+    pub fn describe(&self, name: &str) -> String {
+        self.home.as_ref().map_or_else(
+            || format!("~/.postgresql/{name} (not looked for: HOME is not set)"),
+            |home| home.join(".postgresql").join(name).display().to_string(),
+        )
+    }
+
+    /// The password file to read if the server asks for a password `config`
+    /// does not have: named by the URL's `passfile` or `PGPASSFILE`, or else
+    /// `~/.pgpass`.
+    pub fn password_file(
+        &self,
+        config: &tokio_postgres::Config,
+        named: Option<Given>,
+    ) -> Option<PathBuf> {
+        if config.get_password().is_some() {
+            return None;
+        }
+        named
+            .or_else(|| self.variable_for("passfile"))
+            .map(|given| PathBuf::from(given.value))
+            .or_else(|| self.home.as_ref().map(|home| home.join(".pgpass")))
+    }
+}
+
+/// Query values are percent-encoded but for the commas that separate the
+/// entries of a list (`PGHOSTADDR`, `PGPORT`), which no other setting gives
+/// meaning.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b',');
+
+/// The URL, its part before `?` (`address`) and its query `pairs` (with their
+/// decoded `keys`), parsed by tokio-postgres into `config`, with the
+/// environment's values for the settings of [`VARIABLES`] it leaves out (but
+/// the TLS ones and `passfile`, which `tls` reads): the address and the pairs
+/// to parse instead. A value tokio-postgres would refuse is refused here with
+/// the variable's name.
+pub fn fill_in_from_environment(
+    address: &str,
+    mut pairs: Vec<String>,
+    keys: &[String],
+    config: &tokio_postgres::Config,
+    defaults: &Defaults,
+) -> Result<(String, Vec<String>), String> {
+    let hosts = HostList::of(address);
+    let mut address = address.to_string();
+    for (_, setting) in VARIABLES {
+        if setting.starts_with("ssl")
+            || setting == "passfile"
+            || keys.iter().any(|key| key == setting)
+        {
+            continue;
+        }
+        let given_by_url = match setting {
+            "host" => !config.get_hosts().is_empty(),
+            "hostaddr" => !config.get_hostaddrs().is_empty(),
+            // tokio-postgres gives a host named without a port 5432, where
+            // libpq takes PGPORT.
+            "port" => hosts.as_ref().is_some_and(HostList::names_a_port),
+            "dbname" => config.get_dbname().is_some(),
+            "user" => config.get_user().is_some(),
+            "password" => config.get_password().is_some(),
+            _ => false,
+        };
+        let Some(given) = defaults.variable_for(setting).filter(|_| !given_by_url) else {
+            continue;
+        };
+        // A URL's query gives a list of hosts as one `host` pair each.
+        let values: Vec<&str> = if setting == "host" {
+            given.value.split(',').collect()
+        } else {
+            vec![&given.value]
+        };
+        let setting_pairs: Vec<String> = values
+            .iter()
+            .map(|value| {
+                format!(
+                    "{setting}={}",
+                    percent_encoding::utf8_percent_encode(value, QUERY_VALUE)
+                )
+            })
+            .collect();
+        let pair = setting_pairs.join("&");
+        if let Err(err) = format!("postgres://localhost/?{pair}").parse::<tokio_postgres::Config>()
+        {
+            // The password's value is never shown.
+            let shown = if setting == "password" {
+                String::new()
+            } else {
+                format!(" `{}`", given.value)
+            };
+            return Err(format!(
+                "{}{shown}: {}",
+                given.by,
+                super::with_reasons(&err)
+            ));
+        }
+        match (&hosts, setting) {
+            (Some(hosts), "port") => address = hosts.with_ports(&address, &given)?,
+            _ => pairs.extend(setting_pairs),
+        }
+    }
+    Ok((address, pairs))
+}
+
+/// The hosts a URL names before its path (`scheme://[user@]host[:port],...`).
+struct HostList {
+    /// Where they are in the URL.
+    span: std::ops::Range<usize>,
+    /// Each host, with its port if it names one.
+    hosts: Vec<(String, Option<String>)>,
+}
+
+impl HostList {
+    /// `None` when the URL names no host there.
+    fn of(address: &str) -> Option<HostList> {
+        let after_scheme = address.find("://")? + 3;
+        let rest = &address[after_scheme..];
+        // As tokio-postgres reads it: the user part ends at the first `@`.
+        let start = rest.find('@').map_or(0, |at| at + 1);
+        let end = rest[start..]
+            .find('/')
+            .map_or(rest.len(), |slash| start + slash);
+        let list = &rest[start..end];
+        if list.is_empty() {
+            return None;
+        }
+        let hosts = list
+            .split(',')
+            .map(|chunk| {
+                // An IPv6 address is bracketed: `[::1]:5432`.
+                let port_from = chunk.rfind(']').map_or(0, |bracket| bracket + 1);
+                match chunk[port_from..].find(':') {
+                    Some(colon) => (
+                        chunk[..port_from + colon].to_string(),
+                        Some(chunk[port_from + colon + 1..].to_string()),
+                    ),
+                    None => (chunk.to_string(), None),
+                }
+            })
+            .collect();
+        Some(HostList {
+            span: after_scheme + start..after_scheme + end,
+            hosts,
+        })
+    }
+
+    fn names_a_port(&self) -> bool {
+        self.hosts.iter().any(|(_, port)| port.is_some())
+    }
+
+    /// `address` with `ports` (one for all hosts, or one each) after its hosts.
+    fn with_ports(&self, address: &str, given: &Given) -> Result<String, String> {
+        let ports: Vec<&str> = given.value.split(',').collect();
+        if ports.len() != 1 && ports.len() != self.hosts.len() {
+            return Err(format!(
+                "{} gives {} ports for the URL's {} hosts: give one port, or one for each host",
+                given.by,
+                ports.len(),
+                self.hosts.len()
+            ));
+        }
+        let list: Vec<String> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(index, (host, _))| format!("{host}:{}", ports[index.min(ports.len() - 1)]))
+            .collect();
+        Ok(format!(
+            "{}{}{}",
+            &address[..self.span.start],
+            list.join(","),
+            &address[self.span.end..]
+        ))
+    }
+}
+
+/// The password for `config` in the password file at `path`, as libpq finds
+/// it once the server asks for one: the file's first line matching the host,
+/// port, database and user connected to. signoff has one password for all of a
+/// URL's hosts, so the file must give them all the same one (or none); and
+/// unlike libpq, which ignores it then, a file others may read is refused.
+pub fn password_from_file(
+    config: &tokio_postgres::Config,
+    path: &Path,
+) -> Result<Option<String>, String> {
+    let Some(text) = read_password_file(path)? else {
+        return Ok(None);
+    };
+    let user = match config.get_user() {
+        Some(user) => user.to_string(),
+        // Whom tokio-postgres connects as when the URL names nobody.
+        None => whoami::username().map_err(|err| {
+            format!(
+                "cannot tell the user to look up in {}: {err}",
+                path.display()
+            )
+        })?,
+    };
+    let database = config.get_dbname().unwrap_or(&user).to_string();
+    let mut found: Option<Option<String>> = None;
+    for (host, port) in hosts_and_ports(config) {
+        let password = PasswordFile(&text).password_for(&[&host, &port, &database, &user]);
+        match &found {
+            Some(earlier) if *earlier != password => {
+                return Err(format!(
+                    "the password file {} gives this URL's hosts different passwords (or a \
+                     password to only some of them), and signoff uses one for all of its hosts: \
+                     give the password in the URL or in PGPASSWORD",
+                    path.display()
+                ));
+            }
+            _ => found = Some(password),
+        }
+    }
+    Ok(found.flatten())
+}
+
+/// The password file's text; `None` when there is none. libpq ignores a file
+/// that is not a regular file or that others may read, with a warning that a
+/// server's log easily hides, and then fails for want of a password; signoff
+/// says why.
+fn read_password_file(path: &Path) -> Result<Option<String>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(format!(
+                "cannot read the password file {}: {err}",
+                path.display()
+            ));
+        }
+    };
+    if !metadata.is_file() {
+        return Err(format!(
+            "the password file {} is not a regular file",
+            path.display()
+        ));
+    }
+    if metadata.mode() & 0o077 != 0 {
+        return Err(format!(
+            "the password file {} has group or world access (mode {:o}): give it mode 0600 \
+             (libpq ignores it otherwise), or give the password in the URL",
+            path.display(),
+            metadata.mode() & 0o777
+        ));
+    }
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|err| format!("cannot read the password file {}: {err}", path.display()))
+}
+
+/// Each host of `config` as the password file names it, with its port.
+fn hosts_and_ports(config: &tokio_postgres::Config) -> Vec<(String, String)> {
+    let ports = config.get_ports();
+    let port_of = |index: usize| {
+        let port = match ports {
+            [] => 5432,
+            [one] => *one,
+            many => many.get(index).copied().unwrap_or(5432),
+        };
+        port.to_string()
+    };
+    let hosts: Vec<String> = if config.get_hosts().is_empty() {
+        // A `hostaddr` without a host is matched as libpq matches it.
+        config
+            .get_hostaddrs()
+            .iter()
+            .map(|address| address.to_string())
+            .collect()
+    } else {
+        config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(directory) => directory.display().to_string(),
+            })
+            .collect()
+    };
+    hosts
+        .into_iter()
+        .enumerate()
+        .map(|(index, host)| (host, port_of(index)))
+        .collect()
+}
+
+/// libpq's password file: lines of `hostname:port:database:username:password`,
+/// where a field of `*` matches anything and `\` takes the next character as
+/// it is (`\:`, `\\`); `#` starts a comment line.
+struct PasswordFile<'a>(&'a str);
+
+impl PasswordFile<'_> {
+    /// The password of the first line matching `wanted` (host, port,
+    /// database, user). A Unix socket's directory is matched by `localhost`
+    /// too, as libpq matches its own default directory.
+    fn password_for(&self, wanted: &[&str; 4]) -> Option<String> {
+        self.0
+            .lines()
+            .map(|line| line.strip_suffix('\r').unwrap_or(line))
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .find_map(|line| {
+                let fields = split_escaped(line);
+                let matches = fields.len() >= 5
+                    && fields
+                        .iter()
+                        .zip(wanted)
+                        .enumerate()
+                        .all(|(index, (field, want))| {
+                            field.is_wildcard
+                                || field.text == *want
+                                || (index == 0
+                                    && field.text == "localhost"
+                                    && want.starts_with('/'))
+                        });
+                matches.then(|| fields[4].text.clone())
+            })
+    }
+}
+
+/// A field of a password file's line.
+struct Field {
+    /// Unescaped.
+    text: String,
+    /// A bare `*` (an escaped `\*` is a plain star).
+    is_wildcard: bool,
+}
+
+/// A line's fields. As libpq reads it, the password ends at the next
+/// unescaped `:`.
+fn split_escaped(line: &str) -> Vec<Field> {
+    let mut fields = Vec::new();
+    let mut text = String::new();
+    let mut escaped_any = false;
+    let mut characters = line.chars();
+    loop {
+        let next = characters.next();
+        match next {
+            Some('\\') => {
+                text.push(characters.next().unwrap_or('\\'));
+                escaped_any = true;
+            }
+            Some(other) if other != ':' => text.push(other),
+            // A colon, or the end of the line.
+            _ => {
+                let is_wildcard = text == "*" && !escaped_any;
+                fields.push(Field {
+                    text: std::mem::take(&mut text),
+                    is_wildcard,
+                });
+                escaped_any = false;
+                if next.is_none() || fields.len() == 5 {
+                    break;
+                }
+            }
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_matching_line_gives_the_password() {
+        let file = PasswordFile(
+            "# comment\n\
+             db.internal:5432:signoff:other:not-this\n\
+             db.internal:5432:signoff:app:first\r\n\
+             *:*:*:app:second\n\
+             \n\
+             *:*:*:*:fallback\n",
+        );
+        let wanted = |host: &str, port: &str, database: &str, user: &str| {
+            file.password_for(&[host, port, database, user])
+        };
+        assert_eq!(
+            wanted("db.internal", "5432", "signoff", "app").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            wanted("db.internal", "6432", "signoff", "app").as_deref(),
+            Some("second")
+        );
+        assert_eq!(
+            wanted("elsewhere", "5432", "x", "nobody").as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(
+            PasswordFile("a:1:b:c:d\n").password_for(&["a", "1", "b", "x"]),
+            None
+        );
+        assert_eq!(
+            PasswordFile("a:1:b\n").password_for(&["a", "1", "b", "c"]),
+            None,
+            "a line of fewer than five fields matches nothing"
+        );
+    }
+
+    #[test]
+    fn backslashes_escape_colons_and_themselves() {
+        let file = PasswordFile(r"host\:with\:colons:5432:d\\b:u:p\:a\\ss:ignored");
+        assert_eq!(
+            file.password_for(&["host:with:colons", "5432", r"d\b", "u"])
+                .as_deref(),
+            Some(r"p:a\ss"),
+            "the password ends at the next unescaped colon"
+        );
+        assert_eq!(
+            PasswordFile(r"h:5432:d:u:\*")
+                .password_for(&["h", "5432", "d", "u"])
+                .as_deref(),
+            Some("*")
+        );
+        assert_eq!(
+            PasswordFile(r"\*:5432:d:u:p").password_for(&["h", "5432", "d", "u"]),
+            None,
+            "an escaped star is a plain star, not a wildcard"
+        );
+    }
+
+    #[test]
+    fn a_unix_socket_is_matched_by_its_directory_or_localhost() {
+        let by_name = PasswordFile("localhost:5432:d:u:local\n");
+        assert_eq!(
+            by_name
+                .password_for(&["/var/run/postgresql", "5432", "d", "u"])
+                .as_deref(),
+            Some("local")
+        );
+        assert_eq!(
+            by_name.password_for(&["db.internal", "5432", "d", "u"]),
+            None
+        );
+        let by_directory = PasswordFile("/run/pg:5432:d:u:there\n");
+        assert_eq!(
+            by_directory
+                .password_for(&["/run/pg", "5432", "d", "u"])
+                .as_deref(),
+            Some("there")
+        );
+    }
+
+    fn password_file(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(".pgpass");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// The password a connection to `url` has once the server asks for one:
+    /// the URL's, or the password file's.
+    fn password_after(url: &str, defaults: &Defaults) -> Result<Option<String>, String> {
+        password_with(url, None, defaults)
+    }
+
+    fn password_with(
+        url: &str,
+        named: Option<Given>,
+        defaults: &Defaults,
+    ) -> Result<Option<String>, String> {
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        if let Some(given) = config.get_password() {
+            return Ok(Some(String::from_utf8(given.to_vec()).unwrap()));
+        }
+        match defaults.password_file(&config, named) {
+            Some(path) => password_from_file(&config, &path),
+            None => Ok(None),
+        }
+    }
+
+    #[test]
+    fn the_password_file_fills_in_a_password_the_url_leaves_out() {
+        let home = tempfile::tempdir().unwrap();
+        password_file(
+            home.path(),
+            "db1:5432:app:signoff:one\ndb2:6000:app:signoff:two\n*:*:*:*:any\n",
+            0o600,
+        );
+        let defaults = Defaults::with_home(home.path());
+        assert_eq!(
+            password_after("postgres://signoff@db1/app", &defaults).unwrap(),
+            Some("one".into())
+        );
+        assert_eq!(
+            password_after("postgres://signoff@db2:6000/app", &defaults).unwrap(),
+            Some("two".into())
+        );
+        assert_eq!(
+            password_after("postgres://signoff:given@db1/app", &defaults).unwrap(),
+            Some("given".into()),
+            "the URL's password wins"
+        );
+        assert_eq!(
+            password_after("postgres://signoff@db1/other", &defaults).unwrap(),
+            Some("any".into())
+        );
+        assert_eq!(
+            password_after("postgres://signoff@db1:5432,db1:5432/app", &defaults).unwrap(),
+            Some("one".into()),
+            "hosts that agree share the password"
+        );
+        let error =
+            password_after("postgres://signoff@db1:5432,db2:6000/app", &defaults).unwrap_err();
+        assert!(error.contains("different passwords"), "{error}");
+        assert_eq!(
+            password_after("postgres://signoff@db1/app", &Defaults::none()).unwrap(),
+            None,
+            "no home, no file"
+        );
+        let named = home.path().join("elsewhere");
+        std::fs::create_dir(&named).unwrap();
+        let named = password_file(&named, "*:*:*:*:named\n", 0o600);
+        let by_variable =
+            Defaults::with_home(home.path()).with_variable("PGPASSFILE", named.to_str().unwrap());
+        assert_eq!(
+            password_after("postgres://signoff@db1/app", &by_variable).unwrap(),
+            Some("named".into()),
+            "PGPASSFILE names another file"
+        );
+        let by_url = Given {
+            value: named.display().to_string(),
+            by: "passfile",
+        };
+        assert_eq!(
+            password_with("postgres://signoff@db1/app", Some(by_url), &defaults).unwrap(),
+            Some("named".into()),
+            "so does the URL's passfile"
+        );
+    }
+
+    #[test]
+    fn a_password_file_others_may_read_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let defaults = Defaults::with_home(home.path());
+        for mode in [0o640, 0o604] {
+            password_file(home.path(), "*:*:*:*:secret\n", mode);
+            let error = password_after("postgres://u@h/d", &defaults).unwrap_err();
+            assert!(
+                error.contains("has group or world access") && error.contains(".pgpass"),
+                "{error}"
+            );
+            assert!(!error.contains("secret"), "{error}");
+        }
+        assert_eq!(
+            password_after("postgres://u:given@h/d", &defaults).unwrap(),
+            Some("given".into()),
+            "not even read when the URL gives the password"
+        );
+        std::fs::remove_file(home.path().join(".pgpass")).unwrap();
+        std::fs::create_dir(home.path().join(".pgpass")).unwrap();
+        let error = password_after("postgres://u@h/d", &defaults).unwrap_err();
+        assert!(error.contains("is not a regular file"), "{error}");
+    }
+}
