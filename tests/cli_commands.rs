@@ -40,11 +40,10 @@ fn text(bytes: &[u8]) -> String {
 /// The `signoff` command with this home's XDG directories.
 fn command(home: &Path) -> Command {
     let mut command = Command::cargo_bin("signoff").expect("signoff binary");
-    command
-        .envs(xdg_env(home))
-        .env_remove("SIGNOFF_SERVER")
-        .env_remove("SIGNOFF_KEY")
-        .env("NO_COLOR", "1");
+    command.envs(xdg_env(home)).env("NO_COLOR", "1");
+    for variable in common::inherited_variables_to_drop() {
+        command.env_remove(variable);
+    }
     command
 }
 

@@ -53,6 +53,8 @@ async fn ensure_role(base: &str) {
 /// (so that the password alone decides) and the schema's search_path.
 struct PasswordRole {
     url: String,
+    /// The same schema as the test server's own user, whom it trusts.
+    trusted_url: String,
     /// The host and database the URL names, as a password file's lines name them.
     host: String,
     database: String,
@@ -91,6 +93,7 @@ impl PasswordRole {
             .unwrap_or_else(|err| panic!("{alter}: {err}"));
         let role = PasswordRole {
             url: with_search_path(&without_password, &schema.name),
+            trusted_url: with_search_path(&base, &schema.name),
             // As libpq names them: an IPv6 address without its brackets, and the
             // user's name for the database when the URL names none.
             host: as_role
@@ -231,7 +234,8 @@ async fn a_password_file_is_found_through_passfile_pgpassfile_and_the_home_direc
 }
 
 /// A line for another database does not match, though it holds the right
-/// password: signoff has none to give when the server asks for one.
+/// password: signoff has none to give when the server asks for one, and says
+/// where it looked. A wrong password from the file is reported with the file.
 #[tokio::test]
 async fn a_password_file_without_a_matching_line_gives_no_password() {
     let Some(role) = PasswordRole::set_up_or_skip().await else {
@@ -239,25 +243,43 @@ async fn a_password_file_without_a_matching_line_gives_no_password() {
     };
     let home = tempfile::tempdir().unwrap();
     let file = home.path().join("passwords");
-    let another_database = format!("not_{}", role.database);
-    write_password_file(
-        &file,
-        &[role.line(&another_database, ROLE, PASSWORD)],
-        0o600,
-    );
-    assert_audit_verify_refused(
-        home.path(),
-        &role.url,
-        &[("PGPASSFILE", file.as_os_str())],
-        "password",
+    // signoff with a password file of this one line fails saying `reason`.
+    let refused_with_line = |line: String, reason: String, how: &str| {
+        write_password_file(&file, &[line], 0o600);
+        assert_audit_verify_refused(
+            home.path(),
+            &role.url,
+            &[("PGPASSFILE", file.as_os_str())],
+            &reason,
+            how,
+        );
+    };
+    refused_with_line(
+        role.line(&format!("not_{}", role.database), ROLE, PASSWORD),
+        format!(
+            "the server asks for a password, and none is given: not in the URL, nor in \
+             PGPASSWORD, nor in the password file {}",
+            file.display()
+        ),
         "a line for another database only",
+    );
+    refused_with_line(
+        role.line(&role.database, ROLE, WRONG_PASSWORD),
+        format!(
+            "password authentication failed for user \"{ROLE}\" (the password from the \
+             password file {})",
+            file.display()
+        ),
+        "a wrong password in the file",
     );
 }
 
-/// Where libpq warns and goes on without the file, signoff stops: passwords
-/// others can read have leaked, and the operator should hear so at once.
+/// As libpq, signoff does not use a password file others may read, or one
+/// that is not a regular file; where libpq only warns, signoff's error says
+/// why when the server asks for a password. A server that trusts the
+/// connection never needs the file, so the same file does not stop that.
 #[tokio::test]
-async fn a_password_file_others_may_read_or_not_a_regular_file_stops_signoff() {
+async fn a_password_file_others_may_read_or_not_a_regular_file_is_not_used() {
     let Some(role) = PasswordRole::set_up_or_skip().await else {
         return;
     };
@@ -271,8 +293,21 @@ async fn a_password_file_others_may_read_or_not_a_regular_file_stops_signoff() {
         home.path(),
         &role.url,
         &[],
-        "group or world access",
+        "the server asks for a password, and none is given; and the password file",
         "~/.pgpass with mode 0644",
+    );
+    assert_audit_verify_refused(
+        home.path(),
+        &role.url,
+        &[],
+        "has group or world access (mode 644)",
+        "~/.pgpass with mode 0644",
+    );
+    assert_audit_verify_succeeds(
+        home.path(),
+        &role.trusted_url,
+        &[],
+        "a trusted connection, ~/.pgpass with mode 0644",
     );
 
     let home = tempfile::tempdir().unwrap();

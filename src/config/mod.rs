@@ -184,7 +184,7 @@ impl PostgresUrl {
     pub fn parse(key: &str, text: &str) -> Result<PostgresUrl, ConfigError> {
         let url = PostgresUrl(text.to_string());
         crate::store::postgres::tls::parse_url(text)
-            .map_err(|err| invalid(key, format!("`{url}` is not a valid PostgreSQL URL: {err}")))?;
+            .map_err(|err| invalid(key, format!("cannot use the PostgreSQL URL `{url}`: {err}")))?;
         Ok(url)
     }
 
@@ -656,7 +656,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("--db: "), "{err}");
-        assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+        assert!(err.contains("cannot use the PostgreSQL URL"), "{err}");
         assert!(!err.contains("pw@"), "password shown: {err}");
     }
 
@@ -698,7 +698,7 @@ mod tests {
         let err = DatabaseLocation::parse("--db", "postgres://u:#hunter2@h/d?sslmode=sometimes")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+        assert!(err.contains("cannot use the PostgreSQL URL"), "{err}");
         assert!(!err.contains("hunter2"), "password shown: {err}");
         assert_eq!(
             redacted_url("no scheme at all"),

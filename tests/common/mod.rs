@@ -138,19 +138,25 @@ pub fn signoff(home: &Path, args: &[&str]) -> Output {
 }
 
 /// The `signoff` CLI as [`signoff`] runs it, for a caller that changes more of
-/// its environment first. The `PG*` variables signoff reads (as libpq does)
-/// are removed, so that what the test runner was started with does not count.
+/// its environment first.
 pub fn signoff_command(home: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(binary());
-    command
-        .args(args)
-        .envs(xdg_env(home))
-        .env_remove("SIGNOFF_SERVER")
-        .env_remove("SIGNOFF_KEY");
-    for (variable, _) in signoff::store::postgres::libpq::VARIABLES {
+    command.args(args).envs(xdg_env(home));
+    for variable in inherited_variables_to_drop() {
         command.env_remove(variable);
     }
     command
+}
+
+/// The variables of the test runner's environment that would change what a
+/// `signoff` it starts does: the client's server and key, and the `PG*`
+/// variables signoff reads as libpq does.
+pub fn inherited_variables_to_drop() -> impl Iterator<Item = &'static str> {
+    ["SIGNOFF_SERVER", "SIGNOFF_KEY"].into_iter().chain(
+        signoff::store::postgres::libpq::VARIABLES
+            .iter()
+            .map(|(variable, _)| *variable),
+    )
 }
 
 pub fn xdg_env(home: &Path) -> Vec<(String, PathBuf)> {
@@ -191,7 +197,11 @@ impl ServeProcess {
             .append(true)
             .open(self.home.join("serve.log"))
             .expect("log file");
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        for variable in inherited_variables_to_drop() {
+            command.env_remove(variable);
+        }
+        let child = command
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))

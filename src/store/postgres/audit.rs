@@ -4,7 +4,7 @@
 use futures::TryStreamExt;
 use tokio_postgres::IsolationLevel;
 
-use super::{Connector, MIGRATIONS, connect_first, storage_error};
+use super::{Connector, MIGRATIONS, connect, storage_error};
 use crate::domain::Result;
 use crate::domain::audit::AuditRecord;
 use crate::store::audit::{self, AuditError, AuditFilter, check_schema_version};
@@ -18,7 +18,7 @@ impl PgAuditReader {
     /// Connects to `url` (`shown` is the same URL without its password, for
     /// messages) and checks the schema is the one this build reads.
     pub async fn open(url: &str, shown: &str) -> Result<PgAuditReader> {
-        let client = connect_first(&mut Connector::from_url(url)?).await?;
+        let client = connect(&Connector::from_url(url)?).await?;
         // A database signoff never started on has no version table: version 0.
         let exists: bool = client
             .query_one("SELECT to_regclass('signoff_schema') IS NOT NULL", &[])

@@ -35,8 +35,8 @@ pub const VARIABLES: [(&str, &str); 18] = [
 ];
 
 /// A setting's value and the name it was given by, the URL's (`sslmode`) or
-/// the environment's (`PGSSLMODE`), so that a message names what to fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the environment's (`PGSSLMODE`), so that a message names what to fix. (No
+/// `Debug`: it may hold `PGPASSWORD`.)
 pub struct Given {
     pub value: String,
     pub by: &'static str,
@@ -50,20 +50,39 @@ pub struct Defaults {
     /// The variables of [`VARIABLES`] that are set and not empty (an empty one
     /// is taken as unset, so that `PGSSLMODE=` in a shell clears it).
     variables: BTreeMap<&'static str, String>,
+    /// Those set to something that is not UTF-8, which signoff cannot read.
+    not_text: Vec<&'static str>,
 }
 
 impl Defaults {
     /// This process's: its environment and its user's home directory.
     pub fn of_this_process() -> Defaults {
-        Defaults {
+        let mut defaults = Defaults {
             home: crate::config::home_dir(),
-            variables: VARIABLES
-                .iter()
-                .filter_map(|(name, _)| {
-                    let value = std::env::var(name).ok().filter(|value| !value.is_empty())?;
-                    Some((*name, value))
-                })
-                .collect(),
+            variables: BTreeMap::new(),
+            not_text: Vec::new(),
+        };
+        for (name, _) in VARIABLES {
+            match std::env::var(name) {
+                Ok(value) if !value.is_empty() => {
+                    defaults.variables.insert(name, value);
+                }
+                Err(std::env::VarError::NotUnicode(_)) => defaults.not_text.push(name),
+                _ => {}
+            }
+        }
+        defaults
+    }
+
+    /// Refuses variables that could not be read, rather than go on as if they
+    /// were unset (libpq would use them).
+    pub fn refuse_unreadable(&self) -> Result<(), String> {
+        match self.not_text.as_slice() {
+            [] => Ok(()),
+            names => Err(format!(
+                "{} cannot be read: not UTF-8 (signoff reads libpq's variables as text)",
+                names.join(", ")
+            )),
         }
     }
 
@@ -73,6 +92,7 @@ impl Defaults {
         Defaults {
             home: None,
             variables: BTreeMap::new(),
+            not_text: Vec::new(),
         }
     }
 
@@ -80,7 +100,7 @@ impl Defaults {
     pub fn with_home(home: &Path) -> Defaults {
         Defaults {
             home: Some(home.to_path_buf()),
-            variables: BTreeMap::new(),
+            ..Defaults::none()
         }
     }
 
@@ -135,10 +155,11 @@ impl Defaults {
         config: &tokio_postgres::Config,
         named: Option<Given>,
     ) -> Option<PathBuf> {
-        if config.get_password().is_some() {
+        if has_password(config) {
             return None;
         }
         named
+            .filter(|named| !named.value.is_empty())
             .or_else(|| self.variable_for("passfile"))
             .map(|given| PathBuf::from(given.value))
             .or_else(|| self.home.as_ref().map(|home| home.join(".pgpass")))
@@ -150,47 +171,93 @@ impl Defaults {
 /// meaning.
 const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b',');
 
-/// The URL, its part before `?` (`address`) and its query `pairs` (with their
-/// decoded `keys`), parsed by tokio-postgres into `config`, with the
+/// Whether `config` has a password: an empty one, as in `postgres://u:@h`,
+/// counts as none, as in libpq.
+pub fn has_password(config: &tokio_postgres::Config) -> bool {
+    config
+        .get_password()
+        .is_some_and(|password| !password.is_empty())
+}
+
+/// Where a `postgres://` URL's parts are, found as tokio-postgres finds them:
+/// the user part ends at the first `@` after the scheme (so it may hold a raw
+/// `?`), the hosts at the next `/` or `?`, and the query starts at the first
+/// `?` after the user part.
+pub struct UrlLayout {
+    /// The hosts (with their ports), possibly empty.
+    pub hosts: std::ops::Range<usize>,
+    /// Where the `?` before the query is, if there is a query.
+    pub query: Option<usize>,
+}
+
+impl UrlLayout {
+    pub fn of(url: &str) -> UrlLayout {
+        let after_scheme = url.find("://").map_or(0, |scheme| scheme + 3);
+        let start = url[after_scheme..]
+            .find('@')
+            .map_or(after_scheme, |at| after_scheme + at + 1);
+        let query = url[start..].find('?').map(|mark| start + mark);
+        let end = url[start..]
+            .find(['/', '?'])
+            .map_or(url.len(), |end| start + end);
+        UrlLayout {
+            hosts: start..end,
+            query,
+        }
+    }
+}
+
+/// The URL and what the environment added to it.
+pub struct Filled {
+    /// The URL's part before its query, ports perhaps added.
+    pub address: String,
+    /// Its query's pairs, the environment's added.
+    pub pairs: Vec<String>,
+    /// The variables that stood in for a setting.
+    pub used: Vec<&'static str>,
+}
+
+/// The URL, its part before `?` (`address`) and its query `pairs` as
+/// (decoded key, pair), parsed by tokio-postgres into `config`, with the
 /// environment's values for the settings of [`VARIABLES`] it leaves out (but
-/// the TLS ones and `passfile`, which `tls` reads): the address and the pairs
-/// to parse instead. A value tokio-postgres would refuse is refused here with
-/// the variable's name.
+/// those `tls` reads itself). A value tokio-postgres would refuse is refused
+/// here with the variable's name.
 pub fn fill_in_from_environment(
     address: &str,
-    mut pairs: Vec<String>,
-    keys: &[String],
+    pairs: Vec<(String, String)>,
     config: &tokio_postgres::Config,
     defaults: &Defaults,
-) -> Result<(String, Vec<String>), String> {
+) -> Result<Filled, String> {
     let hosts = HostList::of(address);
-    let mut address = address.to_string();
-    for (_, setting) in VARIABLES {
-        if setting.starts_with("ssl")
-            || setting == "passfile"
-            || keys.iter().any(|key| key == setting)
-        {
+    let mut filled = Filled {
+        address: address.to_string(),
+        pairs: Vec::new(),
+        used: Vec::new(),
+    };
+    for (name, setting) in VARIABLES {
+        if super::tls::READ_HERE.contains(&setting) || pairs.iter().any(|(key, _)| key == setting) {
             continue;
         }
         let given_by_url = match setting {
             "host" => !config.get_hosts().is_empty(),
             "hostaddr" => !config.get_hostaddrs().is_empty(),
             // tokio-postgres gives a host named without a port 5432, where
-            // libpq takes PGPORT.
-            "port" => hosts.as_ref().is_some_and(HostList::names_a_port),
+            // libpq takes PGPORT for it; but a list of hosts has its ports
+            // (5432 where it names none), as in libpq.
+            "port" => hosts.as_ref().is_some_and(HostList::names_its_ports),
             "dbname" => config.get_dbname().is_some(),
             "user" => config.get_user().is_some(),
-            "password" => config.get_password().is_some(),
+            "password" => has_password(config),
             _ => false,
         };
-        let Some(given) = defaults.variable_for(setting).filter(|_| !given_by_url) else {
+        let Some(value) = defaults.variables.get(name).filter(|_| !given_by_url) else {
             continue;
         };
         // A URL's query gives a list of hosts as one `host` pair each.
         let values: Vec<&str> = if setting == "host" {
-            given.value.split(',').collect()
+            value.split(',').collect()
         } else {
-            vec![&given.value]
+            vec![value]
         };
         let setting_pairs: Vec<String> = values
             .iter()
@@ -201,27 +268,29 @@ pub fn fill_in_from_environment(
                 )
             })
             .collect();
-        let pair = setting_pairs.join("&");
-        if let Err(err) = format!("postgres://localhost/?{pair}").parse::<tokio_postgres::Config>()
+        let query = setting_pairs.join("&");
+        if let Err(err) = format!("postgres://localhost/?{query}").parse::<tokio_postgres::Config>()
         {
             // The password's value is never shown.
             let shown = if setting == "password" {
                 String::new()
             } else {
-                format!(" `{}`", given.value)
+                format!(" `{value}`")
             };
-            return Err(format!(
-                "{}{shown}: {}",
-                given.by,
-                super::with_reasons(&err)
-            ));
+            return Err(format!("{name}{shown}: {}", super::with_reasons(&err)));
         }
         match (&hosts, setting) {
-            (Some(hosts), "port") => address = hosts.with_ports(&address, &given)?,
-            _ => pairs.extend(setting_pairs),
+            (Some(hosts), "port") => filled.address = hosts.with_port(address, name, value)?,
+            _ => filled.pairs.extend(setting_pairs),
         }
+        filled.used.push(name);
     }
-    Ok((address, pairs))
+    filled.pairs = pairs
+        .into_iter()
+        .map(|(_, pair)| pair)
+        .chain(filled.pairs)
+        .collect();
+    Ok(filled)
 }
 
 /// The hosts a URL names before its path (`scheme://[user@]host[:port],...`).
@@ -235,14 +304,8 @@ struct HostList {
 impl HostList {
     /// `None` when the URL names no host there.
     fn of(address: &str) -> Option<HostList> {
-        let after_scheme = address.find("://")? + 3;
-        let rest = &address[after_scheme..];
-        // As tokio-postgres reads it: the user part ends at the first `@`.
-        let start = rest.find('@').map_or(0, |at| at + 1);
-        let end = rest[start..]
-            .find('/')
-            .map_or(rest.len(), |slash| start + slash);
-        let list = &rest[start..end];
+        let span = UrlLayout::of(address).hosts;
+        let list = &address[span.clone()];
         if list.is_empty() {
             return None;
         }
@@ -254,53 +317,46 @@ impl HostList {
                 match chunk[port_from..].find(':') {
                     Some(colon) => (
                         chunk[..port_from + colon].to_string(),
-                        Some(chunk[port_from + colon + 1..].to_string()),
+                        Some(chunk[port_from + colon + 1..].to_string())
+                            .filter(|port| !port.is_empty()),
                     ),
                     None => (chunk.to_string(), None),
                 }
             })
             .collect();
-        Some(HostList {
-            span: after_scheme + start..after_scheme + end,
-            hosts,
-        })
+        Some(HostList { span, hosts })
     }
 
-    fn names_a_port(&self) -> bool {
-        self.hosts.iter().any(|(_, port)| port.is_some())
+    /// Whether the URL decides its hosts' ports: libpq takes `PGPORT` only
+    /// for a URL naming one host and no port (`h` or `h:`).
+    fn names_its_ports(&self) -> bool {
+        self.hosts.len() > 1 || self.hosts.iter().any(|(_, port)| port.is_some())
     }
 
-    /// `address` with `ports` (one for all hosts, or one each) after its hosts.
-    fn with_ports(&self, address: &str, given: &Given) -> Result<String, String> {
-        let ports: Vec<&str> = given.value.split(',').collect();
-        if ports.len() != 1 && ports.len() != self.hosts.len() {
+    /// `address` with the one host it names given `port`, from the variable
+    /// `name`.
+    fn with_port(&self, address: &str, name: &str, port: &str) -> Result<String, String> {
+        if port.contains(',') {
             return Err(format!(
-                "{} gives {} ports for the URL's {} hosts: give one port, or one for each host",
-                given.by,
-                ports.len(),
-                self.hosts.len()
+                "{name} `{port}` gives several ports for the URL's one host"
             ));
         }
-        let list: Vec<String> = self
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(index, (host, _))| format!("{host}:{}", ports[index.min(ports.len() - 1)]))
-            .collect();
+        let (host, _) = &self.hosts[0];
         Ok(format!(
-            "{}{}{}",
+            "{}{host}:{port}{}",
             &address[..self.span.start],
-            list.join(","),
             &address[self.span.end..]
         ))
     }
 }
 
 /// The password for `config` in the password file at `path`, as libpq finds
-/// it once the server asks for one: the file's first line matching the host,
-/// port, database and user connected to. signoff has one password for all of a
-/// URL's hosts, so the file must give them all the same one (or none); and
-/// unlike libpq, which ignores it then, a file others may read is refused.
+/// it: the file's first line matching the host, port, database and user
+/// connected to. signoff has one password for all of a URL's hosts, so the
+/// file must give them all the same one (or none): a password is never sent to
+/// a host it was not written for. Unlike libpq, which ignores it with a
+/// warning, a file others may read is an error (for the caller to report if
+/// the server asks for a password).
 pub fn password_from_file(
     config: &tokio_postgres::Config,
     path: &Path,
@@ -326,7 +382,7 @@ pub fn password_from_file(
             Some(earlier) if *earlier != password => {
                 return Err(format!(
                     "the password file {} gives this URL's hosts different passwords (or a \
-                     password to only some of them), and signoff uses one for all of its hosts: \
+                     password to only some of them), and signoff sends one to all of its hosts: \
                      give the password in the URL or in PGPASSWORD",
                     path.display()
                 ));
@@ -337,22 +393,19 @@ pub fn password_from_file(
     Ok(found.flatten())
 }
 
-/// The password file's text; `None` when there is none. libpq ignores a file
-/// that is not a regular file or that others may read, with a warning that a
-/// server's log easily hides, and then fails for want of a password; signoff
-/// says why.
+/// The password file's text; `None` when there is none. Its mode is checked on
+/// the file opened, so a file swapped in after the check is not read.
 fn read_password_file(path: &Path) -> Result<Option<String>, String> {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
+    let cannot_read =
+        |err: std::io::Error| format!("cannot read the password file {}: {err}", path.display());
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => {
-            return Err(format!(
-                "cannot read the password file {}: {err}",
-                path.display()
-            ));
-        }
+        Err(err) => return Err(cannot_read(err)),
     };
+    let metadata = file.metadata().map_err(cannot_read)?;
     if !metadata.is_file() {
         return Err(format!(
             "the password file {} is not a regular file",
@@ -367,10 +420,15 @@ fn read_password_file(path: &Path) -> Result<Option<String>, String> {
             metadata.mode() & 0o777
         ));
     }
-    std::fs::read_to_string(path)
-        .map(Some)
-        .map_err(|err| format!("cannot read the password file {}: {err}", path.display()))
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(cannot_read)?;
+    Ok(Some(text))
 }
+
+/// The socket directories libpq may have been built to use by default (Debian
+/// and most distributions, and PostgreSQL's own default): libpq's password
+/// file names its default directory `localhost`, and any other by its path.
+const DEFAULT_SOCKET_DIRECTORIES: [&str; 3] = ["/var/run/postgresql", "/run/postgresql", "/tmp"];
 
 /// Each host of `config` as the password file names it, with its port.
 fn hosts_and_ports(config: &tokio_postgres::Config) -> Vec<(String, String)> {
@@ -396,7 +454,14 @@ fn hosts_and_ports(config: &tokio_postgres::Config) -> Vec<(String, String)> {
             .iter()
             .map(|host| match host {
                 Host::Tcp(name) => name.clone(),
-                Host::Unix(directory) => directory.display().to_string(),
+                Host::Unix(directory) => {
+                    let directory = directory.display().to_string();
+                    if DEFAULT_SOCKET_DIRECTORIES.contains(&directory.trim_end_matches('/')) {
+                        "localhost".to_string()
+                    } else {
+                        directory
+                    }
+                }
             })
             .collect()
     };
@@ -414,8 +479,7 @@ struct PasswordFile<'a>(&'a str);
 
 impl PasswordFile<'_> {
     /// The password of the first line matching `wanted` (host, port,
-    /// database, user). A Unix socket's directory is matched by `localhost`
-    /// too, as libpq matches its own default directory.
+    /// database, user).
     fn password_for(&self, wanted: &[&str; 4]) -> Option<String> {
         self.0
             .lines()
@@ -427,14 +491,7 @@ impl PasswordFile<'_> {
                     && fields
                         .iter()
                         .zip(wanted)
-                        .enumerate()
-                        .all(|(index, (field, want))| {
-                            field.is_wildcard
-                                || field.text == *want
-                                || (index == 0
-                                    && field.text == "localhost"
-                                    && want.starts_with('/'))
-                        });
+                        .all(|(field, want)| field.is_wildcard || field.text == *want);
                 matches.then(|| fields[4].text.clone())
             })
     }
@@ -542,28 +599,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_unix_socket_is_matched_by_its_directory_or_localhost() {
-        let by_name = PasswordFile("localhost:5432:d:u:local\n");
-        assert_eq!(
-            by_name
-                .password_for(&["/var/run/postgresql", "5432", "d", "u"])
-                .as_deref(),
-            Some("local")
-        );
-        assert_eq!(
-            by_name.password_for(&["db.internal", "5432", "d", "u"]),
-            None
-        );
-        let by_directory = PasswordFile("/run/pg:5432:d:u:there\n");
-        assert_eq!(
-            by_directory
-                .password_for(&["/run/pg", "5432", "d", "u"])
-                .as_deref(),
-            Some("there")
-        );
-    }
-
     fn password_file(dir: &Path, text: &str, mode: u32) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let path = dir.join(".pgpass");
@@ -651,6 +686,47 @@ mod tests {
             Some("named".into()),
             "so does the URL's passfile"
         );
+    }
+
+    #[test]
+    fn a_unix_socket_is_named_localhost_if_it_is_the_default_and_by_its_path_if_not() {
+        let home = tempfile::tempdir().unwrap();
+        password_file(
+            home.path(),
+            "/var/run/postgresql:5432:d:u:by-path\n\
+             localhost:5432:d:u:local\n\
+             /srv/pg:5432:d:u:there\n",
+            0o600,
+        );
+        let defaults = Defaults::with_home(home.path());
+        for (url, expected) in [
+            ("postgres://u@%2Fvar%2Frun%2Fpostgresql/d", Some("local")),
+            ("postgres://u@%2Frun%2Fpostgresql/d", Some("local")),
+            ("postgres://u@%2Ftmp/d", Some("local")),
+            ("postgres://u@%2Fsrv%2Fpg/d", Some("there")),
+            ("postgres://u@%2Fsrv%2Fother/d", None),
+            ("postgres://u@localhost/d", Some("local")),
+        ] {
+            assert_eq!(
+                password_after(url, &defaults).unwrap().as_deref(),
+                expected,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_variable_that_is_not_text_is_refused_rather_than_taken_as_unset() {
+        let defaults = Defaults {
+            not_text: vec!["PGHOST", "PGSSLROOTCERT"],
+            ..Defaults::none()
+        };
+        let error = defaults.refuse_unreadable().unwrap_err();
+        assert!(
+            error.contains("PGHOST, PGSSLROOTCERT cannot be read: not UTF-8"),
+            "{error}"
+        );
+        assert_eq!(Defaults::none().refuse_unreadable(), Ok(()));
     }
 
     #[test]

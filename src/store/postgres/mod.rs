@@ -136,10 +136,32 @@ pub(crate) fn decode_all<T>(
 pub(crate) struct Connector {
     pub config: tokio_postgres::Config,
     pub tls: MakeRustlsConnect,
-    /// libpq's password file, read if the server asks for a password the
-    /// settings do not give; `None` once read, or when there is nothing to read.
-    password_file: Option<PathBuf>,
+    password: PasswordSource,
 }
+
+/// Where a connection's password came from, to say so when the server refuses
+/// it or asks for one that nothing gave.
+#[derive(Clone)]
+enum PasswordSource {
+    /// The URL or `PGPASSWORD`.
+    Given,
+    /// This password file.
+    File(PathBuf),
+    /// None: there is no password file (named, or `~/.pgpass`), or it has no
+    /// line for the connection.
+    Nowhere(Option<PathBuf>),
+    /// The password file could not be used, for this reason (reported only if
+    /// the server asks for a password: one that trusts the connection never
+    /// needs the file).
+    Unusable(String),
+}
+
+/// The reason tokio-postgres gives when the server asks for a password and
+/// the connection has none (`connect_raw.rs`).
+const PASSWORD_MISSING: &str = "password missing";
+
+/// The server's reason for a wrong password (SQLSTATE 28P01).
+const PASSWORD_REFUSED: &str = "password authentication failed";
 
 /// A connection's driver, which must be polled for the connection to work.
 pub(crate) type Connection = tokio_postgres::Connection<
@@ -149,51 +171,45 @@ pub(crate) type Connection = tokio_postgres::Connection<
 
 impl Connector {
     /// Reads a `postgres://` URL (with what libpq would take from the
-    /// environment), and the TLS roots it names.
+    /// environment), the TLS roots it names and, when neither the URL nor
+    /// `PGPASSWORD` gives a password, the password file, as libpq reads it
+    /// before connecting. Its password is then sent to whichever of the URL's
+    /// hosts asks for one.
     pub(crate) fn from_url(url: &str) -> Result<Connector> {
         let settings = tls::parse_url(url).map_err(|err| {
-            Error::invalid("database_url", format!("not a PostgreSQL URL: {err}"))
+            Error::invalid(
+                "database_url",
+                format!("cannot use the PostgreSQL URL: {err}"),
+            )
         })?;
         let tls = settings
             .tls
             .connector()
             .map_err(|err| Error::invalid("database_url", err))?;
-        Ok(Connector {
-            config: settings.config,
-            tls,
-            password_file: settings.password_file,
-        })
-    }
-
-    /// Opens the first connection. As libpq does, the password file is read
-    /// only when the server asks for a password, so a server that asks for
-    /// none never depends on it; a password found there is kept for every
-    /// later connection (and for copies of this connector made after).
-    pub(crate) async fn open_first(&mut self) -> Result<(tokio_postgres::Client, Connection)> {
-        let refused = match self.config.connect(self.tls.clone()).await {
-            Err(err) if with_reasons(&err).ends_with("password missing") => err,
-            opened => return opened.map_err(|err| cannot_connect(&err)),
-        };
-        let path = self.password_file.take().ok_or_else(|| {
-            storage_error(
-                "cannot connect to PostgreSQL: the server asks for a password, and none is \
-                 given: put it in the URL, in PGPASSWORD or in ~/.pgpass (HOME is not set)",
-            )
-        })?;
-        match libpq::password_from_file(&self.config, &path)
-            .map_err(|err| Error::invalid("database_url", err))?
-        {
-            Some(password) => {
-                self.config.password(password);
-                self.open().await
-            }
-            None => Err(storage_error(format!(
-                "cannot connect to PostgreSQL: the server asks for a password, and none is \
-                 given: not in the URL, nor in PGPASSWORD, nor in the password file {} ({})",
-                path.display(),
-                with_reasons(&refused)
-            ))),
+        if !settings.from_environment.is_empty() {
+            tracing::info!(
+                "libpq's environment stands in for what the database URL leaves out: {}",
+                settings.from_environment.join(", ")
+            );
         }
+        let mut config = settings.config;
+        let password = match settings.password_file {
+            None if libpq::has_password(&config) => PasswordSource::Given,
+            None => PasswordSource::Nowhere(None),
+            Some(path) => match libpq::password_from_file(&config, &path) {
+                Ok(Some(password)) => {
+                    config.password(password);
+                    PasswordSource::File(path)
+                }
+                Ok(None) => PasswordSource::Nowhere(Some(path)),
+                Err(reason) => PasswordSource::Unusable(reason),
+            },
+        };
+        Ok(Connector {
+            config,
+            tls,
+            password,
+        })
     }
 
     /// Opens a connection; its driver is the caller's to run.
@@ -201,15 +217,34 @@ impl Connector {
         self.config
             .connect(self.tls.clone())
             .await
-            .map_err(|err| cannot_connect(&err))
+            .map_err(|err| storage_error(self.cannot_connect(&err)))
     }
-}
 
-fn cannot_connect(err: &tokio_postgres::Error) -> Error {
-    storage_error(format!(
-        "cannot connect to PostgreSQL: {}",
-        with_reasons(err)
-    ))
+    /// Why a connection failed, with where its password came from when that
+    /// is the reason.
+    fn cannot_connect(&self, err: &tokio_postgres::Error) -> String {
+        let reasons = with_reasons(err);
+        let about_the_password = match &self.password {
+            _ if reasons.ends_with(PASSWORD_MISSING) => {
+                let where_from = match &self.password {
+                    PasswordSource::Unusable(reason) => format!("; and {reason}"),
+                    PasswordSource::Nowhere(Some(path)) => format!(
+                        ": not in the URL, nor in PGPASSWORD, nor in the password file {}",
+                        path.display()
+                    ),
+                    _ => ": not in the URL, nor in PGPASSWORD (and HOME is not set, so there \
+                          is no ~/.pgpass)"
+                        .to_string(),
+                };
+                format!(" (the server asks for a password, and none is given{where_from})")
+            }
+            PasswordSource::File(path) if reasons.contains(PASSWORD_REFUSED) => {
+                format!(" (the password from the password file {})", path.display())
+            }
+            _ => String::new(),
+        };
+        format!("cannot connect to PostgreSQL: {reasons}{about_the_password}")
+    }
 }
 
 /// An error and the reasons it carries. tokio-postgres keeps the reason (a
@@ -228,7 +263,7 @@ pub(crate) fn with_reasons(err: &dyn std::error::Error) -> String {
 /// Connects as `url` says (TLS included) and runs `sql`, for tools that prepare
 /// a database: the benchmark's and the tests' schemas.
 pub async fn execute_batch(url: &str, sql: &str) -> Result<()> {
-    let (client, connection) = Connector::from_url(url)?.open_first().await?;
+    let (client, connection) = Connector::from_url(url)?.open().await?;
     let driver = tokio::spawn(connection);
     let done = client.batch_execute(sql).await.map_err(storage_error);
     // Dropping the client ends the session; waiting for the driver lets it
@@ -240,23 +275,13 @@ pub async fn execute_batch(url: &str, sql: &str) -> Result<()> {
 
 /// Opens a connection whose driver runs on its own task.
 pub(crate) async fn connect(connector: &Connector) -> Result<tokio_postgres::Client> {
-    Ok(driven(connector.open().await?))
-}
-
-/// [`connect`] for a connector's first connection (see
-/// [`Connector::open_first`]).
-pub(crate) async fn connect_first(connector: &mut Connector) -> Result<tokio_postgres::Client> {
-    Ok(driven(connector.open_first().await?))
-}
-
-/// The client, with its connection's driver running on a task of its own.
-fn driven((client, connection): (tokio_postgres::Client, Connection)) -> tokio_postgres::Client {
+    let (client, connection) = connector.open().await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::warn!("PostgreSQL connection closed: {err}");
         }
     });
-    client
+    Ok(client)
 }
 
 async fn migrate(client: &mut tokio_postgres::Client) -> Result<()> {
@@ -352,7 +377,7 @@ impl PgStore {
             .keepalives_idle(Duration::from_secs(15))
             .keepalives_interval(Duration::from_secs(5))
             .keepalives_retries(3);
-        let mut client = connect_first(&mut connector).await?;
+        let mut client = connect(&connector).await?;
         migrate(&mut client).await?;
         let schema: Option<String> = client
             .query_one("SELECT current_schema()", &[])

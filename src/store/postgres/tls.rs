@@ -101,9 +101,11 @@ pub struct ConnectionSettings {
     /// What tokio-postgres connects with.
     pub config: tokio_postgres::Config,
     pub tls: TlsSettings,
-    /// Where to look for a password the URL does not give (nor `PGPASSWORD`),
-    /// once the server asks for one: libpq's password file.
+    /// Where to look for a password the URL does not give (nor `PGPASSWORD`):
+    /// libpq's password file.
     pub password_file: Option<PathBuf>,
+    /// The `PG*` variables that stood in for settings the URL leaves out.
+    pub from_environment: Vec<&'static str>,
 }
 
 /// The URL settings read here rather than by tokio-postgres.
@@ -118,10 +120,14 @@ pub const READ_HERE: [&str; 7] = [
 ];
 
 fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, String> {
-    let (address, query) = url.split_once('?').unwrap_or((url, ""));
+    defaults.refuse_unreadable()?;
+    let (address, query) = match libpq::UrlLayout::of(url).query {
+        Some(mark) => (&url[..mark], &url[mark + 1..]),
+        None => (url, ""),
+    };
     let mut read_here = BTreeMap::new();
+    // The other pairs, each with its decoded key, for tokio-postgres.
     let mut kept = Vec::new();
-    let mut kept_keys = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         // Percent-decoded as tokio-postgres decodes the rest (`+` stays `+`).
@@ -146,17 +152,17 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
                 };
                 read_here.insert(*setting, given);
             }
-            None => {
-                kept.push(pair.to_string());
-                kept_keys.push(key);
-            }
+            None => kept.push((key, pair.to_string())),
         }
     }
+    let mut from_environment = Vec::new();
     // The URL's own setting, or else the environment's.
     let mut given = |setting: &str| {
-        read_here
-            .remove(setting)
-            .or_else(|| defaults.variable_for(setting))
+        read_here.remove(setting).or_else(|| {
+            let given = defaults.variable_for(setting)?;
+            from_environment.push(given.by);
+            Some(given)
+        })
     };
     let mut mode = given("sslmode");
     let root_cert = given("sslrootcert");
@@ -202,10 +208,12 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
         Some("disable") => SslMode::Disable,
         _ => SslMode::Require,
     };
-    let as_given = with_query(address, &kept)?;
-    let (address, pairs) =
-        libpq::fill_in_from_environment(address, kept, &kept_keys, &as_given, defaults)?;
-    let mut config = with_query(&address, &pairs)?;
+    let pairs: Vec<String> = kept.iter().map(|(_, pair)| pair.clone()).collect();
+    let as_given = with_query(address, &pairs)?;
+    let filled = libpq::fill_in_from_environment(address, kept, &as_given, defaults)?;
+    from_environment.extend(filled.used);
+    let mut config = with_query(&filled.address, &filled.pairs)?;
+    refuse_mismatched_lists(&config, &from_environment)?;
     let password_file = defaults.password_file(&config, password_file);
     let hosts = config.get_hosts();
     // A `hostaddr` is reached over TCP whatever the host says.
@@ -222,6 +230,7 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
             config,
             tls: TlsSettings::default(),
             password_file,
+            from_environment,
         });
     }
     let roots = match &root_cert {
@@ -275,7 +284,42 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
             identity,
         },
         password_file,
+        from_environment,
     })
+}
+
+/// Refuses lists of hosts, addresses and ports that do not go together, which
+/// tokio-postgres would refuse only when connecting; a list from the
+/// environment is named as its variable.
+fn refuse_mismatched_lists(
+    config: &tokio_postgres::Config,
+    from_environment: &[&str],
+) -> Result<(), String> {
+    let named = |setting: &'static str, variable: &'static str| {
+        if from_environment.contains(&variable) {
+            variable
+        } else {
+            setting
+        }
+    };
+    let hosts = config.get_hosts().len();
+    let addresses = config.get_hostaddrs().len();
+    let ports = config.get_ports().len();
+    if hosts > 0 && addresses > 0 && hosts != addresses {
+        return Err(format!(
+            "{hosts} hosts ({}) and {addresses} addresses ({}): give one address for each host",
+            named("host", "PGHOST"),
+            named("hostaddr", "PGHOSTADDR")
+        ));
+    }
+    let places = hosts.max(addresses);
+    if ports > 1 && ports != places {
+        return Err(format!(
+            "{ports} ports ({}) for {places} hosts: give one port for all of them, or one each",
+            named("port", "PGPORT")
+        ));
+    }
+    Ok(())
 }
 
 /// tokio-postgres's reading of the URL's `address` with the query `pairs`.
@@ -956,6 +1000,11 @@ mod tests {
         let settings = parse_in(&tls_variables, "postgres://u@h/d").unwrap();
         assert_eq!(settings.config.get_ssl_mode(), SslMode::Require);
         assert_eq!(
+            settings.from_environment,
+            tls_variables.map(|(name, _)| name),
+            "the variables used are told"
+        );
+        assert_eq!(
             settings.tls,
             TlsSettings {
                 verify: Verify::ChainAndName,
@@ -1084,21 +1133,48 @@ mod tests {
             parse_in(&[("PGPORT", port)], url).map(|settings| settings.config.get_ports().to_vec())
         };
         assert_eq!(ports("6000", "postgres://u@h/d"), Ok(vec![6000]));
+        assert_eq!(ports("6000", "postgres://u@h:/d"), Ok(vec![6000]));
+        assert_eq!(ports("6000", "postgres:///d"), Ok(vec![6000]));
+        assert_eq!(ports("6000", "postgres://u@h:5433/d"), Ok(vec![5433]));
         assert_eq!(
             ports("6000", "postgres://u:pw@h1,h2/d"),
-            Ok(vec![6000, 6000])
+            Ok(vec![5432, 5432]),
+            "a list of hosts has its ports, as in libpq"
         );
-        assert_eq!(ports("6000,6001", "postgres://h1,h2"), Ok(vec![6000, 6001]));
-        assert_eq!(ports("6000", "postgres://u@h:5433/d"), Ok(vec![5433]));
-        assert_eq!(ports("6000", "postgres:///d"), Ok(vec![6000]));
         let settings = parse_in(&[("PGPORT", "6000")], "postgres://u@[::1]/d").unwrap();
         assert_eq!(
             (settings.config.get_hosts(), settings.config.get_ports()),
             (&[Host::Tcp("::1".into())][..], &[6000][..])
         );
-        let error = ports("1,2,3", "postgres://h1,h2/d").unwrap_err();
+        // The user part ends at the first `@`, as tokio-postgres reads it, so a
+        // raw `?` in the password is not the query's start.
+        let settings = parse_in(&[("PGPORT", "6432")], "postgres://app:ab?cd@db/app").unwrap();
+        assert_eq!(
+            (
+                settings.config.get_hosts(),
+                settings.config.get_ports(),
+                settings.config.get_password()
+            ),
+            (
+                &[Host::Tcp("db".into())][..],
+                &[6432][..],
+                Some(&b"ab?cd"[..])
+            )
+        );
+        let error = ports("1,2", "postgres://h/d").unwrap_err();
         assert!(
-            error.contains("PGPORT gives 3 ports for the URL's 2 hosts"),
+            error.contains("PGPORT `1,2` gives several ports for the URL's one host"),
+            "{error}"
+        );
+        let error = parse_in(&[("PGHOST", "a,b"), ("PGPORT", "1,2,3")], "postgres://")
+            .err()
+            .unwrap();
+        assert!(error.contains("3 ports (PGPORT) for 2 hosts"), "{error}");
+        let error = parse_in(&[("PGHOSTADDR", "10.0.0.1")], "postgres://a,b/d")
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("2 hosts (host) and 1 addresses (PGHOSTADDR)"),
             "{error}"
         );
     }
@@ -1133,6 +1209,29 @@ mod tests {
             "PGPASSWORD comes before the file"
         );
         assert_eq!(file("postgres://u@h/d", &Defaults::none()), None);
+    }
+
+    #[test]
+    fn an_empty_password_or_passfile_in_the_url_counts_as_none_as_in_libpq() {
+        let password = |url: &str| {
+            parse_in(&[("PGPASSWORD", "from-env")], url)
+                .unwrap()
+                .config
+                .get_password()
+                .map(<[u8]>::to_vec)
+        };
+        assert_eq!(password("postgres://u:@h/d"), Some(b"from-env".to_vec()));
+        assert_eq!(password("postgres://u:given@h/d"), Some(b"given".to_vec()));
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(
+            parse_url_with(
+                "postgres://u@h/d?passfile=",
+                &Defaults::with_home(home.path())
+            )
+            .unwrap()
+            .password_file,
+            Some(home.path().join(".pgpass"))
+        );
     }
 
     #[test]
