@@ -111,6 +111,9 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
 #[test]
 fn serve_names_the_pg_variable_whose_value_is_wrong() {
     let home = tempfile::tempdir().unwrap();
+    // `serve` logs which variables it used before it connects, by name.
+    let log = "libpq's environment stands in for what the database URL leaves out: \
+               PGPORT, PGPASSWORD";
     for (variables, expected) in [
         (
             &[("PGSSLMODE", "sometimes")][..],
@@ -123,9 +126,6 @@ fn serve_names_the_pg_variable_whose_value_is_wrong() {
             "cannot connect to PostgreSQL",
         ),
     ] {
-        // `serve` logs which variables it used before it connects, by name.
-        let log = "libpq's environment stands in for what the database URL leaves out: \
-                   PGPORT, PGPASSWORD";
         let output = common::signoff_command(
             home.path(),
             &[
@@ -149,6 +149,9 @@ fn serve_names_the_pg_variable_whose_value_is_wrong() {
         let errors: Vec<&str> = message.lines().filter(|line| !line.contains(log)).collect();
         assert_eq!(errors.len(), 1, "{variables:?}: {message}");
         assert!(!message.contains("hunter2"), "password shown: {message}");
+        if expected == "cannot connect to PostgreSQL" {
+            assert!(message.contains(log), "{message}");
+        }
     }
 }
 

@@ -147,9 +147,8 @@ impl Defaults {
         )
     }
 
-    /// The password file to read if the server asks for a password `config`
-    /// does not have: named by the URL's `passfile` or `PGPASSFILE`, or else
-    /// `~/.pgpass`.
+    /// The password file that gives the password `config` does not have:
+    /// named by the URL's `passfile` or `PGPASSFILE`, or else `~/.pgpass`.
     pub fn password_file(
         &self,
         config: &tokio_postgres::Config,
@@ -158,11 +157,17 @@ impl Defaults {
         if has_password(config) {
             return None;
         }
-        named
-            .filter(|named| !named.value.is_empty())
-            .or_else(|| self.variable_for("passfile"))
-            .map(|given| PathBuf::from(given.value))
-            .or_else(|| self.home.as_ref().map(|home| home.join(".pgpass")))
+        let default = || self.home.as_ref().map(|home| home.join(".pgpass"));
+        match named {
+            // An empty `passfile` in the URL still counts as given, as in
+            // libpq: `PGPASSFILE` is passed over for the default.
+            Some(named) if named.value.is_empty() => default(),
+            Some(named) => Some(PathBuf::from(named.value)),
+            None => self
+                .variable_for("passfile")
+                .map(|given| PathBuf::from(given.value))
+                .or_else(default),
+        }
     }
 }
 
@@ -184,6 +189,8 @@ pub fn has_password(config: &tokio_postgres::Config) -> bool {
 /// `?`), the hosts at the next `/` or `?`, and the query starts at the first
 /// `?` after the user part.
 pub struct UrlLayout {
+    /// The user part (`user:password`), without its `@`, if there is one.
+    pub user_info: Option<std::ops::Range<usize>>,
     /// The hosts (with their ports), possibly empty.
     pub hosts: std::ops::Range<usize>,
     /// Where the `?` before the query is, if there is a query.
@@ -191,19 +198,25 @@ pub struct UrlLayout {
 }
 
 impl UrlLayout {
-    pub fn of(url: &str) -> UrlLayout {
-        let after_scheme = url.find("://").map_or(0, |scheme| scheme + 3);
-        let start = url[after_scheme..]
+    /// `None` for text that is not a `postgres://` or `postgresql://` URL.
+    pub fn of(url: &str) -> Option<UrlLayout> {
+        let after_scheme = ["postgres://", "postgresql://"]
+            .iter()
+            .find(|scheme| url.starts_with(**scheme))?
+            .len();
+        let user_info = url[after_scheme..]
             .find('@')
-            .map_or(after_scheme, |at| after_scheme + at + 1);
+            .map(|at| after_scheme..after_scheme + at);
+        let start = user_info.as_ref().map_or(after_scheme, |user| user.end + 1);
         let query = url[start..].find('?').map(|mark| start + mark);
         let end = url[start..]
             .find(['/', '?'])
             .map_or(url.len(), |end| start + end);
-        UrlLayout {
+        Some(UrlLayout {
+            user_info,
             hosts: start..end,
             query,
-        }
+        })
     }
 }
 
@@ -234,6 +247,19 @@ pub fn fill_in_from_environment(
         pairs: Vec::new(),
         used: Vec::new(),
     };
+    // tokio-postgres gives each host the URL names without a port 5432 and
+    // adds a `port` of the query after those, which it then refuses as too many
+    // ports; libpq takes the query's ports for them.
+    let query_port = hosts
+        .as_ref()
+        .filter(|hosts| !hosts.names_a_port())
+        .zip(pairs.iter().find(|(key, _)| key == "port"));
+    let moved_query_port = query_port.is_some();
+    if let Some((hosts, (_, pair))) = query_port {
+        let value = pair.split_once('=').map_or("", |(_, value)| value);
+        let ports = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+        filled.address = hosts.with_ports(address, "port", &ports)?;
+    }
     for (name, setting) in VARIABLES {
         if super::tls::READ_HERE.contains(&setting) || pairs.iter().any(|(key, _)| key == setting) {
             continue;
@@ -246,7 +272,8 @@ pub fn fill_in_from_environment(
             // (5432 where it names none), as in libpq.
             "port" => hosts.as_ref().is_some_and(HostList::names_its_ports),
             "dbname" => config.get_dbname().is_some(),
-            "user" => config.get_user().is_some(),
+            // An empty user, as in `postgres://:pw@h`, counts as none.
+            "user" => config.get_user().is_some_and(|user| !user.is_empty()),
             "password" => has_password(config),
             _ => false,
         };
@@ -280,13 +307,14 @@ pub fn fill_in_from_environment(
             return Err(format!("{name}{shown}: {}", super::with_reasons(&err)));
         }
         match (&hosts, setting) {
-            (Some(hosts), "port") => filled.address = hosts.with_port(address, name, value)?,
+            (Some(hosts), "port") => filled.address = hosts.with_ports(address, name, value)?,
             _ => filled.pairs.extend(setting_pairs),
         }
         filled.used.push(name);
     }
     filled.pairs = pairs
         .into_iter()
+        .filter(|(key, _)| !(moved_query_port && key == "port"))
         .map(|(_, pair)| pair)
         .chain(filled.pairs)
         .collect();
@@ -304,7 +332,7 @@ struct HostList {
 impl HostList {
     /// `None` when the URL names no host there.
     fn of(address: &str) -> Option<HostList> {
-        let span = UrlLayout::of(address).hosts;
+        let span = UrlLayout::of(address)?.hosts;
         let list = &address[span.clone()];
         if list.is_empty() {
             return None;
@@ -327,24 +355,38 @@ impl HostList {
         Some(HostList { span, hosts })
     }
 
+    fn names_a_port(&self) -> bool {
+        self.hosts.iter().any(|(_, port)| port.is_some())
+    }
+
     /// Whether the URL decides its hosts' ports: libpq takes `PGPORT` only
     /// for a URL naming one host and no port (`h` or `h:`).
     fn names_its_ports(&self) -> bool {
-        self.hosts.len() > 1 || self.hosts.iter().any(|(_, port)| port.is_some())
+        self.hosts.len() > 1 || self.names_a_port()
     }
 
-    /// `address` with the one host it names given `port`, from the variable
-    /// `name`.
-    fn with_port(&self, address: &str, name: &str, port: &str) -> Result<String, String> {
-        if port.contains(',') {
+    /// `address` with `ports` (one for all of its hosts, or one each) after
+    /// its hosts; `by` is the setting or variable that gives them.
+    fn with_ports(&self, address: &str, by: &str, ports: &str) -> Result<String, String> {
+        let listed: Vec<&str> = ports.split(',').collect();
+        if listed.len() != 1 && listed.len() != self.hosts.len() {
             return Err(format!(
-                "{name} `{port}` gives several ports for the URL's one host"
+                "{by} `{ports}` gives {} ports for the URL's {} host(s): give one port for all \
+                 of them, or one each",
+                listed.len(),
+                self.hosts.len()
             ));
         }
-        let (host, _) = &self.hosts[0];
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(index, (host, _))| format!("{host}:{}", listed[index.min(listed.len() - 1)]))
+            .collect();
         Ok(format!(
-            "{}{host}:{port}{}",
+            "{}{}{}",
             &address[..self.span.start],
+            hosts.join(","),
             &address[self.span.end..]
         ))
     }
@@ -357,12 +399,9 @@ impl HostList {
 /// a host it was not written for. Unlike libpq, which ignores it with a
 /// warning, a file others may read is an error (for the caller to report if
 /// the server asks for a password).
-pub fn password_from_file(
-    config: &tokio_postgres::Config,
-    path: &Path,
-) -> Result<Option<String>, String> {
+pub fn password_from_file(config: &tokio_postgres::Config, path: &Path) -> Result<Lookup, String> {
     let Some(text) = read_password_file(path)? else {
-        return Ok(None);
+        return Ok(Lookup::NoFile);
     };
     let user = match config.get_user() {
         Some(user) => user.to_string(),
@@ -376,8 +415,8 @@ pub fn password_from_file(
     };
     let database = config.get_dbname().unwrap_or(&user).to_string();
     let mut found: Option<Option<String>> = None;
-    for (host, port) in hosts_and_ports(config) {
-        let password = PasswordFile(&text).password_for(&[&host, &port, &database, &user]);
+    for place in hosts_and_ports(config) {
+        let password = PasswordFile(&text).password_for(&place, &database, &user);
         match &found {
             Some(earlier) if *earlier != password => {
                 return Err(format!(
@@ -390,17 +429,37 @@ pub fn password_from_file(
             _ => found = Some(password),
         }
     }
-    Ok(found.flatten())
+    Ok(match found.flatten() {
+        Some(password) => Lookup::Found(password),
+        None => Lookup::NoLine,
+    })
 }
 
-/// The password file's text; `None` when there is none. Its mode is checked on
-/// the file opened, so a file swapped in after the check is not read.
+/// What a password file gave.
+pub enum Lookup {
+    /// There is no such file.
+    NoFile,
+    /// The file has no line for the connection.
+    NoLine,
+    Found(String),
+}
+
+/// The password file's text; `None` when there is none. Its kind and mode are
+/// checked on the file opened, so a file swapped in after the check is not
+/// read.
 fn read_password_file(path: &Path) -> Result<Option<String>, String> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
     let cannot_read =
         |err: std::io::Error| format!("cannot read the password file {}: {err}", path.display());
-    let mut file = match std::fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Without blocking, so that a FIFO named as the file is refused below
+    // rather than waited on for a writer.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let mut file = match opened {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(cannot_read(err)),
@@ -426,12 +485,21 @@ fn read_password_file(path: &Path) -> Result<Option<String>, String> {
 }
 
 /// The socket directories libpq may have been built to use by default (Debian
-/// and most distributions, and PostgreSQL's own default): libpq's password
-/// file names its default directory `localhost`, and any other by its path.
+/// and most distributions, and PostgreSQL's own default). libpq's password
+/// file names its one default directory `localhost`, and any other by its
+/// path; not knowing which libpq a file was written for, signoff lets a line
+/// name one of these either way.
 const DEFAULT_SOCKET_DIRECTORIES: [&str; 3] = ["/var/run/postgresql", "/run/postgresql", "/tmp"];
 
+/// A host of `config` as a password file's line may name it (a default socket
+/// directory has two names), with its port.
+struct Place {
+    names: Vec<String>,
+    port: String,
+}
+
 /// Each host of `config` as the password file names it, with its port.
-fn hosts_and_ports(config: &tokio_postgres::Config) -> Vec<(String, String)> {
+fn hosts_and_ports(config: &tokio_postgres::Config) -> Vec<Place> {
     let ports = config.get_ports();
     let port_of = |index: usize| {
         let port = match ports {
@@ -441,25 +509,25 @@ fn hosts_and_ports(config: &tokio_postgres::Config) -> Vec<(String, String)> {
         };
         port.to_string()
     };
-    let hosts: Vec<String> = if config.get_hosts().is_empty() {
+    let hosts: Vec<Vec<String>> = if config.get_hosts().is_empty() {
         // A `hostaddr` without a host is matched as libpq matches it.
         config
             .get_hostaddrs()
             .iter()
-            .map(|address| address.to_string())
+            .map(|address| vec![address.to_string()])
             .collect()
     } else {
         config
             .get_hosts()
             .iter()
             .map(|host| match host {
-                Host::Tcp(name) => name.clone(),
+                Host::Tcp(name) => vec![name.clone()],
                 Host::Unix(directory) => {
                     let directory = directory.display().to_string();
                     if DEFAULT_SOCKET_DIRECTORIES.contains(&directory.trim_end_matches('/')) {
-                        "localhost".to_string()
+                        vec!["localhost".to_string(), directory]
                     } else {
-                        directory
+                        vec![directory]
                     }
                 }
             })
@@ -468,7 +536,10 @@ fn hosts_and_ports(config: &tokio_postgres::Config) -> Vec<(String, String)> {
     hosts
         .into_iter()
         .enumerate()
-        .map(|(index, host)| (host, port_of(index)))
+        .map(|(index, names)| Place {
+            names,
+            port: port_of(index),
+        })
         .collect()
 }
 
@@ -478,20 +549,20 @@ fn hosts_and_ports(config: &tokio_postgres::Config) -> Vec<(String, String)> {
 struct PasswordFile<'a>(&'a str);
 
 impl PasswordFile<'_> {
-    /// The password of the first line matching `wanted` (host, port,
-    /// database, user).
-    fn password_for(&self, wanted: &[&str; 4]) -> Option<String> {
+    /// The password of the first line matching the place, database and user.
+    fn password_for(&self, place: &Place, database: &str, user: &str) -> Option<String> {
         self.0
             .lines()
             .map(|line| line.strip_suffix('\r').unwrap_or(line))
             .filter(|line| !line.is_empty() && !line.starts_with('#'))
             .find_map(|line| {
                 let fields = split_escaped(line);
+                let is = |field: &Field, wanted: &str| field.is_wildcard || field.text == wanted;
                 let matches = fields.len() >= 5
-                    && fields
-                        .iter()
-                        .zip(wanted)
-                        .all(|(field, want)| field.is_wildcard || field.text == *want);
+                    && place.names.iter().any(|name| is(&fields[0], name))
+                    && is(&fields[1], &place.port)
+                    && is(&fields[2], database)
+                    && is(&fields[3], user);
                 matches.then(|| fields[4].text.clone())
             })
     }
@@ -541,6 +612,15 @@ fn split_escaped(line: &str) -> Vec<Field> {
 mod tests {
     use super::*;
 
+    /// The password `file` gives `[host, port, database, user]`.
+    fn lookup(file: &PasswordFile, [host, port, database, user]: [&str; 4]) -> Option<String> {
+        let place = Place {
+            names: vec![host.to_string()],
+            port: port.to_string(),
+        };
+        file.password_for(&place, database, user)
+    }
+
     #[test]
     fn the_first_matching_line_gives_the_password() {
         let file = PasswordFile(
@@ -552,7 +632,7 @@ mod tests {
              *:*:*:*:fallback\n",
         );
         let wanted = |host: &str, port: &str, database: &str, user: &str| {
-            file.password_for(&[host, port, database, user])
+            lookup(&file, [host, port, database, user])
         };
         assert_eq!(
             wanted("db.internal", "5432", "signoff", "app").as_deref(),
@@ -567,11 +647,11 @@ mod tests {
             Some("fallback")
         );
         assert_eq!(
-            PasswordFile("a:1:b:c:d\n").password_for(&["a", "1", "b", "x"]),
+            lookup(&PasswordFile("a:1:b:c:d\n"), ["a", "1", "b", "x"]),
             None
         );
         assert_eq!(
-            PasswordFile("a:1:b\n").password_for(&["a", "1", "b", "c"]),
+            lookup(&PasswordFile("a:1:b\n"), ["a", "1", "b", "c"]),
             None,
             "a line of fewer than five fields matches nothing"
         );
@@ -581,19 +661,16 @@ mod tests {
     fn backslashes_escape_colons_and_themselves() {
         let file = PasswordFile(r"host\:with\:colons:5432:d\\b:u:p\:a\\ss:ignored");
         assert_eq!(
-            file.password_for(&["host:with:colons", "5432", r"d\b", "u"])
-                .as_deref(),
+            lookup(&file, ["host:with:colons", "5432", r"d\b", "u"]).as_deref(),
             Some(r"p:a\ss"),
             "the password ends at the next unescaped colon"
         );
         assert_eq!(
-            PasswordFile(r"h:5432:d:u:\*")
-                .password_for(&["h", "5432", "d", "u"])
-                .as_deref(),
+            lookup(&PasswordFile(r"h:5432:d:u:\*"), ["h", "5432", "d", "u"]).as_deref(),
             Some("*")
         );
         assert_eq!(
-            PasswordFile(r"\*:5432:d:u:p").password_for(&["h", "5432", "d", "u"]),
+            lookup(&PasswordFile(r"\*:5432:d:u:p"), ["h", "5432", "d", "u"]),
             None,
             "an escaped star is a plain star, not a wildcard"
         );
@@ -619,12 +696,14 @@ mod tests {
         defaults: &Defaults,
     ) -> Result<Option<String>, String> {
         let config: tokio_postgres::Config = url.parse().unwrap();
-        if let Some(given) = config.get_password() {
-            return Ok(Some(String::from_utf8(given.to_vec()).unwrap()));
-        }
         match defaults.password_file(&config, named) {
-            Some(path) => password_from_file(&config, &path),
-            None => Ok(None),
+            Some(path) => Ok(match password_from_file(&config, &path)? {
+                Lookup::Found(password) => Some(password),
+                Lookup::NoFile | Lookup::NoLine => None,
+            }),
+            None => Ok(config
+                .get_password()
+                .map(|given| String::from_utf8(given.to_vec()).unwrap())),
         }
     }
 
@@ -689,28 +768,38 @@ mod tests {
     }
 
     #[test]
-    fn a_unix_socket_is_named_localhost_if_it_is_the_default_and_by_its_path_if_not() {
+    fn a_unix_socket_is_named_by_its_path_or_localhost_if_it_is_a_default() {
         let home = tempfile::tempdir().unwrap();
-        password_file(
-            home.path(),
-            "/var/run/postgresql:5432:d:u:by-path\n\
-             localhost:5432:d:u:local\n\
-             /srv/pg:5432:d:u:there\n",
-            0o600,
-        );
         let defaults = Defaults::with_home(home.path());
-        for (url, expected) in [
-            ("postgres://u@%2Fvar%2Frun%2Fpostgresql/d", Some("local")),
-            ("postgres://u@%2Frun%2Fpostgresql/d", Some("local")),
-            ("postgres://u@%2Ftmp/d", Some("local")),
-            ("postgres://u@%2Fsrv%2Fpg/d", Some("there")),
-            ("postgres://u@%2Fsrv%2Fother/d", None),
-            ("postgres://u@localhost/d", Some("local")),
-        ] {
+        let cases = [
+            (
+                "localhost:5432:d:u:local\n",
+                "/var/run/postgresql",
+                Some("local"),
+            ),
+            (
+                "localhost:5432:d:u:local\n",
+                "/run/postgresql",
+                Some("local"),
+            ),
+            ("localhost:5432:d:u:local\n", "/tmp", Some("local")),
+            ("/tmp:5432:d:u:by-path\n", "/tmp", Some("by-path")),
+            ("/srv/pg:5432:d:u:there\n", "/srv/pg", Some("there")),
+            ("localhost:5432:d:u:local\n", "/srv/pg", None),
+        ];
+        for (line, directory, expected) in cases {
+            password_file(home.path(), line, 0o600);
+            let url = format!(
+                "postgres://u@{}/d",
+                percent_encoding::utf8_percent_encode(
+                    directory,
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+            );
             assert_eq!(
-                password_after(url, &defaults).unwrap().as_deref(),
+                password_after(&url, &defaults).unwrap().as_deref(),
                 expected,
-                "{url}"
+                "{line} for {directory}"
             );
         }
     }
@@ -750,6 +839,14 @@ mod tests {
         std::fs::remove_file(home.path().join(".pgpass")).unwrap();
         std::fs::create_dir(home.path().join(".pgpass")).unwrap();
         let error = password_after("postgres://u@h/d", &defaults).unwrap_err();
+        assert!(error.contains("is not a regular file"), "{error}");
+        // A FIFO is refused, not waited on for a writer.
+        let fifo = home.path().join("fifo");
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: `path` is a NUL-terminated string that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let by_variable = Defaults::none().with_variable("PGPASSFILE", fifo.to_str().unwrap());
+        let error = password_after("postgres://u@h/d", &by_variable).unwrap_err();
         assert!(error.contains("is not a regular file"), "{error}");
     }
 }

@@ -139,17 +139,20 @@ pub(crate) struct Connector {
     password: PasswordSource,
 }
 
-/// Where a connection's password came from, to say so when the server refuses
-/// it or asks for one that nothing gave.
+/// Where a connection's password came from, to say so when the server asks
+/// for one that nothing gave, or refuses one from the password file.
 #[derive(Clone)]
 enum PasswordSource {
     /// The URL or `PGPASSWORD`.
     Given,
     /// This password file.
     File(PathBuf),
-    /// None: there is no password file (named, or `~/.pgpass`), or it has no
-    /// line for the connection.
-    Nowhere(Option<PathBuf>),
+    /// None: HOME is not set, so there is no `~/.pgpass` to look in.
+    NoHome,
+    /// None: there is no password file at this path.
+    NoFile(PathBuf),
+    /// None: the password file at this path has no line for the connection.
+    NoLine(PathBuf),
     /// The password file could not be used, for this reason (reported only if
     /// the server asks for a password: one that trusts the connection never
     /// needs the file).
@@ -159,9 +162,6 @@ enum PasswordSource {
 /// The reason tokio-postgres gives when the server asks for a password and
 /// the connection has none (`connect_raw.rs`).
 const PASSWORD_MISSING: &str = "password missing";
-
-/// The server's reason for a wrong password (SQLSTATE 28P01).
-const PASSWORD_REFUSED: &str = "password authentication failed";
 
 /// A connection's driver, which must be polled for the connection to work.
 pub(crate) type Connection = tokio_postgres::Connection<
@@ -195,13 +195,14 @@ impl Connector {
         let mut config = settings.config;
         let password = match settings.password_file {
             None if libpq::has_password(&config) => PasswordSource::Given,
-            None => PasswordSource::Nowhere(None),
+            None => PasswordSource::NoHome,
             Some(path) => match libpq::password_from_file(&config, &path) {
-                Ok(Some(password)) => {
+                Ok(libpq::Lookup::Found(password)) => {
                     config.password(password);
                     PasswordSource::File(path)
                 }
-                Ok(None) => PasswordSource::Nowhere(Some(path)),
+                Ok(libpq::Lookup::NoFile) => PasswordSource::NoFile(path),
+                Ok(libpq::Lookup::NoLine) => PasswordSource::NoLine(path),
                 Err(reason) => PasswordSource::Unusable(reason),
             },
         };
@@ -221,27 +222,32 @@ impl Connector {
     }
 
     /// Why a connection failed, with where its password came from when that
-    /// is the reason.
+    /// is the reason. (With several hosts, tokio-postgres reports the last
+    /// one's failure, so a password asked for by an earlier one may go unsaid.)
     fn cannot_connect(&self, err: &tokio_postgres::Error) -> String {
         let reasons = with_reasons(err);
-        let about_the_password = match &self.password {
-            _ if reasons.ends_with(PASSWORD_MISSING) => {
-                let where_from = match &self.password {
-                    PasswordSource::Unusable(reason) => format!("; and {reason}"),
-                    PasswordSource::Nowhere(Some(path)) => format!(
-                        ": not in the URL, nor in PGPASSWORD, nor in the password file {}",
-                        path.display()
-                    ),
-                    _ => ": not in the URL, nor in PGPASSWORD (and HOME is not set, so there \
-                          is no ~/.pgpass)"
-                        .to_string(),
-                };
-                format!(" (the server asks for a password, and none is given{where_from})")
-            }
-            PasswordSource::File(path) if reasons.contains(PASSWORD_REFUSED) => {
-                format!(" (the password from the password file {})", path.display())
-            }
-            _ => String::new(),
+        let refused = err.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD);
+        let about_the_password = if reasons.ends_with(PASSWORD_MISSING) {
+            let where_from = match &self.password {
+                PasswordSource::Unusable(reason) => format!("; and {reason}"),
+                PasswordSource::NoFile(path) => format!(
+                    ": not in the URL, nor in PGPASSWORD, and there is no password file {}",
+                    path.display()
+                ),
+                PasswordSource::NoLine(path) => format!(
+                    ": not in the URL, nor in PGPASSWORD, nor in the password file {}",
+                    path.display()
+                ),
+                PasswordSource::NoHome => ": not in the URL, nor in PGPASSWORD (and HOME is \
+                                            not set, so there is no ~/.pgpass)"
+                    .to_string(),
+                PasswordSource::Given | PasswordSource::File(_) => String::new(),
+            };
+            format!(" (the server asks for a password, and none is given{where_from})")
+        } else if let (true, PasswordSource::File(path)) = (refused, &self.password) {
+            format!(" (the password from the password file {})", path.display())
+        } else {
+            String::new()
         };
         format!("cannot connect to PostgreSQL: {reasons}{about_the_password}")
     }

@@ -121,10 +121,20 @@ pub const READ_HERE: [&str; 7] = [
 
 fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, String> {
     defaults.refuse_unreadable()?;
-    let (address, query) = match libpq::UrlLayout::of(url).query {
+    let layout = libpq::UrlLayout::of(url).ok_or("not a postgres:// (or postgresql://) URL")?;
+    let (address, query) = match layout.query {
         Some(mark) => (&url[..mark], &url[mark + 1..]),
         None => (url, ""),
     };
+    // An empty password (`postgres://u:@h`) counts as none, as in libpq, so
+    // that `PGPASSWORD` or the password file may give one.
+    let address = match layout.user_info {
+        Some(user) if url[user.clone()].ends_with(':') => {
+            format!("{}{}", &url[..user.end - 1], &address[user.end..])
+        }
+        _ => address.to_string(),
+    };
+    let address = address.as_str();
     let mut read_here = BTreeMap::new();
     // The other pairs, each with its decoded key, for tokio-postgres.
     let mut kept = Vec::new();
@@ -170,7 +180,8 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
     let client_key = given("sslkey");
     let crl_file = given("sslcrl");
     let crl_dir = given("sslcrldir");
-    let password_file = given("passfile");
+    // Not through `given`: `PGPASSFILE` counts as used only if the file is.
+    let named_password_file = read_here.remove("passfile");
     if let Some(other) = mode
         .as_ref()
         .filter(|mode| !MODES.contains(&mode.value.as_str()))
@@ -214,7 +225,11 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
     from_environment.extend(filled.used);
     let mut config = with_query(&filled.address, &filled.pairs)?;
     refuse_mismatched_lists(&config, &from_environment)?;
-    let password_file = defaults.password_file(&config, password_file);
+    let named_no_file = named_password_file.is_none();
+    let password_file = defaults.password_file(&config, named_password_file);
+    if named_no_file && password_file.is_some() && defaults.variable_for("passfile").is_some() {
+        from_environment.push("PGPASSFILE");
+    }
     let hosts = config.get_hosts();
     // A `hostaddr` is reached over TCP whatever the host says.
     let sockets_only = !hosts.is_empty()
@@ -226,6 +241,8 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
     // switched to `disable` keeps working.
     if sockets_only || ssl_mode == SslMode::Disable {
         config.ssl_mode(SslMode::Disable);
+        // Only `PGSSLMODE` of the TLS variables mattered.
+        from_environment.retain(|name| !name.starts_with("PGSSL") || *name == "PGSSLMODE");
         return Ok(ConnectionSettings {
             config,
             tls: TlsSettings::default(),
@@ -307,7 +324,8 @@ fn refuse_mismatched_lists(
     let ports = config.get_ports().len();
     if hosts > 0 && addresses > 0 && hosts != addresses {
         return Err(format!(
-            "{hosts} hosts ({}) and {addresses} addresses ({}): give one address for each host",
+            "{hosts} host(s) ({}) and {addresses} address(es) ({}): give one address for each \
+             host",
             named("host", "PGHOST"),
             named("hostaddr", "PGHOSTADDR")
         ));
@@ -315,7 +333,8 @@ fn refuse_mismatched_lists(
     let places = hosts.max(addresses);
     if ports > 1 && ports != places {
         return Err(format!(
-            "{ports} ports ({}) for {places} hosts: give one port for all of them, or one each",
+            "{ports} port(s) ({}) for {places} host(s): give one port for all of them, or one \
+             each",
             named("port", "PGPORT")
         ));
     }
@@ -1163,18 +1182,34 @@ mod tests {
         );
         let error = ports("1,2", "postgres://h/d").unwrap_err();
         assert!(
-            error.contains("PGPORT `1,2` gives several ports for the URL's one host"),
+            error.contains("PGPORT `1,2` gives 2 ports for the URL's 1 host(s)"),
             "{error}"
         );
+        // The query's ports, as libpq takes them, where tokio-postgres would
+        // add them to its 5432s; PGPORT does not count then.
+        assert_eq!(ports("6000", "postgres://u@h/d?port=7000"), Ok(vec![7000]));
+        assert_eq!(
+            ports("6000", "postgres://h1,h2/d?port=7000,7001"),
+            Ok(vec![7000, 7001])
+        );
+        assert_eq!(
+            ports("6000", "postgres://h1,h2/d?port=7000"),
+            Ok(vec![7000, 7000])
+        );
+        let error = parse("postgres://h:5433/d?port=7000").err().unwrap();
+        assert!(error.contains("2 port(s) (port) for 1 host(s)"), "{error}");
         let error = parse_in(&[("PGHOST", "a,b"), ("PGPORT", "1,2,3")], "postgres://")
             .err()
             .unwrap();
-        assert!(error.contains("3 ports (PGPORT) for 2 hosts"), "{error}");
+        assert!(
+            error.contains("3 port(s) (PGPORT) for 2 host(s)"),
+            "{error}"
+        );
         let error = parse_in(&[("PGHOSTADDR", "10.0.0.1")], "postgres://a,b/d")
             .err()
             .unwrap();
         assert!(
-            error.contains("2 hosts (host) and 1 addresses (PGHOSTADDR)"),
+            error.contains("2 host(s) (host) and 1 address(es) (PGHOSTADDR)"),
             "{error}"
         );
     }
@@ -1231,6 +1266,47 @@ mod tests {
             .unwrap()
             .password_file,
             Some(home.path().join(".pgpass"))
+        );
+    }
+
+    #[test]
+    fn an_empty_user_counts_as_none_and_only_postgres_urls_are_read() {
+        let config = parse_in(&[("PGUSER", "app")], "postgres://:pw@h/d")
+            .unwrap()
+            .config;
+        assert_eq!(config.get_user(), Some("app"));
+        assert_eq!(
+            parse("postgres://u:@h/d").unwrap().0.get_password(),
+            None,
+            "an empty password is not sent"
+        );
+        for text in ["host=h dbname=d", "mysql://h/d", "h/d"] {
+            let error = parse(text).err().unwrap();
+            assert!(
+                error.contains("not a postgres:// (or postgresql://) URL"),
+                "{error}"
+            );
+        }
+        assert!(parse("postgresql://u@h/d").is_ok());
+    }
+
+    #[test]
+    fn only_the_variables_that_count_are_told() {
+        let home = tempfile::tempdir().unwrap();
+        let defaults = Defaults::with_home(home.path())
+            .with_variable("PGPASSFILE", "/etc/pw")
+            .with_variable("PGSSLROOTCERT", "/ca.pem")
+            .with_variable("PGSSLMODE", "disable");
+        let told = |url: &str| parse_url_with(url, &defaults).unwrap().from_environment;
+        assert_eq!(told("postgres://u@h/d"), ["PGSSLMODE", "PGPASSFILE"]);
+        assert_eq!(
+            told("postgres://u:pw@h/d"),
+            ["PGSSLMODE"],
+            "no file is read when the URL gives the password"
+        );
+        assert_eq!(
+            told("postgres://u@h/d?sslmode=require"),
+            ["PGSSLROOTCERT", "PGPASSFILE"]
         );
     }
 
