@@ -366,7 +366,9 @@ impl HostList {
     }
 
     /// `address` with `ports` (one for all of its hosts, or one each) after
-    /// its hosts; `by` is the setting or variable that gives them.
+    /// its hosts; `by` is the setting or variable that gives them, which
+    /// tokio-postgres has read as a list of port numbers already (so they are
+    /// digits, safe in the URL's text).
     fn with_ports(&self, address: &str, by: &str, ports: &str) -> Result<String, String> {
         let listed: Vec<&str> = ports.split(',').collect();
         if listed.len() != 1 && listed.len() != self.hosts.len() {

@@ -1196,6 +1196,8 @@ mod tests {
             ports("6000", "postgres://h1,h2/d?port=7000"),
             Ok(vec![7000, 7000])
         );
+        let error = parse("postgres://h/d?port=1%2Fx").err().unwrap();
+        assert!(error.contains("invalid value for option `port`"), "{error}");
         let error = parse("postgres://h:5433/d?port=7000").err().unwrap();
         assert!(error.contains("2 port(s) (port) for 1 host(s)"), "{error}");
         let error = parse_in(&[("PGHOST", "a,b"), ("PGPORT", "1,2,3")], "postgres://")
