@@ -390,15 +390,25 @@ async fn revocation_lists_are_checked_in_the_handshake() {
     // libpq, the certificate's own issuer must have a list among them.
     let stranger = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pg-crl/stranger.crl");
     let verify_ca = with_parameter(&schema.url(), "sslmode=verify-ca");
-    let refused = |url: &str, how: &str| {
-        assert_audit_verify_refused(home.path(), url, "UnknownRevocationStatus", how);
+    // The error names the lists it was checked against.
+    let refused = |url: &str, list: &Path, how: &str| {
+        let reason = format!(
+            "UnknownRevocationStatus (revocation lists: {})",
+            list.display()
+        );
+        assert_audit_verify_refused(home.path(), url, &reason, how);
     };
     assert_audit_verify_succeeds(home.path(), &verify_ca);
     std::fs::copy(&stranger, libpq_files.join("root.crl")).unwrap();
-    refused(&verify_ca, "~/.postgresql/root.crl");
+    refused(
+        &verify_ca,
+        &libpq_files.join("root.crl"),
+        "~/.postgresql/root.crl",
+    );
     std::fs::remove_file(libpq_files.join("root.crl")).unwrap();
     refused(
         &with_parameter(&verify_ca, &format!("sslcrl={}", stranger.display())),
+        &stranger,
         "sslcrl",
     );
 }

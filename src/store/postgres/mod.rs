@@ -137,6 +137,9 @@ pub(crate) struct Connector {
     pub config: tokio_postgres::Config,
     pub tls: MakeRustlsConnect,
     password: PasswordSource,
+    /// The revocation lists the server's certificate is checked against, to
+    /// name them when a handshake fails on one.
+    revocation_lists: Vec<tls::Revocations>,
 }
 
 /// Where a connection's password came from, to say so when the server asks
@@ -186,6 +189,7 @@ impl Connector {
             .tls
             .connector()
             .map_err(|err| Error::invalid("database_url", err))?;
+        let revocation_lists = settings.tls.revocations;
         if !settings.from_environment.is_empty() {
             tracing::info!(
                 "libpq's environment stands in for what the database URL leaves out: {}",
@@ -210,6 +214,7 @@ impl Connector {
             config,
             tls,
             password,
+            revocation_lists,
         })
     }
 
@@ -246,6 +251,13 @@ impl Connector {
             format!(" (the server asks for a password, and none is given{where_from})")
         } else if let (true, PasswordSource::File(path)) = (refused, &self.password) {
             format!(" (the password from the password file {})", path.display())
+        } else if tls::failed_on_revocation(err) && !self.revocation_lists.is_empty() {
+            let lists: Vec<String> = self
+                .revocation_lists
+                .iter()
+                .map(tls::Revocations::describe)
+                .collect();
+            format!(" (revocation lists: {})", lists.join(", "))
         } else {
             String::new()
         };

@@ -70,6 +70,50 @@ pub enum Revocations {
     Dir(PathBuf),
 }
 
+impl Revocations {
+    /// Where the lists are, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Revocations::File(path) => path.display().to_string(),
+            Revocations::Dir(path) => format!("the directory {}", path.display()),
+        }
+    }
+}
+
+/// Whether a connection failed because the server's certificate was revoked,
+/// or its revocation status could not be told from the lists (none from its
+/// issuer, or an expired one).
+pub fn failed_on_revocation(err: &tokio_postgres::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(reason) = cause {
+        // tokio-postgres-rustls hands rustls's error on inside an I/O error,
+        // whose `source` skips it.
+        let inside_io = reason
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        let on_revocation = [Some(reason), inside_io]
+            .into_iter()
+            .flatten()
+            .any(|error| {
+                matches!(
+                    error.downcast_ref::<rustls::Error>(),
+                    Some(rustls::Error::InvalidCertificate(
+                        CertificateError::Revoked
+                            | CertificateError::UnknownRevocationStatus
+                            | CertificateError::ExpiredRevocationList
+                            | CertificateError::ExpiredRevocationListContext { .. }
+                    ))
+                )
+            });
+        if on_revocation {
+            return true;
+        }
+        cause = reason.source();
+    }
+    false
+}
+
 /// The certificate this client shows the server, and its private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
