@@ -253,7 +253,8 @@ pub fn fill_in_from_environment(
     let query_port = hosts
         .as_ref()
         .filter(|hosts| !hosts.names_a_port())
-        .zip(pairs.iter().find(|(key, _)| key == "port"));
+        // The last `port`, as libpq takes the last of a setting given twice.
+        .zip(pairs.iter().rev().find(|(key, _)| key == "port"));
     let moved_query_port = query_port.is_some();
     if let Some((hosts, (_, pair))) = query_port {
         let value = pair.split_once('=').map_or("", |(_, value)| value);
@@ -368,7 +369,7 @@ impl HostList {
     /// `address` with `ports` (one for all of its hosts, or one each) after
     /// its hosts; `by` is the setting or variable that gives them, which
     /// tokio-postgres has read as a list of port numbers already (so they are
-    /// digits, safe in the URL's text).
+    /// safe in the URL's text).
     fn with_ports(&self, address: &str, by: &str, ports: &str) -> Result<String, String> {
         let listed: Vec<&str> = ports.split(',').collect();
         if listed.len() != 1 && listed.len() != self.hosts.len() {
@@ -415,7 +416,11 @@ pub fn password_from_file(config: &tokio_postgres::Config, path: &Path) -> Resul
             )
         })?,
     };
-    let database = config.get_dbname().unwrap_or(&user).to_string();
+    let database = config
+        .get_dbname()
+        .filter(|database| !database.is_empty())
+        .unwrap_or(&user)
+        .to_string();
     let mut found: Option<Option<String>> = None;
     for place in hosts_and_ports(config) {
         let password = PasswordFile(&text).password_for(&place, &database, &user);
@@ -431,10 +436,13 @@ pub fn password_from_file(config: &tokio_postgres::Config, path: &Path) -> Resul
             _ => found = Some(password),
         }
     }
-    Ok(match found.flatten() {
-        Some(password) => Lookup::Found(password),
-        None => Lookup::NoLine,
-    })
+    // An empty password on the line is none, as in libpq.
+    Ok(
+        match found.flatten().filter(|password| !password.is_empty()) {
+            Some(password) => Lookup::Found(password),
+            None => Lookup::NoLine,
+        },
+    )
 }
 
 /// What a password file gave.
@@ -451,10 +459,9 @@ pub enum Lookup {
 /// read.
 fn read_password_file(path: &Path) -> Result<Option<String>, String> {
     use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let cannot_read =
         |err: std::io::Error| format!("cannot read the password file {}: {err}", path.display());
-    use std::os::unix::fs::OpenOptionsExt;
     // Without blocking, so that a FIFO named as the file is refused below
     // rather than waited on for a writer.
     let opened = std::fs::OpenOptions::new()
@@ -730,6 +737,17 @@ mod tests {
             password_after("postgres://signoff:given@db1/app", &defaults).unwrap(),
             Some("given".into()),
             "the URL's password wins"
+        );
+        password_file(home.path(), "db1:5432:app:signoff:\n*:*:*:*:any\n", 0o600);
+        assert_eq!(
+            password_after("postgres://signoff@db1/app", &defaults).unwrap(),
+            None,
+            "an empty password on the first matching line is none, as in libpq"
+        );
+        password_file(
+            home.path(),
+            "db1:5432:app:signoff:one\ndb2:6000:app:signoff:two\n*:*:*:*:any\n",
+            0o600,
         );
         assert_eq!(
             password_after("postgres://signoff@db1/other", &defaults).unwrap(),

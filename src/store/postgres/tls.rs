@@ -172,8 +172,10 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
     };
     // An empty password (`postgres://u:@h`) counts as none, as in libpq, so
     // that `PGPASSWORD` or the password file may give one.
+    // (Only a colon that ends the user part and is its first: `u:pw:` has the
+    // password `pw:`.)
     let address = match layout.user_info {
-        Some(user) if url[user.clone()].ends_with(':') => {
+        Some(user) if url[user.clone()].find(':') == Some(user.len() - 1) => {
             format!("{}{}", &url[..user.end - 1], &address[user.end..])
         }
         _ => address.to_string(),
@@ -268,6 +270,13 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
     let filled = libpq::fill_in_from_environment(address, kept, &as_given, defaults)?;
     from_environment.extend(filled.used);
     let mut config = with_query(&filled.address, &filled.pairs)?;
+    // An empty user (`postgres://:pw@h`, `?user=`) is the operating system's
+    // user, as in libpq (tokio-postgres would send it empty).
+    if config.get_user() == Some("") {
+        config.user(whoami::username().map_err(|err| {
+            format!("the URL names no user, and the operating system's is unknown: {err}")
+        })?);
+    }
     refuse_mismatched_lists(&config, &from_environment)?;
     let named_no_file = named_password_file.is_none();
     let password_file = defaults.password_file(&config, named_password_file);
@@ -285,8 +294,10 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
     // switched to `disable` keeps working.
     if sockets_only || ssl_mode == SslMode::Disable {
         config.ssl_mode(SslMode::Disable);
-        // Only `PGSSLMODE` of the TLS variables mattered.
-        from_environment.retain(|name| !name.starts_with("PGSSL") || *name == "PGSSLMODE");
+        // Of the TLS variables, only `PGSSLMODE` mattered, and over sockets
+        // not even that.
+        from_environment
+            .retain(|name| !name.starts_with("PGSSL") || (*name == "PGSSLMODE" && !sockets_only));
         return Ok(ConnectionSettings {
             config,
             tls: TlsSettings::default(),
@@ -1321,10 +1332,27 @@ mod tests {
             .unwrap()
             .config;
         assert_eq!(config.get_user(), Some("app"));
+        let operating_system_user = whoami::username().unwrap();
+        for url in ["postgres://:pw@h/d", "postgres://h/d?user="] {
+            assert_eq!(
+                parse(url).unwrap().0.get_user(),
+                Some(operating_system_user.as_str()),
+                "{url}"
+            );
+        }
         assert_eq!(
             parse("postgres://u:@h/d").unwrap().0.get_password(),
             None,
             "an empty password is not sent"
+        );
+        assert_eq!(
+            parse("postgres://u:pw:@h/d").unwrap().0.get_password(),
+            Some(&b"pw:"[..]),
+            "a password ending in a colon keeps it"
+        );
+        assert_eq!(
+            parse("postgres://u::@h/d").unwrap().0.get_password(),
+            Some(&b":"[..])
         );
         for text in ["host=h dbname=d", "mysql://h/d", "h/d"] {
             let error = parse(text).err().unwrap();
@@ -1353,6 +1381,11 @@ mod tests {
         assert_eq!(
             told("postgres://u@h/d?sslmode=require"),
             ["PGSSLROOTCERT", "PGPASSFILE"]
+        );
+        assert_eq!(
+            told("postgres://u@%2Frun%2Fpg/d"),
+            ["PGPASSFILE"],
+            "no TLS over a socket, whatever PGSSLMODE says"
         );
     }
 
