@@ -326,8 +326,8 @@ pub fn fill_in_from_environment(
 struct HostList {
     /// Where they are in the URL.
     span: std::ops::Range<usize>,
-    /// Each host, with its port if it names one.
-    hosts: Vec<(String, Option<String>)>,
+    /// Each host, and whether it names a port.
+    hosts: Vec<(String, bool)>,
 }
 
 impl HostList {
@@ -344,12 +344,12 @@ impl HostList {
                 // An IPv6 address is bracketed: `[::1]:5432`.
                 let port_from = chunk.rfind(']').map_or(0, |bracket| bracket + 1);
                 match chunk[port_from..].find(':') {
+                    // `h:` names no port, as in libpq.
                     Some(colon) => (
                         chunk[..port_from + colon].to_string(),
-                        Some(chunk[port_from + colon + 1..].to_string())
-                            .filter(|port| !port.is_empty()),
+                        port_from + colon + 1 < chunk.len(),
                     ),
-                    None => (chunk.to_string(), None),
+                    None => (chunk.to_string(), false),
                 }
             })
             .collect();
@@ -357,7 +357,7 @@ impl HostList {
     }
 
     fn names_a_port(&self) -> bool {
-        self.hosts.iter().any(|(_, port)| port.is_some())
+        self.hosts.iter().any(|(_, names_port)| *names_port)
     }
 
     /// Whether the URL decides its hosts' ports: libpq takes `PGPORT` only
@@ -406,24 +406,16 @@ pub fn password_from_file(config: &tokio_postgres::Config, path: &Path) -> Resul
     let Some(text) = read_password_file(path)? else {
         return Ok(Lookup::NoFile);
     };
-    let user = match config.get_user() {
-        Some(user) => user.to_string(),
-        // Whom tokio-postgres connects as when the URL names nobody.
-        None => whoami::username().map_err(|err| {
-            format!(
-                "cannot tell the user to look up in {}: {err}",
-                path.display()
-            )
-        })?,
-    };
+    // `parse_url` names the user always (the operating system's, when the URL
+    // and the environment name none).
+    let user = config.get_user().unwrap_or_default();
     let database = config
         .get_dbname()
         .filter(|database| !database.is_empty())
-        .unwrap_or(&user)
-        .to_string();
+        .unwrap_or(user);
     let mut found: Option<Option<String>> = None;
     for place in hosts_and_ports(config) {
-        let password = PasswordFile(&text).password_for(&place, &database, &user);
+        let password = PasswordFile(&text).password_for(&place, database, user);
         match &found {
             Some(earlier) if *earlier != password => {
                 return Err(format!(

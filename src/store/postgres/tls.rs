@@ -270,9 +270,10 @@ fn parse_url_with(url: &str, defaults: &Defaults) -> Result<ConnectionSettings, 
     let filled = libpq::fill_in_from_environment(address, kept, &as_given, defaults)?;
     from_environment.extend(filled.used);
     let mut config = with_query(&filled.address, &filled.pairs)?;
-    // An empty user (`postgres://:pw@h`, `?user=`) is the operating system's
-    // user, as in libpq (tokio-postgres would send it empty).
-    if config.get_user() == Some("") {
+    // No user, or an empty one (`postgres://:pw@h`, `?user=`), is the
+    // operating system's, as in libpq (tokio-postgres would send an empty one).
+    // Named here once, for the password file's lookup as for connecting.
+    if config.get_user().is_none_or(str::is_empty) {
         config.user(whoami::username().map_err(|err| {
             format!("the URL names no user, and the operating system's is unknown: {err}")
         })?);
@@ -1333,7 +1334,11 @@ mod tests {
             .config;
         assert_eq!(config.get_user(), Some("app"));
         let operating_system_user = whoami::username().unwrap();
-        for url in ["postgres://:pw@h/d", "postgres://h/d?user="] {
+        for url in [
+            "postgres://:pw@h/d",
+            "postgres://h/d?user=",
+            "postgres://h/d",
+        ] {
             assert_eq!(
                 parse(url).unwrap().0.get_user(),
                 Some(operating_system_user.as_str()),
