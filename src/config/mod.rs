@@ -183,7 +183,7 @@ pub struct PostgresUrl(String);
 impl PostgresUrl {
     pub fn parse(key: &str, text: &str) -> Result<PostgresUrl, ConfigError> {
         let url = PostgresUrl(text.to_string());
-        crate::store::postgres::tls::parse_url(text)
+        crate::store::postgres::connection_url::parse_url(text)
             .map_err(|err| invalid(key, format!("cannot use the PostgreSQL URL `{url}`: {err}")))?;
         Ok(url)
     }
@@ -252,7 +252,7 @@ fn shown_credentials(credentials: &str) -> String {
 }
 
 /// The connection parameters tokio-postgres knows, but for the password (with
-/// those signoff reads itself, `tls::READ_HERE`, whose values are paths and
+/// those signoff reads itself, `connection_url::READ_HERE`, whose values are paths and
 /// modes, not secrets): the only query pairs shown whole.
 const SHOWN_PARAMETERS: &[&str] = &[
     "user",
@@ -289,7 +289,7 @@ fn redacted_query(query: &str) -> String {
             if decoded.eq_ignore_ascii_case("password") {
                 format!("{key}=***")
             } else if SHOWN_PARAMETERS.contains(&decoded.as_str())
-                || crate::store::postgres::tls::READ_HERE.contains(&decoded.as_str())
+                || crate::store::postgres::connection_url::READ_HERE.contains(&decoded.as_str())
             {
                 pair.to_string()
             } else {

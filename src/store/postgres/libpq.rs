@@ -262,7 +262,9 @@ pub fn fill_in_from_environment(
         filled.address = hosts.with_ports(address, "port", &ports)?;
     }
     for (name, setting) in VARIABLES {
-        if super::tls::READ_HERE.contains(&setting) || pairs.iter().any(|(key, _)| key == setting) {
+        if super::connection_url::READ_HERE.contains(&setting)
+            || pairs.iter().any(|(key, _)| key == setting)
+        {
             continue;
         }
         let given_by_url = match setting {

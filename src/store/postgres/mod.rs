@@ -15,6 +15,7 @@
 //! Reads, key management and the timer and outbox claims use a connection pool.
 
 pub mod audit;
+pub mod connection_url;
 mod feed;
 pub mod libpq;
 pub mod tls;
@@ -179,7 +180,7 @@ impl Connector {
     /// before connecting. Its password is then sent to whichever of the URL's
     /// hosts asks for one.
     pub(crate) fn from_url(url: &str) -> Result<Connector> {
-        let settings = tls::parse_url(url).map_err(|err| {
+        let settings = connection_url::parse_url(url).map_err(|err| {
             Error::invalid(
                 "database_url",
                 format!("cannot use the PostgreSQL URL: {err}"),
