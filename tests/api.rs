@@ -574,6 +574,17 @@ async fn health_answers_without_a_key() {
     };
     assert_eq!(body["storage"], backend);
     assert!(body["version"].as_str().is_some_and(|v| !v.is_empty()));
+    // Every check is listed, and each passes; on PostgreSQL the instance also
+    // listens for the fleet's commits.
+    let mut expected = json!({"database": "ok", "writer": "ok"});
+    if common::backend::on_postgres() {
+        expected["live_feed"] = json!("ok");
+    }
+    assert_eq!(body["checks"], expected);
+    assert!(
+        body.get("error").is_none(),
+        "a healthy answer is no error: {body}"
+    );
     let health = server.client("unused").health().await.unwrap();
     assert!(health.ok);
 

@@ -6,7 +6,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::domain::{Error, ErrorKind};
 
@@ -46,11 +46,8 @@ impl IntoResponse for ApiError {
         if kind == ErrorKind::Internal {
             tracing::error!("internal error: {message}");
         }
-        let body = json!({
-            "error": { "code": code, "message": message, "details": details },
-            "detail": message,
-        });
-        let mut response = (status_of(kind), Json(body)).into_response();
+        let mut response =
+            (status_of(kind), Json(envelope(code, &message, details))).into_response();
         if kind == ErrorKind::Overloaded {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -59,6 +56,14 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The body every error has: `error` for the SDK, `detail` for the Go CLI.
+pub fn envelope(code: &str, message: &str, details: Value) -> Value {
+    json!({
+        "error": { "code": code, "message": message, "details": details },
+        "detail": message,
+    })
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

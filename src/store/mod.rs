@@ -97,6 +97,27 @@ pub(crate) async fn submit_to_writer<J, T>(
         .map_err(|_| Error::internal("the writer stopped before answering"))?
 }
 
+/// One of the things `/health` checks, and why it fails when it does. Anyone
+/// may ask (`/health` needs no key), so the reason names no host, file or
+/// setting; the details go to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub name: &'static str,
+    pub failure: Option<String>,
+}
+
+/// Whether a writer's thread still takes jobs: once it has ended (it failed,
+/// or the store was closed), every write fails.
+pub(crate) fn writer_check<J>(queue: &WriterQueue<J>) -> HealthCheck {
+    let running = queue
+        .lock()
+        .is_ok_and(|jobs| jobs.as_ref().is_some_and(|sender| !sender.is_closed()));
+    HealthCheck {
+        name: "writer",
+        failure: (!running).then(|| "the writer has stopped, so writes fail".to_string()),
+    }
+}
+
 /// Closes a writer's queue and waits for its thread to finish what was queued.
 pub(crate) async fn stop_writer<J>(
     queue: &WriterQueue<J>,
@@ -553,6 +574,11 @@ impl Durability {
 pub trait Store: Send + Sync {
     /// `sqlite` or `postgres`, as reported by `/health`.
     fn backend(&self) -> &'static str;
+
+    /// The store's parts that run on their own (its writer, and on PostgreSQL
+    /// the listener for other instances' commits), checked for `/health`
+    /// without touching the database.
+    fn background_checks(&self) -> Vec<HealthCheck>;
 
     /// Runs `apply` against the target intent inside a transaction and commits it.
     async fn write_intent(

@@ -23,9 +23,10 @@ use super::rows::{
     TIMER_COLUMNS,
 };
 use super::{
-    AgentDelivery, Chain, ChangeFn, CommitSink, Committed, DueTimer, Durability, IdempotencyClaim,
-    InboxMessage, KeyRecord, NewKey, Notification, OutboxItem, OutboxUpdate, Sealed, Store, Target,
-    TaskSnapshot, TimerFn, WriteResult, WriterQueue, stop_writer, submit_to_writer,
+    AgentDelivery, Chain, ChangeFn, CommitSink, Committed, DueTimer, Durability, HealthCheck,
+    IdempotencyClaim, InboxMessage, KeyRecord, NewKey, Notification, OutboxItem, OutboxUpdate,
+    Sealed, Store, Target, TaskSnapshot, TimerFn, WriteResult, WriterQueue, stop_writer,
+    submit_to_writer, writer_check,
 };
 use crate::clock::Clock;
 use crate::domain::audit::AuditRecord;
@@ -1004,6 +1005,10 @@ impl AuditReader {
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn background_checks(&self) -> Vec<HealthCheck> {
+        vec![writer_check(&self.jobs)]
     }
 
     async fn write_intent(

@@ -117,19 +117,34 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
-        let (url, name) = (self.base_url.clone(), self.name.clone());
-        // Drop may run inside the test's runtime, which cannot block on itself.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(run_sql(
-                    &url,
-                    &format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {name} CASCADE"),
-                ))
-        });
-        let _ = dropped.join();
+        run_sql_while_dropping(
+            &self.base_url,
+            &format!(
+                "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {} CASCADE",
+                self.name
+            ),
+        );
+    }
+}
+
+/// Runs `sql` from a `Drop`, which may run inside the test's runtime and so
+/// cannot block on it: on a runtime of its own, on a thread of its own. A
+/// failure is only said, as a panic while dropping would abort the tests.
+pub fn run_sql_while_dropping(url: &str, sql: &str) {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    let ran = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(signoff::store::postgres::execute_batch(&url, &sql))
+            .map_err(|err| format!("{sql}: {err}"))
+    })
+    .join();
+    match ran {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => eprintln!("cleaning up: {err}"),
+        Err(_) => eprintln!("cleaning up: the thread running the SQL panicked"),
     }
 }
 

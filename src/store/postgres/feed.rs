@@ -11,6 +11,7 @@
 //! before anything after it, so no subscriber ever sees a gap or a repeat.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -149,6 +150,10 @@ pub struct FeedSetup {
     pub sink: Arc<dyn CommitSink>,
     pub stash: Arc<Stash>,
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Whether the listening connection is up: while it is down, this
+    /// instance's streams stand still (its own commits included, which are
+    /// published when their notification comes round).
+    pub listening: Arc<AtomicBool>,
 }
 
 struct Feed {
@@ -166,6 +171,7 @@ struct Feed {
 pub async fn start(setup: FeedSetup) -> Result<tokio::task::JoinHandle<()>> {
     let (listener, notices) = listen(&setup.connector, &setup.channel).await?;
     let published = latest_cursor(&setup.pool).await?;
+    setup.listening.store(true, Ordering::Relaxed);
     let feed = Feed {
         setup,
         published,
@@ -316,6 +322,7 @@ impl Feed {
     /// Re-establishes the listening connection, then catches up from the
     /// database with whatever committed while it was down.
     async fn reconnect(&mut self) {
+        self.setup.listening.store(false, Ordering::Relaxed);
         let mut pause = Duration::from_millis(100);
         loop {
             tokio::time::sleep(pause).await;
@@ -332,6 +339,7 @@ impl Feed {
             }
         }
         self.catch_up().await;
+        self.setup.listening.store(true, Ordering::Relaxed);
         // Timers or notifications may have come due meanwhile, and keys may have
         // been revoked: open streams check theirs again.
         let now = Some(self.setup.clock.now());

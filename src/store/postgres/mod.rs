@@ -22,6 +22,7 @@ pub mod tls;
 mod writer;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,9 +39,9 @@ use super::rows::{
     TIMER_COLUMNS,
 };
 use super::{
-    AgentDelivery, ChangeFn, CommitSink, DueTimer, Durability, IdempotencyClaim, InboxMessage,
-    KeyRecord, NewKey, OutboxItem, Store, Target, TaskSnapshot, TimerFn, WriteResult, WriterQueue,
-    stop_writer, submit_to_writer,
+    AgentDelivery, ChangeFn, CommitSink, DueTimer, Durability, HealthCheck, IdempotencyClaim,
+    InboxMessage, KeyRecord, NewKey, OutboxItem, Store, Target, TaskSnapshot, TimerFn, WriteResult,
+    WriterQueue, stop_writer, submit_to_writer, writer_check,
 };
 use crate::clock::Clock;
 use crate::domain::{Error, Event, Intent, Result, StoredEvent, Timestamp};
@@ -92,6 +93,8 @@ pub struct PgStore {
     jobs: WriterQueue<Job>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     feed: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Whether the feed listens for commits now.
+    listening: Arc<AtomicBool>,
     /// This instance's name in timer leases and notifications.
     instance: String,
     /// Where commits and revocations are announced to the other instances.
@@ -429,6 +432,7 @@ impl PgStore {
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let channel = channel_for(&schema);
         let stash = Arc::new(feed::Stash::default());
+        let listening = Arc::new(AtomicBool::new(false));
         // The writer's and the listener's sessions also say what they are: they
         // are the ones an operator looks for (a writer waiting for the chain
         // head, a listener that fell behind).
@@ -447,6 +451,7 @@ impl PgStore {
             sink: sink.clone(),
             stash: stash.clone(),
             clock: clock.clone(),
+            listening: listening.clone(),
         })
         .await?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -471,6 +476,7 @@ impl PgStore {
             jobs: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             feed: Mutex::new(Some(feed)),
+            listening,
             instance,
             channel: channel_name,
             timer_lease_seconds: options.timer_lease_seconds,
@@ -528,6 +534,25 @@ const WAITING_TASKS: &str = "WHERE status = 'WAITING' AND waiting_reason = 'WAIT
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn background_checks(&self) -> Vec<HealthCheck> {
+        let following = self
+            .feed
+            .lock()
+            .is_ok_and(|feed| feed.as_ref().is_some_and(|task| !task.is_finished()));
+        let listening = following && self.listening.load(Ordering::Relaxed);
+        vec![
+            writer_check(&self.jobs),
+            HealthCheck {
+                name: "live_feed",
+                failure: (!listening).then(|| {
+                    "not listening for the fleet's commits, so this instance's streams stand \
+                     still until it listens again"
+                        .to_string()
+                }),
+            },
+        ]
     }
 
     async fn write_intent(

@@ -1,0 +1,234 @@
+//! `/health` as a load balancer sees it, on a real `signoff serve` on
+//! PostgreSQL: 200 while the instance can serve, 503 naming the failing check
+//! when it cannot hear the fleet's commits (its streams would stand still) or
+//! cannot read the database, and 200 again once it has recovered by itself.
+//!
+//! The instance runs as a role of its own, so the test can stop it connecting
+//! (`ALTER ROLE ... NOLOGIN`) and end its sessions, as a database that goes
+//! away for this instance alone would. Needs PostgreSQL
+//! (`SIGNOFF_TEST_PG_URL`); says SKIPPED without it, or when that server asks
+//! the new role for a password.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::ServeProcess;
+use common::backend::{
+    Schema, current_test, postgres_url_or_skip, run_sql_while_dropping, say_skipped,
+};
+use serde_json::{Value, json};
+use signoff::bench::{with_parameter, with_search_path};
+use signoff::client::Client;
+use signoff::store::postgres::execute_batch;
+
+/// How long an instance may take to notice a change and report it: its
+/// listener reconnects within 5 s, and a health check answers within 2 s.
+const NOTICE_WITHIN: Duration = Duration::from_secs(30);
+
+/// A login role of the test's own, which owns the schema the instance uses;
+/// dropped with it when the test ends.
+struct OwnRole {
+    base_url: String,
+    name: String,
+    schema: Option<Schema>,
+}
+
+impl OwnRole {
+    /// `None` (after saying why) without a test server, or when it will not
+    /// let the role in without a password.
+    async fn create_or_skip() -> Option<OwnRole> {
+        let base_url = postgres_url_or_skip(&current_test())?;
+        let name = format!(
+            "signoff_health_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let schema = Schema::create(&base_url).await;
+        let role = OwnRole {
+            base_url,
+            name,
+            schema: Some(schema),
+        };
+        role.as_admin(&format!(
+            "CREATE ROLE {name} LOGIN; ALTER SCHEMA {schema} OWNER TO {name}",
+            name = role.name,
+            schema = role.schema_name()
+        ))
+        .await;
+        let url = role.url();
+        if let Err(err) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            say_skipped(
+                &current_test(),
+                &format!(
+                    "the test PostgreSQL server does not let a new role in without a password: {err}"
+                ),
+            );
+            return None;
+        }
+        Some(role)
+    }
+
+    fn schema_name(&self) -> &str {
+        &self
+            .schema
+            .as_ref()
+            .expect("the schema lives as long as the role")
+            .name
+    }
+
+    /// The URL signoff is given: the test server's, as the role, in its schema.
+    fn url(&self) -> String {
+        let mut url = url::Url::parse(&self.base_url).expect("a postgres:// URL");
+        url.set_username(&self.name).expect("a URL with a host");
+        url.set_password(None).expect("a URL with a host");
+        let url = with_parameter(url.as_str(), "sslmode=disable");
+        with_search_path(&url, self.schema_name())
+    }
+
+    async fn as_admin(&self, sql: &str) {
+        execute_batch(&self.base_url, sql)
+            .await
+            .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    }
+
+    /// Lets the role connect again, or not.
+    async fn allow_login(&self, allowed: bool) {
+        let login = if allowed { "LOGIN" } else { "NOLOGIN" };
+        self.as_admin(&format!("ALTER ROLE {} {login}", self.name))
+            .await;
+    }
+
+    /// Ends the role's sessions whose `application_name` is like `pattern`.
+    async fn end_sessions(&self, pattern: &str) {
+        self.as_admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE usename = '{}' AND application_name LIKE '{pattern}'",
+            self.name
+        ))
+        .await;
+    }
+}
+
+impl Drop for OwnRole {
+    fn drop(&mut self) {
+        // The schema (and so everything the role owns) goes first.
+        drop(self.schema.take());
+        run_sql_while_dropping(
+            &self.base_url,
+            &format!("DROP ROLE IF EXISTS {}", self.name),
+        );
+    }
+}
+
+/// `/health`'s status and body.
+async fn health(instance: &ServeProcess) -> (u16, Value) {
+    let reply = reqwest::get(format!("{}/health", instance.url))
+        .await
+        .expect("the instance answers");
+    let status = reply.status().as_u16();
+    (status, reply.json().await.expect("a JSON body"))
+}
+
+/// Asks `/health` until `wanted` holds of its answer, which it returns; fails
+/// with the last answer after [`NOTICE_WITHIN`].
+async fn health_until(
+    instance: &ServeProcess,
+    what: &str,
+    wanted: impl Fn(u16, &Value) -> bool,
+) -> (u16, Value) {
+    let started = Instant::now();
+    loop {
+        let (status, body) = health(instance).await;
+        if wanted(status, &body) {
+            return (status, body);
+        }
+        assert!(
+            started.elapsed() < NOTICE_WITHIN,
+            "{what}: still {status} {body} after {NOTICE_WITHIN:?}; log:\n{}",
+            instance.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_database() {
+    let Some(role) = OwnRole::create_or_skip().await else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let url = role.url();
+    let instance = tokio::task::spawn_blocking({
+        let home = home.path().to_path_buf();
+        move || ServeProcess::start(&home, &["--db", &url])
+    })
+    .await
+    .unwrap();
+    let (status, body) = health(&instance).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["checks"],
+        json!({"database": "ok", "writer": "ok", "live_feed": "ok"})
+    );
+
+    // The listener's session ends and cannot come back: the instance's streams
+    // stand still, so a load balancer must send its clients elsewhere.
+    role.allow_login(false).await;
+    role.end_sessions("% listener").await;
+    let (status, body) =
+        health_until(&instance, "the listener is gone", |status, _| status == 503).await;
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(body["storage"], "postgres");
+    assert_eq!(
+        body["checks"]["database"], "ok",
+        "the pool still reads: {body}"
+    );
+    assert_eq!(body["checks"]["writer"], "ok", "{body}");
+    let live_feed = body["checks"]["live_feed"].as_str().unwrap_or_default();
+    assert!(live_feed.contains("not listening"), "{body}");
+    // The error envelope, as on every failure, without the database's details.
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.starts_with("live_feed: not listening"), "{body}");
+    assert!(
+        !detail.contains(&role.name),
+        "no database details for anyone to read: {body}"
+    );
+    assert_eq!(status, 503);
+
+    // Every other session ends too: now nothing reads the database.
+    role.end_sessions("signoff%").await;
+    let (_, body) = health_until(&instance, "the pool is gone", |status, body| {
+        status == 503 && body["checks"]["database"] != "ok"
+    })
+    .await;
+    assert_eq!(
+        body["checks"]["database"], "cannot read the database",
+        "{body}"
+    );
+    assert!(
+        instance
+            .log()
+            .contains("health check: the database cannot be read"),
+        "the reason is in the log: {}",
+        instance.log()
+    );
+
+    // The database lets the instance in again: it recovers by itself.
+    role.allow_login(true).await;
+    let (_, body) = health_until(&instance, "recovery", |status, _| status == 200).await;
+    assert_eq!(
+        body["checks"],
+        json!({"database": "ok", "writer": "ok", "live_feed": "ok"})
+    );
+    assert!(body.get("error").is_none(), "{body}");
+    // And it serves: a write goes through its writer, which reconnects.
+    let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
+    let created = admin
+        .create_intent(
+            &common::task_intent(json!({"title": "after recovery"})),
+            None,
+        )
+        .await;
+    assert!(created.is_ok(), "a write after recovery: {created:?}");
+}
