@@ -3,6 +3,7 @@
 //! subscribers hear about it only after it is committed.
 
 pub mod decisions;
+pub mod health;
 pub mod hub;
 pub mod inbox;
 pub mod keys;
@@ -30,8 +31,8 @@ use crate::domain::{
 use crate::store::postgres::{PgStore, PostgresOptions};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Change, ChangeFn, CommitSink, Durability, HealthCheck, IdempotencyClaim, KeyRecord, NewKey,
-    Store, Target, TimerFn,
+    Change, ChangeFn, CommitSink, Durability, IdempotencyClaim, KeyRecord, NewKey, Store, Target,
+    TimerFn,
 };
 use hub::Hub;
 use notify::{NotifyKind, NotifySettings, queue_notifications};
@@ -55,11 +56,6 @@ pub struct EngineSettings {
 const KEY_CACHE_TTL: Duration = Duration::from_secs(10);
 const KEY_CACHE_LIMIT: usize = 10_000;
 
-/// How long `/health` waits for the database: load balancers give up on a
-/// check after a few seconds, and a database this slow to answer one indexed
-/// read is not serving requests either.
-pub const HEALTH_READ_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// How many events one database read returns at most.
 const PAGE: usize = 500;
 
@@ -74,6 +70,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     settings: Arc<EngineSettings>,
     key_cache: Arc<Mutex<HashMap<String, CachedKey>>>,
+    /// The last answer of the database to `/health`.
+    database_probe: Arc<tokio::sync::Mutex<health::DatabaseProbe>>,
     /// What firing a timer does, handed to the store with each batch.
     fire_timer: TimerFn,
 }
@@ -93,6 +91,7 @@ impl Engine {
             fire_timer: Engine::timer_fn(settings.clone()),
             settings,
             key_cache: Arc::new(Mutex::new(HashMap::new())),
+            database_probe: Arc::default(),
         }
     }
 
@@ -138,36 +137,6 @@ impl Engine {
 
     pub fn storage_backend(&self) -> &'static str {
         self.store.backend()
-    }
-
-    /// Whether this instance can serve now, check by check, for `/health`
-    /// (which a load balancer asks): the database answers a read within
-    /// [`HEALTH_READ_TIMEOUT`], and the store's background parts run.
-    pub async fn health(&self) -> Vec<HealthCheck> {
-        let read = tokio::time::timeout(HEALTH_READ_TIMEOUT, self.store.latest_cursor()).await;
-        let failure = match read {
-            Ok(Ok(_)) => None,
-            Ok(Err(err)) => {
-                tracing::warn!("health check: the database cannot be read: {err}");
-                Some("cannot read the database".to_string())
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "health check: the database did not answer a read within {} s",
-                    HEALTH_READ_TIMEOUT.as_secs()
-                );
-                Some(format!(
-                    "the database did not answer within {} s",
-                    HEALTH_READ_TIMEOUT.as_secs()
-                ))
-            }
-        };
-        let mut checks = vec![HealthCheck {
-            name: "database",
-            failure,
-        }];
-        checks.extend(self.store.background_checks());
-        checks
     }
 
     pub fn now(&self) -> Timestamp {

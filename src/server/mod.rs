@@ -7,6 +7,7 @@ pub mod routes;
 pub mod sse;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -16,12 +17,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::domain::{Error, ErrorKind};
 use crate::engine::Engine;
+use crate::store::HealthCheck;
 use error::ApiError;
 use routes::{agents, inbox, intents, keys, meta, scenarios, tasks};
 
@@ -30,6 +32,23 @@ pub struct AppState {
     pub engine: Engine,
     /// Cancelled on shutdown; every open stream ends when it fires.
     pub shutdown: CancellationToken,
+    /// The server's background workers, by the name `/health` gives them.
+    pub workers: Arc<[(&'static str, AbortHandle)]>,
+}
+
+impl AppState {
+    /// A worker ends only at shutdown, so one that has ended before it failed
+    /// (a bug): this instance no longer does that work.
+    pub fn worker_checks(&self) -> Vec<HealthCheck> {
+        self.workers
+            .iter()
+            .map(|(name, worker)| HealthCheck {
+                name,
+                failure: (worker.is_finished() && !self.shutdown.is_cancelled())
+                    .then(|| format!("the {name} has stopped")),
+            })
+            .collect()
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -124,15 +143,6 @@ impl RunningServer {
     pub fn spawn(listener: TcpListener, engine: Engine) -> std::io::Result<RunningServer> {
         let address = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let state = AppState {
-            engine: engine.clone(),
-            shutdown: shutdown.clone(),
-        };
-        let app = router(state);
-        let listener = listener.tap_io(|stream| {
-            // Small SSE frames and JSON replies must not wait for Nagle's algorithm.
-            let _ = stream.set_nodelay(true);
-        });
         let workers = vec![
             tokio::spawn({
                 let (engine, shutdown) = (engine.clone(), shutdown.clone());
@@ -143,6 +153,19 @@ impl RunningServer {
                 async move { engine.run_notifier(shutdown).await }
             }),
         ];
+        let state = AppState {
+            engine: engine.clone(),
+            shutdown: shutdown.clone(),
+            workers: ["scheduler", "notifier"]
+                .into_iter()
+                .zip(workers.iter().map(JoinHandle::abort_handle))
+                .collect(),
+        };
+        let app = router(state);
+        let listener = listener.tap_io(|stream| {
+            // Small SSE frames and JSON replies must not wait for Nagle's algorithm.
+            let _ = stream.set_nodelay(true);
+        });
         let signal = shutdown.clone();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

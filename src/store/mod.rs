@@ -575,6 +575,11 @@ pub trait Store: Send + Sync {
     /// `sqlite` or `postgres`, as reported by `/health`.
     fn backend(&self) -> &'static str;
 
+    /// One cheap read that reaches the database, for `/health`; off the async
+    /// threads where a read could block them, so that a stalled database
+    /// cannot stall the check's time limit too.
+    async fn probe(&self) -> Result<()>;
+
     /// The store's parts that run on their own (its writer, and on PostgreSQL
     /// the listener for other instances' commits), checked for `/health`
     /// without touching the database.

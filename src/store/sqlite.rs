@@ -1007,6 +1007,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    async fn probe(&self) -> Result<()> {
+        self.read(max_cursor).await.map(drop)
+    }
+
     fn background_checks(&self) -> Vec<HealthCheck> {
         vec![writer_check(&self.jobs)]
     }

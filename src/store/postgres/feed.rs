@@ -150,9 +150,10 @@ pub struct FeedSetup {
     pub sink: Arc<dyn CommitSink>,
     pub stash: Arc<Stash>,
     pub clock: Arc<dyn crate::clock::Clock>,
-    /// Whether the listening connection is up: while it is down, this
-    /// instance's streams stand still (its own commits included, which are
-    /// published when their notification comes round).
+    /// Whether the listening connection is up and the last catch-up with the
+    /// database succeeded: while the connection is down, this instance's
+    /// streams stand still (its own commits included, which are published
+    /// when their notification comes round).
     pub listening: Arc<AtomicBool>,
 }
 
@@ -249,7 +250,8 @@ impl Feed {
             let received = tokio::select! {
                 received = self.notices.recv() => received,
                 _ = audit.tick() => {
-                    self.catch_up().await;
+                    let caught_up = self.catch_up().await;
+                    self.setup.listening.store(caught_up, Ordering::Relaxed);
                     continue;
                 }
             };
@@ -338,8 +340,8 @@ impl Feed {
                 }
             }
         }
-        self.catch_up().await;
-        self.setup.listening.store(true, Ordering::Relaxed);
+        let caught_up = self.catch_up().await;
+        self.setup.listening.store(caught_up, Ordering::Relaxed);
         // Timers or notifications may have come due meanwhile, and keys may have
         // been revoked: open streams check theirs again.
         let now = Some(self.setup.clock.now());
@@ -350,8 +352,8 @@ impl Feed {
 
     /// Publishes, from the database, whatever committed that this instance has
     /// not published: after a reconnect, and every [`CATCH_UP_EVERY`] in case a
-    /// notification was lost or a read of one failed.
-    async fn catch_up(&mut self) {
+    /// notification was lost or a read of one failed. Says whether it did.
+    async fn catch_up(&mut self) -> bool {
         let caught_up = match latest_cursor(&self.setup.pool).await {
             Ok(latest) => {
                 self.follow_a_rewound_head(latest);
@@ -359,9 +361,10 @@ impl Feed {
             }
             Err(err) => Err(err),
         };
-        if let Err(err) = caught_up {
+        if let Err(err) = &caught_up {
             tracing::warn!("could not catch up on commits from the database: {err}");
         }
+        caught_up.is_ok()
     }
 
     /// Follows a database whose newest cursor (`latest`) is behind what this

@@ -490,10 +490,12 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool
-            .get()
-            .await
-            .map_err(|err| storage_error(format!("no PostgreSQL connection available: {err}")))
+        self.pool.get().await.map_err(|err| {
+            storage_error(format!(
+                "no PostgreSQL connection available: {}",
+                with_reasons(&err)
+            ))
+        })
     }
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
@@ -534,6 +536,10 @@ const WAITING_TASKS: &str = "WHERE status = 'WAITING' AND waiting_reason = 'WAIT
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    async fn probe(&self) -> Result<()> {
+        self.latest_cursor().await.map(drop)
     }
 
     fn background_checks(&self) -> Vec<HealthCheck> {
