@@ -1,6 +1,6 @@
 //! `/health` as a load balancer sees it, on a real `signoff serve` on
 //! PostgreSQL: 200 while the instance can serve, 503 naming the failing check
-//! when it cannot hear the fleet's commits (its streams would stand still) or
+//! when it cannot hear the fleet's commits (its streams would fall behind) or
 //! cannot read the database, and 200 again once it has recovered by itself.
 //!
 //! The instance runs as a role of its own, so the test can stop it connecting
@@ -17,9 +17,11 @@ use common::ServeProcess;
 use common::backend::{
     Schema, current_test, postgres_url_or_skip, run_sql_while_dropping, say_skipped,
 };
+use futures::StreamExt;
+use serde_json::Map;
 use serde_json::{Value, json};
 use signoff::bench::{with_parameter, with_search_path};
-use signoff::client::Client;
+use signoff::client::{Bounded, Client};
 use signoff::store::postgres::execute_batch;
 
 /// How long an instance may take to notice a change and report it: its
@@ -185,9 +187,21 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
     let (status, body) = health(&instance).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"], all_ok());
+    // A task, and a stream following it on this instance.
+    let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
+    let intent_id = admin
+        .create_intent(
+            &common::task_intent(json!({"title": "decided unheard"})),
+            None,
+        )
+        .await
+        .unwrap()
+        .intent_id;
+    let seen = admin.events(&intent_id, 0).await.unwrap().len() as u64;
+    let mut stream = Box::pin(admin.intent_stream(&intent_id, seen, 60).await.unwrap());
 
     // The listener's session ends and cannot come back: the instance's streams
-    // stand still, so a load balancer must send its clients elsewhere.
+    // fall behind, so a load balancer must send its clients elsewhere.
     role.allow_login(false).await;
     role.end_sessions("% listener").await;
     let (status, body) =
@@ -210,6 +224,31 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
         "no database details for anyone to read: {body}"
     );
     assert_eq!(status, 503);
+
+    // A decision made meanwhile through this instance (its writer still has
+    // its connection) reaches the open stream all the same, late: the feed
+    // publishes from the database between its tries to listen again.
+    admin
+        .decide(&intent_id, "approved", Some("while unheard"), Map::new())
+        .await
+        .unwrap();
+    let decided = tokio::time::timeout(NOTICE_WITHIN, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Bounded::Item(event))) if event.is_terminal() => return event,
+                Some(Ok(_)) => {}
+                other => panic!("the stream ended before the decision: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the decision reaches the stream while the instance does not listen");
+    assert_eq!(decided.intent_id, intent_id);
+    let (_, body) = health(&instance).await;
+    assert_ne!(
+        body["checks"]["live_feed"], "ok",
+        "still not listening: {body}"
+    );
 
     // Every other session ends too: now nothing reads the database.
     role.end_sessions("signoff%").await;

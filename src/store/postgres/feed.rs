@@ -152,8 +152,9 @@ pub struct FeedSetup {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Whether the listening connection is up and the last catch-up with the
     /// database succeeded: while the connection is down, this instance's
-    /// streams stand still (its own commits included, which are published
-    /// when their notification comes round).
+    /// streams fall behind (its own commits included, which are published
+    /// when their notification comes round), caught up only between tries to
+    /// listen again.
     pub listening: Arc<AtomicBool>,
 }
 
@@ -271,7 +272,21 @@ impl Feed {
     }
 
     async fn on_notice(&mut self, notice: Notice) -> Result<()> {
+        let own_instance = notice.instance == self.setup.instance;
+        if !own_instance {
+            // Another instance's timers and notifications may be due before
+            // this one's workers planned to wake, whether its events are read
+            // below, fail to be, or were already (a catch-up's rows say
+            // nothing of them). This instance's writer woke them for its own.
+            self.wake(notice.earliest_timer, notice.outbox_due);
+        }
         if notice.last <= self.published {
+            // Published already, from the database; a batch of this instance's
+            // own left for it is not needed any more (only after the database
+            // went back in time can one still be there).
+            if own_instance {
+                self.setup.stash.take(notice.first);
+            }
             return Ok(());
         }
         // PostgreSQL notifies only after the commit, so a notice never names a
@@ -291,7 +306,7 @@ impl Feed {
             self.publish_from_database(notice.first - 1, Reading::All(true))
                 .await?;
         }
-        let own = (notice.instance == self.setup.instance)
+        let own = own_instance
             .then(|| self.setup.stash.take(notice.first))
             .flatten();
         if let Some(batch) = own {
@@ -316,7 +331,6 @@ impl Feed {
                     .await?;
             }
         }
-        self.wake(notice.earliest_timer, notice.outbox_due);
         self.published = notice.last;
         Ok(())
     }
@@ -336,6 +350,10 @@ impl Feed {
                 }
                 Err(err) => {
                     tracing::warn!("cannot listen for other instances' commits yet: {err}");
+                    // Meanwhile the streams move on, late, with what the
+                    // database holds, and this instance's own batches do not
+                    // pile up in the stash.
+                    self.catch_up().await;
                     pause = (pause * 2).min(MAX_RECONNECT_PAUSE);
                 }
             }

@@ -553,8 +553,8 @@ impl Store for PgStore {
             HealthCheck {
                 name: "live_feed",
                 failure: (!listening).then(|| {
-                    "not listening for the fleet's commits, so this instance's streams stand \
-                     still until it listens again"
+                    "not listening for the fleet's commits, so this instance's streams fall \
+                     behind until it listens again"
                         .to_string()
                 }),
             },
