@@ -1036,6 +1036,80 @@ async fn unreadable_bodies_are_400_and_change_nothing() {
     server.stop().await;
 }
 
+/// PostgreSQL stores no NUL character in text, and a write that tried would
+/// fail every other write of its batch; so it is refused at the door on both
+/// backends, wherever it comes: a body's string or key, the path, the query.
+#[tokio::test]
+async fn the_nul_character_is_400_wherever_it_comes_and_changes_nothing() {
+    let Some(server) = TestServer::start().await else {
+        return;
+    };
+    let deployer = agent(&server, DEPLOYER).await;
+    let alice = reviewer(&server, ALICE, &[]).await;
+    let id = create_task(&deployer, alice_approval()).await;
+    let before = observable(&server, Some(&id)).await;
+    let nul = "wait\u{0}here";
+    let mut in_a_key = task_intent(alice_approval());
+    in_a_key["payload"] = json!({ nul: 1 });
+    for (path, key, body, place) in [
+        (
+            "/v1/intents".to_string(),
+            &deployer.key,
+            task_intent(json!({"title": nul, "assignees": [ALICE]})),
+            "at `/human_task/title`",
+        ),
+        (
+            "/v1/intents".to_string(),
+            &deployer.key,
+            in_a_key,
+            "in the key at `/payload/wait",
+        ),
+        (
+            resume_path(&id),
+            &alice.key,
+            json!({"task_result": {"outcome": "approved", "comment": nul}}),
+            "at `/task_result/comment`",
+        ),
+        (
+            format!("/v1/inbox/{id}/reply"),
+            &alice.key,
+            json!({"message": nul}),
+            "at `/message`",
+        ),
+        (
+            format!("/v1/intents/{id}/resolve"),
+            &deployer.key,
+            json!({"status": "CANCELED", "reason": ["fine", nul]}),
+            "at `/reason/1`",
+        ),
+    ] {
+        let reply = post_json(&server, &path, key, &body).await;
+        assert_error(&reply, 400, "malformed_request", &["NUL", place]);
+    }
+    let approve = json!({"task_result": {"outcome": "approved"}});
+    let reply = post_json(
+        &server,
+        &resume_path(&format!("{id}%00")),
+        &alice.key,
+        &approve,
+    )
+    .await;
+    assert_error(&reply, 400, "malformed_request", &["path", "%00"]);
+    let reply = raw_get(
+        &server,
+        &format!("/v1/intents/{id}/events?since=%00"),
+        Some(&alice.key),
+    )
+    .await;
+    assert_error(&reply, 400, "malformed_request", &["query", "%00"]);
+    assert_eq!(observable(&server, Some(&id)).await, before);
+
+    // And the next decision goes through.
+    let reply = post_json(&server, &resume_path(&id), &alice.key, &approve).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn bodies_over_128_kib_are_413_and_change_nothing() {
     let Some(server) = TestServer::start().await else {

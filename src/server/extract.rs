@@ -100,8 +100,49 @@ impl FromRequest<AppState> for JsonBody {
         if !value.is_object() {
             return Err(Error::malformed("the request body must be a JSON object").into());
         }
+        if let Some(place) = nul_in(&value, "") {
+            return Err(Error::malformed(format!(
+                "text in the request body may not contain the NUL character (\\u0000), which \
+                 the database cannot store: found {place}"
+            ))
+            .into());
+        }
         Ok(JsonBody(value))
     }
+}
+
+/// Where a NUL character is in `value`, as a JSON pointer under `at` to the
+/// string (or the key) holding it. PostgreSQL stores no NUL in text, and a
+/// write that tried would fail its whole batch, other callers' writes with it,
+/// so none gets in on either backend.
+fn nul_in(value: &Value, at: &str) -> Option<String> {
+    match value {
+        Value::String(text) if text.contains('\0') => Some(format!("at `{at}`")),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_in(item, &format!("{at}/{index}"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, field)| {
+            let place = format!("{at}/{}", key.replace('~', "~0").replace('/', "~1"));
+            if key.contains('\0') {
+                Some(format!("in the key at `{place}`"))
+            } else {
+                nul_in(field, &place)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The NUL character, percent-encoded, which decodes into a path or a query
+/// and which the database cannot store (see [`nul_in`]).
+fn refuse_encoded_nul(part: &str, text: &str) -> Result<(), ApiError> {
+    if text.to_ascii_lowercase().contains("%00") {
+        return Err(ApiError(Error::malformed(format!(
+            "the {part} may not contain %00 (the NUL character)"
+        ))));
+    }
+    Ok(())
 }
 
 /// The query string, decoded, with typed accessors that explain bad values.
@@ -111,6 +152,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        refuse_encoded_nul("query string", parts.uri.query().unwrap_or_default())?;
         let pairs = parts
             .uri
             .query()
@@ -161,6 +203,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        refuse_encoded_nul("path", parts.uri.path())?;
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| PathParams(value))
