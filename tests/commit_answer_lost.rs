@@ -5,14 +5,16 @@
 //! decided. A proxy between `signoff serve` and PostgreSQL produces exactly that
 //! break: it passes the COMMIT on, holds back everything the server answers
 //! from then on, and closes the connection once the server has confirmed it.
+//! Then, as a database restarting would, it refuses new connections for a
+//! moment, so the writer has to ask again before it can tell.
 //!
 //! Needs PostgreSQL (`SIGNOFF_TEST_PG_URL`); says SKIPPED without it.
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::ServeProcess;
 use common::backend::Schema;
@@ -29,6 +31,9 @@ const COMMIT_QUERY: &[u8] = b"Q\0\0\0\x0bCOMMIT\0";
 /// The server's confirmation: CommandComplete (`C`, length 11) tagged `COMMIT`.
 const COMMIT_DONE: &[u8] = b"C\0\0\0\x0bCOMMIT\0";
 
+/// How long the proxy refuses new connections after a cut.
+const REFUSED_FOR: Duration = Duration::from_secs(2);
+
 /// Relays connections to PostgreSQL; when armed, cuts the writer's connection
 /// at its next COMMIT as described in the module docs.
 struct CuttingProxy {
@@ -37,6 +42,9 @@ struct CuttingProxy {
     cuts: Arc<AtomicUsize>,
 }
 
+/// Until when the proxy refuses new connections.
+type RefusedUntil = Arc<Mutex<Option<Instant>>>;
+
 impl CuttingProxy {
     async fn start(upstream: String) -> CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -44,8 +52,18 @@ impl CuttingProxy {
         let armed = Arc::new(AtomicBool::new(false));
         let cuts = Arc::new(AtomicUsize::new(0));
         let (relay_armed, relay_cuts) = (armed.clone(), cuts.clone());
+        let refused_until = RefusedUntil::default();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let refused = refused_until
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|until| Instant::now() < until);
+                if refused {
+                    // Closed at once, as by a database that is not up yet.
+                    drop(client);
+                    continue;
+                }
                 let server = TcpStream::connect(&upstream)
                     .await
                     .expect("reach PostgreSQL");
@@ -54,6 +72,7 @@ impl CuttingProxy {
                     server,
                     relay_armed.clone(),
                     relay_cuts.clone(),
+                    refused_until.clone(),
                 ));
             }
         });
@@ -91,12 +110,14 @@ impl Watch {
 
 /// Copies both ways. The writer's connection, sending COMMIT while the proxy is
 /// armed, takes the arming; from then on its server's answers are held back
-/// until one confirms the COMMIT, and then both sides are closed.
+/// until one confirms the COMMIT, and then both sides are closed and new
+/// connections refused for [`REFUSED_FOR`].
 async fn relay(
     mut client: TcpStream,
     mut server: TcpStream,
     armed: Arc<AtomicBool>,
     cuts: Arc<AtomicUsize>,
+    refused_until: RefusedUntil,
 ) {
     let (mut from_client, mut to_client) = client.split();
     let (mut from_server, mut to_server) = server.split();
@@ -133,6 +154,7 @@ async fn relay(
                 continue;
             }
             if confirmed.seen_in(bytes) {
+                *refused_until.lock().unwrap() = Some(Instant::now() + REFUSED_FOR);
                 cuts.fetch_add(1, Ordering::SeqCst);
                 return;
             }
@@ -219,6 +241,13 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
     });
     assert_eq!(decided.status.as_str(), "COMPLETED");
     assert!(server.log().contains("it was kept"), "{}", server.log());
+    assert!(
+        server
+            .log()
+            .contains("cannot tell yet whether a commit was kept"),
+        "the writer had to ask again: {}",
+        server.log()
+    );
 
     // Kept once: the history holds one decision, and a second one is refused.
     let history = agent.events(&first, 0).await.expect("history");

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use futures::future::{BoxFuture, maybe_done};
@@ -36,6 +37,23 @@ use crate::store::{
 
 /// Upper bound on jobs per transaction, so one commit never holds callers for long.
 const MAX_BATCH: usize = 512;
+
+/// How long a writer keeps asking whether a batch whose COMMIT went unanswered
+/// was kept: long enough for a database that restarts or fails over to take
+/// connections again. The instance's other writes wait meanwhile.
+const KEPT_ASKED_FOR: Duration = Duration::from_secs(15);
+
+/// What the writers of a batch are told when the database took its COMMIT but
+/// neither confirmed it nor could be asked afterwards whether it was kept.
+fn outcome_unknown() -> Error {
+    Error::internal(format!(
+        "the database did not confirm this write and could not be asked within {} s whether it \
+         kept it: it may have. Retry it: with the same Idempotency-Key a kept write answers as \
+         it did the first time, and a decision retried without one is refused as already \
+         decided if it was kept",
+        KEPT_ASKED_FOR.as_secs()
+    ))
+}
 
 /// A queued write and where its answer goes.
 pub enum Job {
@@ -832,11 +850,17 @@ impl Writer {
         drop(prepared);
         if let Some(err) = failure {
             let error = self.failed(err);
-            if assigned && self.reconnect && self.kept_after_all(batch).await {
-                tracing::warn!(
-                    "the connection broke before PostgreSQL confirmed a commit; it was kept"
-                );
-                return Ok(committed);
+            if assigned && self.reconnect {
+                match self.kept_after_all(batch).await {
+                    Some(true) => {
+                        tracing::warn!(
+                            "the connection broke before PostgreSQL confirmed a commit; it was kept"
+                        );
+                        return Ok(committed);
+                    }
+                    Some(false) => {}
+                    None => return Err(outcome_unknown()),
+                }
             }
             return Err(error);
         }
@@ -849,29 +873,41 @@ impl Writer {
     /// event's position and content and everything chained before it), and
     /// telling its writers it failed would be a lie a retry turns into "already
     /// decided". A batch without events cannot be told apart and counts as failed.
-    async fn kept_after_all(&mut self, batch: &Batch) -> bool {
+    /// The answer is usually lost because the database is restarting or failing
+    /// over, when it cannot be asked at once, so it is asked again for up to
+    /// [`KEPT_ASKED_FOR`]; `None` when it could not tell by then.
+    async fn kept_after_all(&mut self, batch: &Batch) -> Option<bool> {
         let (first, last) = (
             batch.first_cursor as i64,
             (batch.chain.next_cursor - 1) as i64,
         );
-        let found = async {
-            self.ensure_connected().await?;
-            // Waits while the broken session's transaction still holds the
-            // head, so what it did is settled before it is looked for.
-            self.query("SELECT cursor FROM chain_head WHERE id = 1 FOR SHARE", &[])
-                .await?;
-            self.query(
-                "SELECT 1 FROM events WHERE cursor BETWEEN $1 AND $2 AND hash = $3",
-                &[&first, &last, &batch.chain.last_hash],
-            )
-            .await
-        }
-        .await;
-        match found {
-            Ok(rows) => !rows.is_empty(),
-            Err(err) => {
-                tracing::warn!("cannot tell whether a commit was kept: {err}");
-                false
+        let deadline = tokio::time::Instant::now() + KEPT_ASKED_FOR;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let found = async {
+                self.ensure_connected().await?;
+                // Waits while the broken session's transaction still holds the
+                // head, so what it did is settled before it is looked for.
+                self.query("SELECT cursor FROM chain_head WHERE id = 1 FOR SHARE", &[])
+                    .await?;
+                self.query(
+                    "SELECT 1 FROM events WHERE cursor BETWEEN $1 AND $2 AND hash = $3",
+                    &[&first, &last, &batch.chain.last_hash],
+                )
+                .await
+            }
+            .await;
+            match found {
+                Ok(rows) => return Some(!rows.is_empty()),
+                Err(err) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::info!("cannot tell yet whether a commit was kept: {err}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(err) => {
+                    tracing::warn!("cannot tell whether a commit was kept: {err}");
+                    return None;
+                }
             }
         }
     }
@@ -974,8 +1010,17 @@ async fn open_connection(
     let client = connect(connector).await?;
     // Every instance's writes wait while one holds the chain head; an instance
     // that stops mid-transaction (paused, cut off) must not hold it for long.
+    // The idle timeout ends a transaction waiting for its next statement; the
+    // server's own keepalives (its default is the system's two hours) end one
+    // whose instance vanished while the server was reading a statement, which
+    // that timeout does not cover. (Over a Unix socket they do nothing.)
     client
-        .batch_execute("SET idle_in_transaction_session_timeout = '30s'")
+        .batch_execute(
+            "SET idle_in_transaction_session_timeout = '30s';
+             SET tcp_keepalives_idle = 15;
+             SET tcp_keepalives_interval = 5;
+             SET tcp_keepalives_count = 3",
+        )
         .await
         .map_err(storage_error)?;
     if durability == Durability::Normal {
