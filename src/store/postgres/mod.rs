@@ -872,8 +872,17 @@ impl Store for PgStore {
                         outbox_id,
                         "dropping an outbox row that cannot be read: {damage}"
                     );
-                    self.execute("DELETE FROM outbox WHERE outbox_id = $1", &[&outbox_id])
-                        .await?;
+                    // As for timers: failing to drop it must not hold back the
+                    // good rows claimed with it (their leases would have to run out).
+                    if let Err(err) = self
+                        .execute("DELETE FROM outbox WHERE outbox_id = $1", &[&outbox_id])
+                        .await
+                    {
+                        tracing::warn!(
+                            outbox_id,
+                            "could not drop the unreadable outbox row: {err}"
+                        );
+                    }
                 }
             }
         }
