@@ -98,6 +98,32 @@ impl Notice {
         }
     }
 
+    /// Takes `next` into this notice when both are other instances' commits
+    /// (not those of `own`, which are published from memory) and `next`
+    /// follows on without a gap, so that one read-back serves both; hands
+    /// `next` back when it cannot.
+    fn absorb(&mut self, next: Notice, own: &str) -> Option<Notice> {
+        if self.instance == own || next.instance == own || next.first != self.last + 1 {
+            return Some(next);
+        }
+        let earliest =
+            |one: Option<Timestamp>, other: Option<Timestamp>| one.into_iter().chain(other).min();
+        self.last = next.last;
+        self.earliest_timer = earliest(self.earliest_timer, next.earliest_timer);
+        self.outbox_due = earliest(self.outbox_due, next.outbox_due);
+        self.deliveries |= next.deliveries;
+        self.intents = match (self.intents.take(), next.intents) {
+            (Some(mut intents), Some(more)) => {
+                intents.extend(more);
+                intents.sort();
+                intents.dedup();
+                (intents.len() <= MAX_NAMED_INTENTS).then_some(intents)
+            }
+            _ => None,
+        };
+        None
+    }
+
     pub fn payload(&self) -> String {
         let time = |at: Option<Timestamp>| at.map_or_else(|| "-".to_string(), |at| at.to_string());
         format!(
@@ -257,16 +283,55 @@ impl Feed {
                 }
             };
             match received {
-                Some(Some(payload)) if payload == KEYS_REVOKED => self.setup.sink.keys_revoked(),
-                Some(Some(payload)) => match Notice::parse(&payload) {
-                    Some(notice) => {
-                        if let Err(err) = self.on_notice(notice).await {
-                            tracing::warn!("could not publish a commit from the database: {err}");
-                        }
+                Some(Some(payload)) => {
+                    let (payloads, lost) = self.with_the_queued(payload);
+                    self.on_payloads(payloads).await;
+                    if lost {
+                        self.reconnect().await;
                     }
-                    None => tracing::warn!("ignoring a malformed commit notification: {payload}"),
-                },
+                }
                 Some(None) | None => self.reconnect().await,
+            }
+        }
+    }
+
+    /// `first` and the notifications queued behind it, and whether the
+    /// listening connection was lost after them.
+    fn with_the_queued(&mut self, first: String) -> (Vec<String>, bool) {
+        let mut payloads = vec![first];
+        loop {
+            match self.notices.try_recv() {
+                Ok(Some(payload)) => payloads.push(payload),
+                Err(mpsc::error::TryRecvError::Empty) => return (payloads, false),
+                Ok(None) | Err(mpsc::error::TryRecvError::Disconnected) => return (payloads, true),
+            }
+        }
+    }
+
+    /// Publishes what the notifications say, in order. Other instances'
+    /// commits that follow on one another are read back together: when this
+    /// instance falls behind, one read then serves many of them, so it catches
+    /// up instead of the queue growing.
+    async fn on_payloads(&mut self, payloads: Vec<String>) {
+        let mut notices: Vec<Notice> = Vec::new();
+        for payload in payloads {
+            if payload == KEYS_REVOKED {
+                self.setup.sink.keys_revoked();
+                continue;
+            }
+            let Some(notice) = Notice::parse(&payload) else {
+                tracing::warn!("ignoring a malformed commit notification: {payload}");
+                continue;
+            };
+            let apart = match notices.last_mut() {
+                Some(last) => last.absorb(notice, &self.setup.instance),
+                None => Some(notice),
+            };
+            notices.extend(apart);
+        }
+        for notice in notices {
+            if let Err(err) = self.on_notice(notice).await {
+                tracing::warn!("could not publish a commit from the database: {err}");
             }
         }
     }
@@ -552,6 +617,77 @@ fn decode_readable<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn notice(instance: &str, first: u64, last: u64, intents: Option<&[&str]>) -> Notice {
+        Notice {
+            instance: instance.into(),
+            first,
+            last,
+            earliest_timer: None,
+            outbox_due: None,
+            deliveries: false,
+            intents: intents.map(|ids| ids.iter().map(|id| id.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn other_instances_commits_that_follow_on_are_read_back_together() {
+        let at = |text: &str| Some(Timestamp::parse(text).unwrap());
+        let mut merged = Notice {
+            earliest_timer: at("2026-12-05T12:00:00Z"),
+            ..notice("b", 5, 7, Some(&["i2", "i1"]))
+        };
+        let next = Notice {
+            earliest_timer: at("2026-12-05T11:00:00Z"),
+            outbox_due: at("2026-12-05T13:00:00Z"),
+            deliveries: true,
+            ..notice("c", 8, 9, Some(&["i1", "i3"]))
+        };
+        assert_eq!(merged.absorb(next, "a"), None);
+        assert_eq!(
+            merged,
+            Notice {
+                instance: "b".into(),
+                first: 5,
+                last: 9,
+                earliest_timer: at("2026-12-05T11:00:00Z"),
+                outbox_due: at("2026-12-05T13:00:00Z"),
+                deliveries: true,
+                intents: Some(vec!["i1".into(), "i2".into(), "i3".into()]),
+            }
+        );
+        // Unnamed intents (too many to list) stay unnamed, and so does a union
+        // grown past the list's limit.
+        assert_eq!(merged.absorb(notice("b", 10, 10, None), "a"), None);
+        assert_eq!((merged.last, merged.intents.clone()), (10, None));
+        let many: Vec<String> = (0..MAX_NAMED_INTENTS).map(|i| format!("x{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let mut listed = notice("b", 1, 1, Some(&many));
+        assert_eq!(listed.absorb(notice("b", 2, 2, Some(&["y"])), "a"), None);
+        assert_eq!(listed.intents, None);
+
+        // Not merged: a gap (a commit whose notification is missing is read
+        // whole, not through the named intents), or this instance's own
+        // commits on either side (published from memory).
+        for (first, next) in [
+            (
+                notice("b", 5, 7, Some(&["i1"])),
+                notice("b", 9, 9, Some(&["i2"])),
+            ),
+            (
+                notice("b", 5, 7, Some(&["i1"])),
+                notice("a", 8, 8, Some(&["i2"])),
+            ),
+            (
+                notice("a", 5, 7, Some(&["i1"])),
+                notice("b", 8, 8, Some(&["i2"])),
+            ),
+        ] {
+            let mut kept = first.clone();
+            assert_eq!(kept.absorb(next.clone(), "a"), Some(next));
+            assert_eq!(kept, first);
+        }
+    }
 
     #[test]
     fn notices_round_trip_and_refuse_garbage() {
