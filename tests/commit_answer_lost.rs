@@ -263,6 +263,37 @@ async fn a_decision_kept_by_the_database_is_reported_as_kept() {
     );
     // The writer carries on over its new connection.
     let second = create().await.expect("created").intent_id;
+
+    // A batch of inbox replies records no event; its reply at the batch's last
+    // position tells that it was kept, so it is not reported failed (and then
+    // sent twice by a retry).
+    proxy.armed.store(true, Ordering::SeqCst);
+    let reply = json!({"message": "on my way, give me ten minutes"});
+    let replied = tokio::time::timeout(
+        Duration::from_secs(30),
+        alice.inbox_action(&second, "reply", &reply, None),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the reply is answered; log:\n{}", server.log()));
+    assert_eq!(
+        proxy.cuts.load(Ordering::SeqCst),
+        2,
+        "the reply's COMMIT was cut off"
+    );
+    replied.unwrap_or_else(|err| {
+        panic!(
+            "the database kept the reply, so it succeeded: {err}\n{}",
+            server.log()
+        )
+    });
+    let thread = alice.inbox_thread(&second, None).await.expect("thread");
+    let thread = serde_json::to_string(&thread).expect("JSON");
+    assert_eq!(
+        thread.matches("on my way, give me ten minutes").count(),
+        1,
+        "{thread}"
+    );
+
     let decided = alice.decide(&second, "approved", None, Map::new()).await;
     assert_eq!(decided.expect("decided").status.as_str(), "COMPLETED");
 }

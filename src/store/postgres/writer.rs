@@ -870,9 +870,11 @@ impl Writer {
     /// Whether a batch whose connection broke after COMMIT was sent was kept
     /// anyway: the server may have committed it and lost only the answer. Its
     /// last event is then stored with the batch's hash (which covers the
-    /// event's position and content and everything chained before it), and
-    /// telling its writers it failed would be a lie a retry turns into "already
-    /// decided". A batch without events cannot be told apart and counts as failed.
+    /// event's position and content and everything chained before it), or,
+    /// when its last position went to an inbox reply (a batch of replies has
+    /// no events), that reply is stored there, word for word and to the
+    /// microsecond; telling its writers it failed would be a lie a retry turns
+    /// into "already decided", or into the same reply twice.
     /// The answer is usually lost because the database is restarting or failing
     /// over, when it cannot be asked at once, so it is asked again for up to
     /// [`KEPT_ASKED_FOR`]; `None` when it could not tell by then.
@@ -884,17 +886,40 @@ impl Writer {
         let deadline = tokio::time::Instant::now() + KEPT_ASKED_FOR;
         let mut pause = Duration::from_millis(100);
         loop {
+            let last_reply = batch
+                .staged
+                .messages
+                .iter()
+                .find(|message| message.cursor == last as u64);
             let found = async {
                 self.ensure_connected().await?;
                 // Waits while the broken session's transaction still holds the
                 // head, so what it did is settled before it is looked for.
                 self.query("SELECT cursor FROM chain_head WHERE id = 1 FOR SHARE", &[])
                     .await?;
-                self.query(
-                    "SELECT 1 FROM events WHERE cursor BETWEEN $1 AND $2 AND hash = $3",
-                    &[&first, &last, &batch.chain.last_hash],
-                )
-                .await
+                match last_reply {
+                    Some(reply) => {
+                        self.query(
+                            "SELECT 1 FROM inbox_messages WHERE cursor = $1 AND thread_id = $2
+                             AND author = $3 AND message = $4 AND at = $5",
+                            &[
+                                &last,
+                                &reply.thread_id,
+                                &reply.author,
+                                &reply.message,
+                                &TimeText(reply.at),
+                            ],
+                        )
+                        .await
+                    }
+                    None => {
+                        self.query(
+                            "SELECT 1 FROM events WHERE cursor BETWEEN $1 AND $2 AND hash = $3",
+                            &[&first, &last, &batch.chain.last_hash],
+                        )
+                        .await
+                    }
+                }
             }
             .await;
             match found {
