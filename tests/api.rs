@@ -1062,7 +1062,7 @@ async fn the_nul_character_is_400_wherever_it_comes_and_changes_nothing() {
             "/v1/intents".to_string(),
             &deployer.key,
             in_a_key,
-            "in the key at `/payload/wait",
+            "in the key at `/payload/wait\\u0000here`",
         ),
         (
             resume_path(&id),

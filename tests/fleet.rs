@@ -1532,24 +1532,32 @@ async fn live_updates_go_on_past_a_damaged_row_and_a_rewound_database() {
     decided_task_reaches(&agent, &alice, "after the rewind").await;
 
     // Anyone who may LISTEN may NOTIFY: a notification naming positions far
-    // beyond the database's is ignored, not followed through empty pages.
+    // beyond the database's is ignored, not followed through empty pages, and
+    // one naming positions no cursor can have is not even read.
     let (latest, _) = database.chain_head().await;
     let channel = signoff::store::postgres::channel_for(&fleet.schema.name);
-    database
-        .client
-        .execute(
-            "SELECT pg_notify($1, $2)",
-            &[
-                &channel,
-                &format!("forged {} {} - - 1 *", latest + 1, u64::MAX),
-            ],
-        )
-        .await
-        .expect("notify");
-    decided_task_reaches(&agent, &alice, "after a forged notification").await;
+    let beyond = (latest + 1).to_string();
+    let far_beyond = (latest + 1_000_000).to_string();
+    let no_cursor = u64::MAX.to_string();
+    for (first, last) in [(&beyond, &far_beyond), (&no_cursor, &no_cursor)] {
+        database
+            .client
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&channel, &format!("forged {first} {last} - - 1 *")],
+            )
+            .await
+            .expect("notify");
+    }
+    decided_task_reaches(&agent, &alice, "after forged notifications").await;
     logged(
         &fleet.instances[B],
         "ignoring a notification of commits the database does not hold",
+    )
+    .await;
+    logged(
+        &fleet.instances[B],
+        "ignoring a malformed commit notification: forged 18446744073709551615",
     )
     .await;
 }

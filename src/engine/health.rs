@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
+
 use super::Engine;
+use crate::domain::Result;
 use crate::store::HealthCheck;
 
 /// How long `/health` waits for the database: load balancers give up on a
@@ -16,10 +19,15 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// take more than one of the pool's connections from the requests.
 const PROBE_FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// When the database was last read for `/health`, and why it failed if it did.
+/// When the database was last read for `/health` and why it failed if it did,
+/// and the read still under way, if one is.
 #[derive(Default)]
 pub struct DatabaseProbe {
     last: Option<(Instant, Option<String>)>,
+    /// A read that outlived its time limit. A blocking read cannot be called
+    /// off, so while it runs no other is started: a stalled database ties up
+    /// one reader, not one more every second.
+    running: Option<JoinHandle<Result<()>>>,
 }
 
 impl Engine {
@@ -36,8 +44,8 @@ impl Engine {
 
     /// Why the database cannot serve, if it cannot. Callers at the same moment
     /// wait for one read and share its answer. The reason given names no host
-    /// or setting (anyone may ask); the error goes to the log when the
-    /// database starts failing, and its recovery too.
+    /// or setting (anyone may ask); the error goes to the log whenever the
+    /// reason changes, and the recovery too.
     async fn probe_database(&self) -> Option<String> {
         let mut probe = self.database_probe.lock().await;
         if let Some((at, failure)) = &probe.last
@@ -45,27 +53,43 @@ impl Engine {
         {
             return failure.clone();
         }
-        let (failure, error) = match tokio::time::timeout(PROBE_TIMEOUT, self.store.probe()).await {
-            Ok(Ok(())) => (None, String::new()),
-            Ok(Err(err)) => (
+        let mut read = match probe.running.take() {
+            Some(stalled) if !stalled.is_finished() => stalled,
+            _ => {
+                let store = self.store.clone();
+                tokio::spawn(async move { store.probe().await })
+            }
+        };
+        let (failure, error) = match tokio::time::timeout(PROBE_TIMEOUT, &mut read).await {
+            Ok(Ok(Ok(()))) => (None, String::new()),
+            Ok(Ok(Err(err))) => (
                 Some("cannot read the database".to_string()),
                 format!(": {err}"),
             ),
-            Err(_) => (
-                Some(format!(
-                    "the database did not answer within {} s",
-                    PROBE_TIMEOUT.as_secs()
-                )),
-                String::new(),
+            Ok(Err(err)) => (
+                Some("cannot read the database".to_string()),
+                format!(": the read failed: {err}"),
             ),
+            Err(_) => {
+                probe.running = Some(read);
+                (
+                    Some(format!(
+                        "the database did not answer within {} s",
+                        PROBE_TIMEOUT.as_secs()
+                    )),
+                    String::new(),
+                )
+            }
         };
-        let was_failing = probe
+        let before = probe
             .last
             .as_ref()
-            .is_some_and(|(_, failure)| failure.is_some());
-        match (&failure, was_failing) {
-            (Some(failure), false) => tracing::warn!("health check: {failure}{error}"),
-            (None, true) => tracing::info!("health check: the database answers again"),
+            .and_then(|(_, failure)| failure.as_ref());
+        match (&failure, before) {
+            (Some(failure), before) if before != Some(failure) => {
+                tracing::warn!("health check: {failure}{error}");
+            }
+            (None, Some(_)) => tracing::info!("health check: the database answers again"),
             _ => {}
         }
         probe.last = Some((Instant::now(), failure.clone()));

@@ -123,7 +123,13 @@ fn nul_in(value: &Value, at: &str) -> Option<String> {
             .enumerate()
             .find_map(|(index, item)| nul_in(item, &format!("{at}/{index}"))),
         Value::Object(fields) => fields.iter().find_map(|(key, field)| {
-            let place = format!("{at}/{}", key.replace('~', "~0").replace('/', "~1"));
+            // As a JSON pointer names it, with the NUL itself shown as JSON writes it.
+            let place = format!(
+                "{at}/{}",
+                key.replace('~', "~0")
+                    .replace('/', "~1")
+                    .replace('\0', "\\u0000")
+            );
             if key.contains('\0') {
                 Some(format!("in the key at `{place}`"))
             } else {
@@ -137,7 +143,7 @@ fn nul_in(value: &Value, at: &str) -> Option<String> {
 /// The NUL character, percent-encoded, which decodes into a path or a query
 /// and which the database cannot store (see [`nul_in`]).
 fn refuse_encoded_nul(part: &str, text: &str) -> Result<(), ApiError> {
-    if text.to_ascii_lowercase().contains("%00") {
+    if text.contains("%00") {
         return Err(ApiError(Error::malformed(format!(
             "the {part} may not contain %00 (the NUL character)"
         ))));

@@ -143,24 +143,31 @@ impl RunningServer {
     pub fn spawn(listener: TcpListener, engine: Engine) -> std::io::Result<RunningServer> {
         let address = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let workers = vec![
-            tokio::spawn({
-                let (engine, shutdown) = (engine.clone(), shutdown.clone());
-                async move { engine.run_scheduler(shutdown).await }
-            }),
-            tokio::spawn({
-                let (engine, shutdown) = (engine.clone(), shutdown.clone());
-                async move { engine.run_notifier(shutdown).await }
-            }),
+        let named = [
+            (
+                "scheduler",
+                tokio::spawn({
+                    let (engine, shutdown) = (engine.clone(), shutdown.clone());
+                    async move { engine.run_scheduler(shutdown).await }
+                }),
+            ),
+            (
+                "notifier",
+                tokio::spawn({
+                    let (engine, shutdown) = (engine.clone(), shutdown.clone());
+                    async move { engine.run_notifier(shutdown).await }
+                }),
+            ),
         ];
         let state = AppState {
             engine: engine.clone(),
             shutdown: shutdown.clone(),
-            workers: ["scheduler", "notifier"]
-                .into_iter()
-                .zip(workers.iter().map(JoinHandle::abort_handle))
+            workers: named
+                .iter()
+                .map(|(name, worker)| (*name, worker.abort_handle()))
                 .collect(),
         };
+        let workers = named.into_iter().map(|(_, worker)| worker).collect();
         let app = router(state);
         let listener = listener.tap_io(|stream| {
             // Small SSE frames and JSON replies must not wait for Nagle's algorithm.

@@ -13,10 +13,9 @@ use crate::server::extract::Caller;
 /// `GET /health`, for load balancers and monitors: 200 when this instance can
 /// serve, 503 when one of its checks fails (the database does not answer, its
 /// writer, timer scheduler or notification sender stopped, or on PostgreSQL it
-/// does not hear the fleet's commits), so a
-/// load balancer sends clients to the other instances, where streams resume by
-/// cursor. The body lists every check either way; a failing one also carries
-/// the error envelope.
+/// does not hear the fleet's commits), so a load balancer sends clients to the
+/// other instances, where streams resume by cursor. The body lists every check
+/// either way; a failing one also carries the error envelope.
 pub async fn health(State(state): State<AppState>) -> Response {
     let mut checks = state.engine.health().await;
     checks.extend(state.worker_checks());

@@ -103,7 +103,10 @@ impl Notice {
     /// follows on without a gap, so that one read-back serves both; hands
     /// `next` back when it cannot.
     fn absorb(&mut self, next: Notice, own: &str) -> Option<Notice> {
-        if self.instance == own || next.instance == own || next.first != self.last + 1 {
+        if self.instance == own
+            || next.instance == own
+            || self.last.checked_add(1) != Some(next.first)
+        {
             return Some(next);
         }
         let earliest =
@@ -164,7 +167,9 @@ impl Notice {
                 ids => Some(ids.split(',').map(str::to_string).collect()),
             },
         };
-        (next().is_none() && notice.first <= notice.last).then_some(notice)
+        // Cursors are BIGINTs: a larger one was not sent by signoff.
+        let in_range = notice.first <= notice.last && i64::try_from(notice.last).is_ok();
+        (next().is_none() && in_range).then_some(notice)
     }
 }
 
@@ -176,8 +181,8 @@ pub struct FeedSetup {
     pub sink: Arc<dyn CommitSink>,
     pub stash: Arc<Stash>,
     pub clock: Arc<dyn crate::clock::Clock>,
-    /// Whether the listening connection is up and the last catch-up with the
-    /// database succeeded: while the connection is down, this instance's
+    /// Whether the listening connection is up and has caught up with the
+    /// database since it came up: while the connection is down, this instance's
     /// streams fall behind (its own commits included, which are published
     /// when their notification comes round), caught up only between tries to
     /// listen again.
@@ -277,8 +282,12 @@ impl Feed {
             let received = tokio::select! {
                 received = self.notices.recv() => received,
                 _ = audit.tick() => {
-                    let caught_up = self.catch_up().await;
-                    self.setup.listening.store(caught_up, Ordering::Relaxed);
+                    // A catch-up that fails here (a pool too busy to lend a
+                    // connection in time) does not make the listener deaf; one
+                    // that succeeds ends a failed catch-up after a reconnect.
+                    if self.catch_up().await {
+                        self.setup.listening.store(true, Ordering::Relaxed);
+                    }
                     continue;
                 }
             };
@@ -308,10 +317,12 @@ impl Feed {
         }
     }
 
-    /// Publishes what the notifications say, in order. Other instances'
-    /// commits that follow on one another are read back together: when this
-    /// instance falls behind, one read then serves many of them, so it catches
-    /// up instead of the queue growing.
+    /// Publishes the commits the notifications name, in order (a key's
+    /// revocation among them takes effect at once, before the commits queued
+    /// ahead of it: stricter, never laxer). Other instances' commits that
+    /// follow on one another are read back together: when this instance falls
+    /// behind, one read then serves many of them, so it catches up instead of
+    /// the queue growing.
     async fn on_payloads(&mut self, payloads: Vec<String>) {
         let mut notices: Vec<Notice> = Vec::new();
         for payload in payloads {
@@ -674,6 +685,7 @@ mod tests {
                 notice("b", 5, 7, Some(&["i1"])),
                 notice("b", 9, 9, Some(&["i2"])),
             ),
+            (notice("b", 5, u64::MAX, None), notice("b", 0, 0, None)),
             (
                 notice("b", 5, 7, Some(&["i1"])),
                 notice("a", 8, 8, Some(&["i2"])),
@@ -717,6 +729,8 @@ mod tests {
             "abc 1 2 soon - 0 *",
             "abc 1 2 - - maybe *",
             "abc 1 2 - - 0",
+            "abc 1 9223372036854775808 - - 0 *",
+            "abc 18446744073709551615 18446744073709551615 - - 0 *",
         ] {
             assert_eq!(Notice::parse(garbage), None, "{garbage:?}");
         }

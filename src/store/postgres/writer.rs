@@ -48,9 +48,9 @@ const KEPT_ASKED_FOR: Duration = Duration::from_secs(15);
 fn outcome_unknown() -> Error {
     Error::internal(format!(
         "the database did not confirm this write and could not be asked within {} s whether it \
-         kept it: it may have. Retry it: with the same Idempotency-Key a kept write answers as \
-         it did the first time, and a decision retried without one is refused as already \
-         decided if it was kept",
+         kept it: it may have. Retry it with the same Idempotency-Key, which answers a kept \
+         write as it did the first time; without one, a kept decision is refused as already \
+         decided and a kept reply is posted twice",
         KEPT_ASKED_FOR.as_secs()
     ))
 }
@@ -879,19 +879,19 @@ impl Writer {
     /// over, when it cannot be asked at once, so it is asked again for up to
     /// [`KEPT_ASKED_FOR`]; `None` when it could not tell by then.
     async fn kept_after_all(&mut self, batch: &Batch) -> Option<bool> {
-        let (first, last) = (
-            batch.first_cursor as i64,
-            (batch.chain.next_cursor - 1) as i64,
-        );
+        let last_cursor = batch.chain.next_cursor - 1;
+        let (first, last) = (batch.first_cursor as i64, last_cursor as i64);
+        let last_reply = batch
+            .staged
+            .messages
+            .iter()
+            .find(|message| message.cursor == last_cursor);
         let deadline = tokio::time::Instant::now() + KEPT_ASKED_FOR;
         let mut pause = Duration::from_millis(100);
         loop {
-            let last_reply = batch
-                .staged
-                .messages
-                .iter()
-                .find(|message| message.cursor == last as u64);
-            let found = async {
+            // Each try ends by the deadline too: connecting alone may take
+            // `connect_timeout`.
+            let found = tokio::time::timeout_at(deadline, async {
                 self.ensure_connected().await?;
                 // Waits while the broken session's transaction still holds the
                 // head, so what it did is settled before it is looked for.
@@ -920,8 +920,9 @@ impl Writer {
                         .await
                     }
                 }
-            }
-            .await;
+            })
+            .await
+            .unwrap_or_else(|_| Err(Error::internal("no answer before the deadline")));
             match found {
                 Ok(rows) => return Some(!rows.is_empty()),
                 Err(err) if tokio::time::Instant::now() + pause < deadline => {
