@@ -1000,15 +1000,43 @@ async fn an_invalid_idempotency_key_header_is_400_and_creates_nothing() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn unreadable_bodies_are_400_and_change_nothing() {
-    let Some(server) = TestServer::start().await else {
-        return;
-    };
+/// A server with the deployer and alice, a task for alice, and what can be
+/// observed of it before a test sends what must change nothing.
+struct AliceTask {
+    server: TestServer,
+    deployer: Actor,
+    alice: Actor,
+    id: String,
+    before: Value,
+}
+
+async fn alice_task() -> Option<AliceTask> {
+    let server = TestServer::start().await?;
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
     let before = observable(&server, Some(&id)).await;
+    Some(AliceTask {
+        server,
+        deployer,
+        alice,
+        id,
+        before,
+    })
+}
+
+#[tokio::test]
+async fn unreadable_bodies_are_400_and_change_nothing() {
+    let Some(AliceTask {
+        server,
+        deployer,
+        alice,
+        id,
+        before,
+    }) = alice_task().await
+    else {
+        return;
+    };
     for (body, names) in [
         (
             r#"{"intent_type": "intent.human_task.v1","#,
@@ -1041,13 +1069,16 @@ async fn unreadable_bodies_are_400_and_change_nothing() {
 /// backends, wherever it comes: a body's string or key, the path, the query.
 #[tokio::test]
 async fn the_nul_character_is_400_wherever_it_comes_and_changes_nothing() {
-    let Some(server) = TestServer::start().await else {
+    let Some(AliceTask {
+        server,
+        deployer,
+        alice,
+        id,
+        before,
+    }) = alice_task().await
+    else {
         return;
     };
-    let deployer = agent(&server, DEPLOYER).await;
-    let alice = reviewer(&server, ALICE, &[]).await;
-    let id = create_task(&deployer, alice_approval()).await;
-    let before = observable(&server, Some(&id)).await;
     let nul = "wait\u{0}here";
     let mut in_a_key = task_intent(alice_approval());
     in_a_key["payload"] = json!({ nul: 1 });
@@ -1112,13 +1143,16 @@ async fn the_nul_character_is_400_wherever_it_comes_and_changes_nothing() {
 
 #[tokio::test]
 async fn bodies_over_128_kib_are_413_and_change_nothing() {
-    let Some(server) = TestServer::start().await else {
+    let Some(AliceTask {
+        server,
+        deployer,
+        alice,
+        id,
+        before,
+    }) = alice_task().await
+    else {
         return;
     };
-    let deployer = agent(&server, DEPLOYER).await;
-    let alice = reviewer(&server, ALICE, &[]).await;
-    let id = create_task(&deployer, alice_approval()).await;
-    let before = observable(&server, Some(&id)).await;
 
     let mut huge = task_intent(alice_approval());
     huge["payload"]["blob"] = json!("x".repeat(130 * 1024));
