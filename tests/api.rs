@@ -1000,41 +1000,20 @@ async fn an_invalid_idempotency_key_header_is_400_and_creates_nothing() {
     server.stop().await;
 }
 
-/// A server with the deployer and alice, a task for alice, and what can be
-/// observed of it before a test sends what must change nothing.
-struct AliceTask {
-    server: TestServer,
-    deployer: Actor,
-    alice: Actor,
-    id: String,
-    before: Value,
-}
-
-async fn alice_task() -> Option<AliceTask> {
+/// A server with the deployer and alice, a task for alice (its id), and what
+/// can be observed of it before a test sends what must change nothing.
+async fn alice_task() -> Option<(TestServer, Actor, Actor, String, Value)> {
     let server = TestServer::start().await?;
     let deployer = agent(&server, DEPLOYER).await;
     let alice = reviewer(&server, ALICE, &[]).await;
     let id = create_task(&deployer, alice_approval()).await;
     let before = observable(&server, Some(&id)).await;
-    Some(AliceTask {
-        server,
-        deployer,
-        alice,
-        id,
-        before,
-    })
+    Some((server, deployer, alice, id, before))
 }
 
 #[tokio::test]
 async fn unreadable_bodies_are_400_and_change_nothing() {
-    let Some(AliceTask {
-        server,
-        deployer,
-        alice,
-        id,
-        before,
-    }) = alice_task().await
-    else {
+    let Some((server, deployer, alice, id, before)) = alice_task().await else {
         return;
     };
     for (body, names) in [
@@ -1069,14 +1048,7 @@ async fn unreadable_bodies_are_400_and_change_nothing() {
 /// backends, wherever it comes: a body's string or key, the path, the query.
 #[tokio::test]
 async fn the_nul_character_is_400_wherever_it_comes_and_changes_nothing() {
-    let Some(AliceTask {
-        server,
-        deployer,
-        alice,
-        id,
-        before,
-    }) = alice_task().await
-    else {
+    let Some((server, deployer, alice, id, before)) = alice_task().await else {
         return;
     };
     let nul = "wait\u{0}here";
@@ -1143,14 +1115,7 @@ async fn the_nul_character_is_400_wherever_it_comes_and_changes_nothing() {
 
 #[tokio::test]
 async fn bodies_over_128_kib_are_413_and_change_nothing() {
-    let Some(AliceTask {
-        server,
-        deployer,
-        alice,
-        id,
-        before,
-    }) = alice_task().await
-    else {
+    let Some((server, deployer, alice, id, before)) = alice_task().await else {
         return;
     };
 
