@@ -178,7 +178,7 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 
 /// Whether `config` has a password: an empty one, as in `postgres://u:@h`,
 /// counts as none, as in libpq.
-pub fn has_password(config: &tokio_postgres::Config) -> bool {
+fn has_password(config: &tokio_postgres::Config) -> bool {
     config
         .get_password()
         .is_some_and(|password| !password.is_empty())
@@ -404,7 +404,7 @@ impl HostList {
 /// a host it was not written for. Unlike libpq, which ignores it with a
 /// warning, a file others may read is an error (for the caller to report if
 /// the server asks for a password).
-pub fn password_from_file(config: &tokio_postgres::Config, path: &Path) -> Result<Lookup, String> {
+fn password_from_file(config: &tokio_postgres::Config, path: &Path) -> Result<Lookup, String> {
     let Some(text) = read_password_file(path)? else {
         return Ok(Lookup::NoFile);
     };
@@ -439,8 +439,50 @@ pub fn password_from_file(config: &tokio_postgres::Config, path: &Path) -> Resul
     )
 }
 
+/// Where a connection's password came from, to say so when the server asks
+/// for one that nothing gave, or refuses one from the password file.
+#[derive(Clone)]
+pub enum PasswordSource {
+    /// The URL or `PGPASSWORD`.
+    Given,
+    /// This password file.
+    File(PathBuf),
+    /// None: HOME is not set, so there is no `~/.pgpass` to look in.
+    NoHome,
+    /// None: there is no password file at this path.
+    NoFile(PathBuf),
+    /// None: the password file at this path has no line for the connection.
+    NoLine(PathBuf),
+    /// The password file could not be used, for this reason (reported only if
+    /// the server asks for a password: one that trusts the connection never
+    /// needs the file).
+    Unusable(String),
+}
+
+/// Gives `config` the password file's password (at `password_file`, which
+/// [`Defaults::password_file`] names only when neither the URL nor
+/// `PGPASSWORD` gives one), and says where the connection's password comes from.
+pub fn fill_in_password(
+    config: &mut tokio_postgres::Config,
+    password_file: Option<PathBuf>,
+) -> PasswordSource {
+    match password_file {
+        None if has_password(config) => PasswordSource::Given,
+        None => PasswordSource::NoHome,
+        Some(path) => match password_from_file(config, &path) {
+            Ok(Lookup::Found(password)) => {
+                config.password(password);
+                PasswordSource::File(path)
+            }
+            Ok(Lookup::NoFile) => PasswordSource::NoFile(path),
+            Ok(Lookup::NoLine) => PasswordSource::NoLine(path),
+            Err(reason) => PasswordSource::Unusable(reason),
+        },
+    }
+}
+
 /// What a password file gave.
-pub enum Lookup {
+enum Lookup {
     /// There is no such file.
     NoFile,
     /// The file has no line for the connection.
@@ -698,26 +740,24 @@ mod tests {
         named: Option<Given>,
         defaults: &Defaults,
     ) -> Result<Option<String>, String> {
-        let config: tokio_postgres::Config = url.parse().unwrap();
-        match defaults.password_file(&config, named) {
-            Some(path) => Ok(match password_from_file(&config, &path)? {
-                Lookup::Found(password) => Some(password),
-                Lookup::NoFile | Lookup::NoLine => None,
-            }),
-            None => Ok(config
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        let file = defaults.password_file(&config, named);
+        match fill_in_password(&mut config, file) {
+            PasswordSource::Unusable(reason) => Err(reason),
+            _ => Ok(config
                 .get_password()
                 .map(|given| String::from_utf8(given.to_vec()).unwrap())),
         }
     }
 
+    /// A line each for two hosts, and one for anything else.
+    const TWO_HOSTS_AND_ANY: &str =
+        "db1:5432:app:signoff:one\ndb2:6000:app:signoff:two\n*:*:*:*:any\n";
+
     #[test]
     fn the_password_file_fills_in_a_password_the_url_leaves_out() {
         let home = tempfile::tempdir().unwrap();
-        password_file(
-            home.path(),
-            "db1:5432:app:signoff:one\ndb2:6000:app:signoff:two\n*:*:*:*:any\n",
-            0o600,
-        );
+        password_file(home.path(), TWO_HOSTS_AND_ANY, 0o600);
         let defaults = Defaults::with_home(home.path());
         assert_eq!(
             password_after("postgres://signoff@db1/app", &defaults).unwrap(),
@@ -738,11 +778,7 @@ mod tests {
             None,
             "an empty password on the first matching line is none, as in libpq"
         );
-        password_file(
-            home.path(),
-            "db1:5432:app:signoff:one\ndb2:6000:app:signoff:two\n*:*:*:*:any\n",
-            0o600,
-        );
+        password_file(home.path(), TWO_HOSTS_AND_ANY, 0o600);
         assert_eq!(
             password_after("postgres://signoff@db1/other", &defaults).unwrap(),
             Some("any".into())

@@ -21,7 +21,6 @@ pub mod libpq;
 pub mod tls;
 mod writer;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -140,30 +139,10 @@ pub(crate) fn decode_all<T>(
 pub(crate) struct Connector {
     pub config: tokio_postgres::Config,
     pub tls: MakeRustlsConnect,
-    password: PasswordSource,
+    password: libpq::PasswordSource,
     /// The revocation lists the server's certificate is checked against, to
     /// name them when a handshake fails on one.
     revocation_lists: Vec<tls::Revocations>,
-}
-
-/// Where a connection's password came from, to say so when the server asks
-/// for one that nothing gave, or refuses one from the password file.
-#[derive(Clone)]
-enum PasswordSource {
-    /// The URL or `PGPASSWORD`.
-    Given,
-    /// This password file.
-    File(PathBuf),
-    /// None: HOME is not set, so there is no `~/.pgpass` to look in.
-    NoHome,
-    /// None: there is no password file at this path.
-    NoFile(PathBuf),
-    /// None: the password file at this path has no line for the connection.
-    NoLine(PathBuf),
-    /// The password file could not be used, for this reason (reported only if
-    /// the server asks for a password: one that trusts the connection never
-    /// needs the file).
-    Unusable(String),
 }
 
 /// The reason tokio-postgres gives when the server asks for a password and
@@ -201,19 +180,7 @@ impl Connector {
             );
         }
         let mut config = settings.config;
-        let password = match settings.password_file {
-            None if libpq::has_password(&config) => PasswordSource::Given,
-            None => PasswordSource::NoHome,
-            Some(path) => match libpq::password_from_file(&config, &path) {
-                Ok(libpq::Lookup::Found(password)) => {
-                    config.password(password);
-                    PasswordSource::File(path)
-                }
-                Ok(libpq::Lookup::NoFile) => PasswordSource::NoFile(path),
-                Ok(libpq::Lookup::NoLine) => PasswordSource::NoLine(path),
-                Err(reason) => PasswordSource::Unusable(reason),
-            },
-        };
+        let password = libpq::fill_in_password(&mut config, settings.password_file);
         Ok(Connector {
             config,
             tls,
@@ -238,22 +205,24 @@ impl Connector {
         let refused = err.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD);
         let about_the_password = if reasons.ends_with(PASSWORD_MISSING) {
             let where_from = match &self.password {
-                PasswordSource::Unusable(reason) => format!("; and {reason}"),
-                PasswordSource::NoFile(path) => format!(
+                libpq::PasswordSource::Unusable(reason) => format!("; and {reason}"),
+                libpq::PasswordSource::NoFile(path) => format!(
                     ": not in the URL, nor in PGPASSWORD, and there is no password file {}",
                     path.display()
                 ),
-                PasswordSource::NoLine(path) => format!(
+                libpq::PasswordSource::NoLine(path) => format!(
                     ": not in the URL, nor in PGPASSWORD, nor in the password file {}",
                     path.display()
                 ),
-                PasswordSource::NoHome => ": not in the URL, nor in PGPASSWORD (and HOME is \
+                libpq::PasswordSource::NoHome => {
+                    ": not in the URL, nor in PGPASSWORD (and HOME is \
                                             not set, so there is no ~/.pgpass)"
-                    .to_string(),
-                PasswordSource::Given | PasswordSource::File(_) => String::new(),
+                        .to_string()
+                }
+                libpq::PasswordSource::Given | libpq::PasswordSource::File(_) => String::new(),
             };
             format!(" (the server asks for a password, and none is given{where_from})")
-        } else if let (true, PasswordSource::File(path)) = (refused, &self.password) {
+        } else if let (true, libpq::PasswordSource::File(path)) = (refused, &self.password) {
             format!(" (the password from the password file {})", path.display())
         } else if tls::failed_on_revocation(err) && !self.revocation_lists.is_empty() {
             let lists: Vec<String> = self
