@@ -576,8 +576,7 @@ async fn health_answers_without_a_key() {
     assert!(body["version"].as_str().is_some_and(|v| !v.is_empty()));
     // Every check is listed, and each passes; on PostgreSQL the instance also
     // listens for the fleet's commits.
-    let mut expected =
-        json!({"database": "ok", "writer": "ok", "scheduler": "ok", "notifier": "ok"});
+    let mut expected = json!({"database": "ok", "writer": "ok", "scheduler": "ok", "notifier": "ok", "shutdown": "ok"});
     if common::backend::on_postgres() {
         expected["live_feed"] = json!("ok");
     }

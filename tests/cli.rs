@@ -96,6 +96,19 @@ fn serve_rejects_bad_flags_with_one_clear_line() {
         let message = serve_refuses(home.path(), &["--db", url]);
         assert!(message.contains(expected), "{url}: {message}");
     }
+    let message = serve_refuses(home.path(), &["--drain=-1"]);
+    assert!(
+        message.contains("--drain: -1 is out of range: use 0 to 3600"),
+        "{message}"
+    );
+    let message = serve_refuses(home.path(), &["--drain", "3601"]);
+    assert!(
+        message.contains("--drain: 3601 is out of range"),
+        "{message}"
+    );
+    let output = signoff(home.path(), &["serve", "--drain", "10s"]);
+    assert_eq!(output.status.code(), Some(EXIT_USAGE));
+    assert!(stderr(&output).contains("--drain"));
     let output = signoff(home.path(), &["serve", "--pg-timer-lease", "soon"]);
     assert_eq!(output.status.code(), Some(EXIT_USAGE));
     assert!(stderr(&output).contains("--pg-timer-lease"));
@@ -217,6 +230,8 @@ fn serve_rejects_bad_config_files() {
         ("[server]\nlisten = 7700\n", "listen"),
         ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
         ("[server]\ndurability = \"fast\"\n", "server.durability"),
+        ("[server]\ndrain_seconds = -3\n", "server.drain_seconds"),
+        ("[server]\ndrain_seconds = \"30\"\n", "drain_seconds"),
         ("[server]\ndatabase = \"\"\n", "server.database"),
         (
             "[tasks]\ndefault_assignees = [\"has space\"]\n",
@@ -261,6 +276,15 @@ fn environment_configures_serve_and_flags_win() {
         stderr(&output).contains("bogus"),
         "the flag beats the environment"
     );
+
+    let output = std::process::Command::new(common::binary())
+        .args(["serve"])
+        .envs(xdg_env(home.path()))
+        .env("SIGNOFF_DRAIN_SECONDS", "forever")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(EXIT_USAGE));
+    assert!(stderr(&output).contains("forever"), "{}", stderr(&output));
 }
 
 #[test]

@@ -11,17 +11,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::ServeProcess;
 use common::backend::{
     Schema, current_test, postgres_url_or_skip, run_sql_while_dropping, say_skipped,
 };
-use futures::StreamExt;
+use common::{HealthAnswer, ServeProcess};
 use serde_json::Map;
 use serde_json::{Value, json};
 use signoff::bench::{with_parameter, with_search_path};
-use signoff::client::{Bounded, Client};
+use signoff::client::Client;
 use signoff::store::postgres::execute_batch;
 
 /// How long an instance may take to notice a change and report it: its
@@ -137,38 +136,8 @@ fn all_ok() -> Value {
         "live_feed": "ok",
         "scheduler": "ok",
         "notifier": "ok",
+        "shutdown": "ok",
     })
-}
-
-/// `/health`'s status and body.
-async fn health(instance: &ServeProcess) -> (u16, Value) {
-    let reply = reqwest::get(format!("{}/health", instance.url))
-        .await
-        .expect("the instance answers");
-    let status = reply.status().as_u16();
-    (status, reply.json().await.expect("a JSON body"))
-}
-
-/// Asks `/health` until `wanted` holds of its answer, which it returns; fails
-/// with the last answer after [`NOTICE_WITHIN`].
-async fn health_until(
-    instance: &ServeProcess,
-    what: &str,
-    wanted: impl Fn(u16, &Value) -> bool,
-) -> (u16, Value) {
-    let started = Instant::now();
-    loop {
-        let (status, body) = health(instance).await;
-        if wanted(status, &body) {
-            return (status, body);
-        }
-        assert!(
-            started.elapsed() < NOTICE_WITHIN,
-            "{what}: still {status} {body} after {NOTICE_WITHIN:?}; log:\n{}",
-            instance.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]
@@ -184,21 +153,12 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
     })
     .await
     .unwrap();
-    let (status, body) = health(&instance).await;
+    let HealthAnswer { status, body, .. } = instance.health().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"], all_ok());
     // A task, and a stream following it on this instance.
     let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
-    let intent_id = admin
-        .create_intent(
-            &common::task_intent(json!({"title": "decided unheard"})),
-            None,
-        )
-        .await
-        .unwrap()
-        .intent_id;
-    let seen = admin.events(&intent_id, 0).await.unwrap().len() as u64;
-    let mut stream = Box::pin(admin.intent_stream(&intent_id, seen, 60).await.unwrap());
+    let (intent_id, mut stream) = common::followed_task(&admin, "decided unheard").await;
 
     // The listener's session ends and cannot come back: the instance's streams
     // fall behind, so a load balancer must send its clients elsewhere.
@@ -206,10 +166,12 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
     role.end_sessions("% listener").await;
     // (The pool keeps the sessions it has, so the database still answers,
     // though a read that needs a new session may fail now and then.)
-    let (status, body) = health_until(&instance, "the listener is gone", |status, body| {
-        status == 503 && body["checks"]["live_feed"] != "ok" && body["checks"]["database"] == "ok"
-    })
-    .await;
+    let HealthAnswer { status, body, .. } = instance
+        .health_until("the listener is gone", NOTICE_WITHIN, |health| {
+            let checks = &health.body["checks"];
+            health.status == 503 && checks["live_feed"] != "ok" && checks["database"] == "ok"
+        })
+        .await;
     assert_eq!(body["ok"], false, "{body}");
     assert_eq!(body["storage"], "postgres");
     assert_eq!(
@@ -236,19 +198,14 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
         .decide(&intent_id, "approved", Some("while unheard"), Map::new())
         .await
         .unwrap();
-    let decided = tokio::time::timeout(NOTICE_WITHIN, async {
-        loop {
-            match stream.next().await {
-                Some(Ok(Bounded::Item(event))) if event.is_terminal() => return event,
-                Some(Ok(_)) => {}
-                other => panic!("the stream ended before the decision: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("the decision reaches the stream while the instance does not listen");
+    let decided = common::terminal_event(
+        &mut stream,
+        NOTICE_WITHIN,
+        "the decision, while the instance does not listen",
+    )
+    .await;
     assert_eq!(decided.intent_id, intent_id);
-    let (_, body) = health(&instance).await;
+    let body = instance.health().await.body;
     assert_ne!(
         body["checks"]["live_feed"], "ok",
         "still not listening: {body}"
@@ -256,10 +213,11 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
 
     // Every other session ends too: now nothing reads the database.
     role.end_sessions("signoff%").await;
-    health_until(&instance, "the pool is gone", |status, body| {
-        status == 503 && body["checks"]["database"] == "cannot read the database"
-    })
-    .await;
+    instance
+        .health_until("the pool is gone", NOTICE_WITHIN, |health| {
+            health.status == 503 && health.body["checks"]["database"] == "cannot read the database"
+        })
+        .await;
     // The reason is in the log, written before the answer.
     assert!(
         instance
@@ -271,7 +229,10 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
 
     // The database lets the instance in again: it recovers by itself.
     role.allow_login(true).await;
-    let (_, body) = health_until(&instance, "recovery", |status, _| status == 200).await;
+    let body = instance
+        .health_until("recovery", NOTICE_WITHIN, |health| health.status == 200)
+        .await
+        .body;
     assert_eq!(body["checks"], all_ok());
     assert!(body.get("error").is_none(), "{body}");
     // And it serves: a write goes through its writer, which reconnects.

@@ -39,6 +39,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SIGNOFF_DURABILITY", value_name = "full|normal")]
     pub durability: Option<String>,
 
+    /// Seconds to go on serving after SIGTERM or Ctrl-C, with /health failing so
+    /// load balancers send new clients elsewhere; a second signal stops at once
+    /// [default: 0]
+    #[arg(long, env = "SIGNOFF_DRAIN_SECONDS", value_name = "SECONDS")]
+    pub drain: Option<i64>,
+
     /// PostgreSQL: pooled connections for reads and claims [default: 16]
     #[arg(long, env = "SIGNOFF_PG_POOL_SIZE", value_name = "N")]
     pub pg_pool_size: Option<i64>,
@@ -86,27 +92,53 @@ pub fn init_file_logging() -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGTERM and Ctrl-C (SIGINT), each of which asks the server to stop. Both
+/// are listened for until the process ends, so a second signal during the
+/// drain is never missed.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(err) => {
-                    tracing::warn!("cannot listen for SIGTERM: {err}");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
+    kinds: Vec<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let kinds = [SignalKind::interrupt(), SignalKind::terminate()]
+                .into_iter()
+                .filter_map(|kind| match signal(kind) {
+                    Ok(listening) => Some(listening),
+                    Err(err) => {
+                        tracing::warn!("cannot listen for signal {}: {err}", kind.as_raw_value());
+                        None
+                    }
+                })
+                .collect();
+            StopSignals { kinds }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+
+    /// Waits for the next signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let arrivals = self
+                .kinds
+                .iter_mut()
+                .map(|kind| Box::pin(kind.recv()))
+                .collect::<Vec<_>>();
+            if arrivals.is_empty() {
+                return std::future::pending().await;
+            }
+            futures::future::select_all(arrivals).await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -171,6 +203,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         listen: args.listen.clone(),
         database: args.database.clone(),
         durability: args.durability.clone(),
+        drain_seconds: args.drain,
         pg_pool_size: args.pg_pool_size,
         pg_connect_timeout_seconds: args.pg_connect_timeout,
         pg_timer_lease_seconds: args.pg_timer_lease,
@@ -180,6 +213,9 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let (server, url) = start_server(&settings, listener).await?;
+    // Until now a signal stops the process at once (a database that does not
+    // answer must not keep Ctrl-C from working); from here it stops the server.
+    let mut stop_signals = StopSignals::listen();
     tracing::info!(
         "signoff {} listening on {url}; database {}, durability {}",
         env!("CARGO_PKG_VERSION"),
@@ -202,7 +238,18 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         }
     });
 
-    shutdown_signal().await;
+    stop_signals.next().await;
+    if !settings.drain.is_zero() {
+        tracing::info!(
+            "draining for {:?}: still serving, /health answers 503; a second signal stops at once",
+            settings.drain
+        );
+        server.begin_draining();
+        tokio::select! {
+            _ = tokio::time::sleep(settings.drain) => {}
+            _ = stop_signals.next() => tracing::info!("a second signal: stopping now"),
+        }
+    }
     tracing::info!("shutting down: closing streams and finishing queued writes");
     pruning.abort();
     match tokio::time::timeout(SHUTDOWN_GRACE, server.stop()).await {

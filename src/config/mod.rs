@@ -124,6 +124,7 @@ pub struct ServerSection {
     pub listen: Option<String>,
     pub database: Option<String>,
     pub durability: Option<String>,
+    pub drain_seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -359,6 +360,9 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub database: DatabaseLocation,
     pub durability: Durability,
+    /// How long the server goes on serving after a stop signal, with `/health`
+    /// failing, before it closes; zero stops at once.
+    pub drain: std::time::Duration,
     pub postgres: PostgresOptions,
     pub default_assignees: Vec<String>,
     pub sla: SlaDefaults,
@@ -371,6 +375,7 @@ pub struct ServerOverrides {
     pub listen: Option<String>,
     pub database: Option<String>,
     pub durability: Option<String>,
+    pub drain_seconds: Option<i64>,
     pub pg_pool_size: Option<i64>,
     pub pg_connect_timeout_seconds: Option<i64>,
     pub pg_timer_lease_seconds: Option<i64>,
@@ -471,10 +476,18 @@ impl ServerSettings {
                 .map_err(|err| invalid("tasks.default_assignees", err.message))?,
         };
 
+        let drain_seconds = bounded(
+            ("--drain", overrides.drain_seconds),
+            ("server.drain_seconds", file.server.drain_seconds),
+            0,
+            0..=3600,
+        )?;
+
         Ok(ServerSettings {
             listen,
             database,
             durability,
+            drain: std::time::Duration::from_secs(drain_seconds as u64),
             postgres: postgres_options(&file.postgres, overrides)?,
             default_assignees,
             sla: policy::sla_defaults(&file.sla)?,
@@ -553,6 +566,8 @@ pub fn local_url(listen: SocketAddr) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn file(text: &str) -> Result<FileConfig, String> {
@@ -613,6 +628,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tasks.default_assignees"), "{err}");
+    }
+
+    #[test]
+    fn the_drain_defaults_to_none_and_refuses_bad_values() {
+        let resolve = |text: &str, flag: Option<i64>| {
+            let overrides = ServerOverrides {
+                drain_seconds: flag,
+                ..Default::default()
+            };
+            ServerSettings::resolve(&file(text)?, &overrides).map_err(|err| err.to_string())
+        };
+        let database = "[server]\ndatabase = \"/tmp/x.db\"\n";
+        assert_eq!(resolve(database, None).unwrap().drain, Duration::ZERO);
+        let configured = format!("{database}drain_seconds = 15\n");
+        assert_eq!(
+            resolve(&configured, None).unwrap().drain,
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            resolve(&configured, Some(2)).unwrap().drain,
+            Duration::from_secs(2),
+            "the flag wins"
+        );
+        for (text, flag, expected) in [
+            (
+                format!("{database}drain_seconds = -1\n"),
+                None,
+                "server.drain_seconds: -1 is out of range: use 0 to 3600",
+            ),
+            (
+                format!("{database}drain_seconds = 3601\n"),
+                None,
+                "server.drain_seconds: 3601 is out of range",
+            ),
+            (
+                database.to_string(),
+                Some(-5),
+                "--drain: -5 is out of range",
+            ),
+            (
+                format!("{database}drain_seconds = \"10s\"\n"),
+                None,
+                "drain_seconds",
+            ),
+        ] {
+            let err = resolve(&text, flag).unwrap_err();
+            assert!(err.contains(expected), "{text} {flag:?}: {err}");
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::CONNECTION;
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +33,11 @@ pub struct AppState {
     pub engine: Engine,
     /// Cancelled on shutdown; every open stream ends when it fires.
     pub shutdown: CancellationToken,
+    /// Cancelled when the instance starts draining before it shuts down: it
+    /// still serves, but `/health` fails so load balancers send new clients
+    /// elsewhere, and every response closes its connection so that clients
+    /// holding one open come back through the load balancer.
+    pub draining: CancellationToken,
     /// The server's background workers, by the name `/health` gives them.
     pub workers: Arc<[(&'static str, AbortHandle)]>,
 }
@@ -48,6 +54,17 @@ impl AppState {
                     .then(|| format!("the {name} has stopped")),
             })
             .collect()
+    }
+
+    /// Fails from the moment the instance starts draining.
+    pub fn shutdown_check(&self) -> HealthCheck {
+        HealthCheck {
+            name: "shutdown",
+            failure: self
+                .draining
+                .is_cancelled()
+                .then(|| "this instance is shutting down".to_string()),
+        }
     }
 }
 
@@ -83,8 +100,30 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT_BYTES))
         .layer(middleware::from_fn(request_ids))
+        .layer(middleware::from_fn_with_state(
+            state.draining.clone(),
+            close_connections_while_draining,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// While the instance drains, every response asks the client to close its
+/// connection: a client (or a proxy) that keeps connections open would
+/// otherwise go on sending its requests here after the load balancer has
+/// stopped sending new clients.
+async fn close_connections_while_draining(
+    State(draining): State<CancellationToken>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if draining.is_cancelled() {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn no_such_endpoint(method: Method, uri: axum::http::Uri) -> ApiError {
@@ -133,6 +172,7 @@ pub struct RunningServer {
     pub address: SocketAddr,
     pub engine: Engine,
     shutdown: CancellationToken,
+    draining: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
     /// The scheduler and the notification sender; they stop with the server.
     workers: Vec<JoinHandle<()>>,
@@ -143,6 +183,7 @@ impl RunningServer {
     pub fn spawn(listener: TcpListener, engine: Engine) -> std::io::Result<RunningServer> {
         let address = listener.local_addr()?;
         let shutdown = CancellationToken::new();
+        let draining = CancellationToken::new();
         let named = [
             (
                 "scheduler",
@@ -162,6 +203,7 @@ impl RunningServer {
         let state = AppState {
             engine: engine.clone(),
             shutdown: shutdown.clone(),
+            draining: draining.clone(),
             workers: named
                 .iter()
                 .map(|(name, worker)| (*name, worker.abort_handle()))
@@ -183,9 +225,17 @@ impl RunningServer {
             address,
             engine,
             shutdown,
+            draining,
             task,
             workers,
         })
+    }
+
+    /// Starts draining: requests are still served, timers still fire and
+    /// notifications still go out, but `/health` fails and every response
+    /// closes its connection, until [`RunningServer::stop`].
+    pub fn begin_draining(&self) {
+        self.draining.cancel();
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

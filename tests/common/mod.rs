@@ -10,6 +10,7 @@ pub mod receivers;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -17,9 +18,9 @@ use std::time::{Duration, Instant};
 use backend::TestDatabase;
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
-use signoff::client::{Client, TaskStreamMessage};
+use signoff::client::{Bounded, Client, ClientResult, TaskStreamMessage};
 use signoff::clock::SystemClock;
-use signoff::domain::TaskStreamItem;
+use signoff::domain::{Event, TaskStreamItem};
 use signoff::domain::{Principal, PrincipalKind};
 use signoff::engine::{Engine, EngineSettings};
 use signoff::server::RunningServer;
@@ -265,6 +266,50 @@ impl ServeProcess {
         (agent.key, reviewer.key)
     }
 
+    /// `GET /health`, as a load balancer reads it.
+    pub async fn health(&self) -> HealthAnswer {
+        let reply = reqwest::get(format!("{}/health", self.url))
+            .await
+            .expect("the instance answers");
+        let status = reply.status().as_u16();
+        let connection = reply
+            .headers()
+            .get("connection")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        let body = reply.json().await.expect("a JSON body");
+        HealthAnswer {
+            status,
+            connection,
+            body,
+        }
+    }
+
+    /// Asks `/health` until `wanted` holds of its answer, which it returns;
+    /// fails with the last answer and the log after `within`.
+    pub async fn health_until(
+        &self,
+        what: &str,
+        within: Duration,
+        wanted: impl Fn(&HealthAnswer) -> bool,
+    ) -> HealthAnswer {
+        let started = Instant::now();
+        loop {
+            let health = self.health().await;
+            if wanted(&health) {
+                return health;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{what}: still {} {} after {within:?}; log:\n{}",
+                health.status,
+                health.body,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).expect("running")
     }
@@ -279,18 +324,53 @@ impl ServeProcess {
 
     /// SIGTERM, then wait for a graceful exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
         child.wait().expect("wait for exit")
+    }
+
+    /// SIGTERM, without waiting for anything.
+    pub fn send_sigterm(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit by itself; fails with its log if it is
+    /// still running after `limit`.
+    pub fn exits_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("wait for exit") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "still running after {limit:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn restart(&mut self) {
         self.kill9();
         self.launch();
     }
+}
+
+/// What `GET /health` answered.
+#[derive(Debug)]
+pub struct HealthAnswer {
+    pub status: u16,
+    /// The `Connection` header, which says `close` while the instance drains.
+    pub connection: Option<String>,
+    pub body: Value,
 }
 
 impl Drop for ServeProcess {
@@ -336,6 +416,45 @@ pub fn sdk_python() -> PathBuf {
 /// The directory holding the Python compatibility scripts.
 pub fn compat_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
+}
+
+/// An intent's event stream, as the client reads it.
+pub type EventStream = Pin<Box<dyn Stream<Item = ClientResult<Bounded<Event>>>>>;
+
+/// Creates a task through `client` and follows its intent's stream from just
+/// after its creation: (intent id, stream).
+pub async fn followed_task(client: &Client, title: &str) -> (String, EventStream) {
+    let intent_id = client
+        .create_intent(&task_intent(json!({ "title": title })), None)
+        .await
+        .expect("create a task")
+        .intent_id;
+    let seen = client
+        .events(&intent_id, 0)
+        .await
+        .expect("its events")
+        .len() as u64;
+    let stream = client
+        .intent_stream(&intent_id, seen, 600)
+        .await
+        .expect("follow it");
+    (intent_id, Box::pin(stream))
+}
+
+/// Reads `stream` up to its intent's terminal event, which it returns; fails
+/// if the stream ends first, or after `within`, saying `what` was awaited.
+pub async fn terminal_event(stream: &mut EventStream, within: Duration, what: &str) -> Event {
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Bounded::Item(event))) if event.is_terminal() => return event,
+                Some(Ok(_)) => {}
+                other => panic!("the stream ended before {what}: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} on the stream within {within:?}"))
 }
 
 /// Reads items off a task stream until one matches, or fails after `seconds`.

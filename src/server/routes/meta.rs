@@ -12,13 +12,15 @@ use crate::server::extract::Caller;
 
 /// `GET /health`, for load balancers and monitors: 200 when this instance can
 /// serve, 503 when one of its checks fails (the database does not answer, its
-/// writer, timer scheduler or notification sender stopped, or on PostgreSQL it
-/// does not hear the fleet's commits), so a load balancer sends clients to the
-/// other instances, where streams resume by cursor. The body lists every check
-/// either way; a failing one also carries the error envelope.
+/// writer, timer scheduler or notification sender stopped, on PostgreSQL it
+/// does not hear the fleet's commits, or it is draining before it shuts
+/// down), so a load balancer sends clients to the other instances, where
+/// streams resume by cursor. The body lists every check either way; a failing
+/// one also carries the error envelope.
 pub async fn health(State(state): State<AppState>) -> Response {
     let mut checks = state.engine.health().await;
     checks.extend(state.worker_checks());
+    checks.push(state.shutdown_check());
     let failures: Vec<String> = checks
         .iter()
         .filter_map(|check| {
@@ -109,6 +111,7 @@ mod tests {
         AppState {
             engine,
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             workers: [
                 ("scheduler", ended.abort_handle()),
                 ("notifier", running.abort_handle()),
@@ -137,6 +140,7 @@ mod tests {
                 "writer": "ok",
                 "scheduler": "the scheduler has stopped",
                 "notifier": "ok",
+                "shutdown": "ok",
             })
         );
         assert_eq!(body["error"]["code"], "unavailable");
@@ -149,6 +153,14 @@ mod tests {
                 .worker_checks()
                 .iter()
                 .all(|check| check.failure.is_none())
+        );
+        // Nor does a draining instance's shutdown check, which fails as soon
+        // as it starts draining.
+        assert_eq!(state.shutdown_check().failure, None);
+        state.draining.cancel();
+        assert_eq!(
+            state.shutdown_check().failure.as_deref(),
+            Some("this instance is shutting down")
         );
         // A closed store's writer takes no more writes.
         state.engine.close().await;

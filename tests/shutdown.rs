@@ -1,0 +1,164 @@
+//! Stopping a real `signoff serve`: with a drain (`--drain`, or
+//! `server.drain_seconds`), a stop signal first makes `/health` fail while the
+//! instance goes on serving, so a load balancer sends new clients elsewhere
+//! before the port closes; a second signal ends the drain at once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{HealthAnswer, ServeProcess};
+use serde_json::{Map, json};
+use signoff::client::Client;
+
+/// Long enough that nothing in the first test can outlast it: that test ends
+/// the drain with a second signal, and must see the process exit well before.
+const LONG_DRAIN: &str = "600";
+
+/// How long a stopping instance may take to exit: its shutdown gives open
+/// requests 10 s.
+const EXITS_WITHIN: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_draining_instance_fails_health_but_serves_until_a_second_signal() {
+    let home = tempfile::tempdir().unwrap();
+    let mut instance = tokio::task::spawn_blocking({
+        let home = home.path().to_path_buf();
+        move || ServeProcess::start(&home, &["--drain", LONG_DRAIN])
+    })
+    .await
+    .unwrap();
+    let HealthAnswer {
+        status,
+        connection,
+        body,
+    } = instance.health().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["shutdown"], "ok", "{body}");
+    assert_ne!(connection.as_deref(), Some("close"));
+
+    // A task, and a stream following it, opened before the signal.
+    let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
+    let (intent_id, mut stream) = common::followed_task(&admin, "drained").await;
+
+    instance.send_sigterm();
+    let HealthAnswer {
+        connection, body, ..
+    } = instance
+        .health_until("draining", EXITS_WITHIN, |health| health.status == 503)
+        .await;
+    assert_eq!(body["ok"], false, "{body}");
+    assert_eq!(
+        body["checks"]["shutdown"], "this instance is shutting down",
+        "{body}"
+    );
+    assert_eq!(
+        body["checks"]["database"], "ok",
+        "only shutdown fails: {body}"
+    );
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert_eq!(
+        body["detail"], "shutdown: this instance is shutting down",
+        "{body}"
+    );
+    assert_eq!(
+        connection.as_deref(),
+        Some("close"),
+        "clients holding a connection open must come back through the load balancer"
+    );
+
+    // Still serving: a decision, a new task, and the open stream hears the
+    // decision.
+    admin
+        .decide(&intent_id, "approved", Some("while draining"), Map::new())
+        .await
+        .expect("a draining instance still takes decisions");
+    let decided =
+        common::terminal_event(&mut stream, EXITS_WITHIN, "the decision, while draining").await;
+    assert_eq!(decided.intent_id, intent_id);
+    let created = admin
+        .create_intent(&common::task_intent(json!({"title": "late"})), None)
+        .await;
+    assert!(
+        created.is_ok(),
+        "a draining instance takes writes: {created:?}"
+    );
+
+    // A second signal stops it at once, cleanly, long before the drain's end.
+    instance.send_sigterm();
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = instance.exits_within(EXITS_WITHIN);
+        (status, instance.log())
+    })
+    .await
+    .unwrap();
+    let (status, log) = exit;
+    assert!(status.success(), "{status:?}; log:\n{log}");
+    for line in [
+        "draining for 600s",
+        "a second signal: stopping now",
+        "stopped",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
+    // The decision was kept: a new instance on the same database shows it.
+    let instance = tokio::task::spawn_blocking({
+        let home = home.path().to_path_buf();
+        move || ServeProcess::start(&home, &[])
+    })
+    .await
+    .unwrap();
+    let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
+    let events = admin.events(&intent_id, 0).await.unwrap();
+    assert!(
+        events.last().is_some_and(|event| event.is_terminal()),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_drain_from_the_config_file_ends_by_itself() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("signoff.toml");
+    std::fs::write(&config, "[server]\ndrain_seconds = 1\n").unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let mut instance = tokio::task::spawn_blocking({
+        let home = home.path().to_path_buf();
+        move || ServeProcess::start(&home, &["--config", &config])
+    })
+    .await
+    .unwrap();
+    instance.send_sigterm();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = instance.exits_within(EXITS_WITHIN);
+        (status, instance.log())
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}; log:\n{log}");
+    assert!(log.contains("draining for 1s"), "{log}");
+    assert!(!log.contains("a second signal: stopping now"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn without_a_drain_a_signal_stops_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    let mut instance = tokio::task::spawn_blocking({
+        let home = home.path().to_path_buf();
+        move || ServeProcess::start(&home, &[])
+    })
+    .await
+    .unwrap();
+    let HealthAnswer { status, body, .. } = instance.health().await;
+    assert_eq!((status, &body["checks"]["shutdown"]), (200, &json!("ok")));
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = instance.terminate();
+        (status, instance.log())
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}; log:\n{log}");
+    assert!(!log.contains("draining"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
