@@ -8,9 +8,15 @@
 //! away for this instance alone would. Needs PostgreSQL
 //! (`SIGNOFF_TEST_PG_URL`) and the right to create roles there; says SKIPPED
 //! without the variable, or when that server does not let the new role in.
+//!
+//! Another instance reaches the database through a relay that silences its
+//! listening connection without closing it, as a middlebox can (needs the
+//! test URL to name a TCP host).
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::backend::{
@@ -22,6 +28,7 @@ use serde_json::{Value, json};
 use signoff::bench::{with_parameter, with_search_path};
 use signoff::client::Client;
 use signoff::store::postgres::execute_batch;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long an instance may take to notice a change and report it: its
 /// listener reconnects within 5 s, and a health check answers within 2 s.
@@ -244,4 +251,180 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
         )
         .await;
     assert!(created.is_ok(), "a write after recovery: {created:?}");
+}
+
+/// A TCP relay to PostgreSQL that can silence the instance's listening
+/// connections (told apart by the `application_name` in their start-up
+/// message) as a middlebox might: a silenced connection stays open, what
+/// either side sends is read and dropped, and nothing is passed on, so TCP
+/// keepalives are answered and neither side sees the connection fail.
+struct SilencingProxy {
+    port: u16,
+    silencing: Arc<AtomicBool>,
+    listeners_seen: Arc<AtomicUsize>,
+}
+
+impl SilencingProxy {
+    async fn start(upstream: (String, u16)) -> SilencingProxy {
+        let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = SilencingProxy {
+            port: relay.local_addr().unwrap().port(),
+            silencing: Arc::new(AtomicBool::new(false)),
+            listeners_seen: Arc::new(AtomicUsize::new(0)),
+        };
+        let (silencing, listeners_seen) = (proxy.silencing.clone(), proxy.listeners_seen.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = relay.accept().await {
+                let upstream = upstream.clone();
+                let (silencing, listeners_seen) = (silencing.clone(), listeners_seen.clone());
+                tokio::spawn(async move {
+                    let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let mut startup = vec![0; 1024];
+                    let (mut client_reads, client_writes) = client.into_split();
+                    let read = client_reads.read(&mut startup).await.unwrap_or(0);
+                    startup.truncate(read);
+                    let listening = startup
+                        .windows(LISTENER_NAME.len())
+                        .any(|window| window == LISTENER_NAME);
+                    if listening {
+                        listeners_seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let silenced = Arc::new(AtomicBool::new(false));
+                    let hear = move || {
+                        if listening && silencing.load(Ordering::SeqCst) {
+                            // Once silenced, for good.
+                            silenced.store(true, Ordering::SeqCst);
+                        }
+                        !silenced.load(Ordering::SeqCst)
+                    };
+                    let (server_reads, mut server_writes) = server.into_split();
+                    if hear() {
+                        let _ = server_writes.write_all(&startup).await;
+                    }
+                    tokio::spawn(pass_on(server_reads, client_writes, hear.clone()));
+                    pass_on(client_reads, server_writes, hear).await;
+                });
+            }
+        });
+        proxy
+    }
+
+    /// Silences the listening connections open now and those opened while
+    /// this lasts; `false` lets new ones through again.
+    fn silence_listeners(&self, silenced: bool) {
+        self.silencing.store(silenced, Ordering::SeqCst);
+    }
+}
+
+/// How a listening session names itself in its start-up message.
+const LISTENER_NAME: &[u8] = b"signoff listener";
+
+/// Copies `from` to `to` while `hear()`, and reads and drops after that.
+async fn pass_on(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    hear: impl Fn() -> bool,
+) {
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) if hear() => {
+                if to.write_all(&buffer[..read]).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_listening_connection_a_middlebox_silences_is_found_and_replaced() {
+    let Some(base_url) = postgres_url_or_skip(&current_test()) else {
+        return;
+    };
+    let parsed = url::Url::parse(&base_url).expect("a postgres:// URL");
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return say_skipped(
+            &current_test(),
+            "the test URL names no TCP host to relay to",
+        );
+    };
+    let port = if parsed.port().is_none() { 5432 } else { port };
+    if host.starts_with('%') || host.starts_with('/') {
+        return say_skipped(
+            &current_test(),
+            "the test URL names a Unix socket, not a TCP host",
+        );
+    }
+    let proxy = SilencingProxy::start((host.to_string(), port)).await;
+    let schema = Schema::create(&base_url).await;
+    let mut url = parsed.clone();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.port)).unwrap();
+    let url = with_search_path(
+        &with_parameter(url.as_str(), "sslmode=disable"),
+        &schema.name,
+    );
+    let home = tempfile::tempdir().unwrap();
+    let instance = tokio::task::spawn_blocking({
+        let home = home.path().to_path_buf();
+        move || ServeProcess::start(&home, &["--db", &url, "--pg-connect-timeout", "2"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(instance.health().await.body["checks"], all_ok());
+    assert_eq!(proxy.listeners_seen.load(Ordering::SeqCst), 1);
+    let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
+    let (intent_id, mut stream) = common::followed_task(&admin, "decided unheard").await;
+
+    // The listening connection goes quiet, and so does every new one: TCP
+    // sees nothing wrong, so only asking the connection finds it.
+    proxy.silence_listeners(true);
+    let HealthAnswer { body, .. } = instance
+        .health_until("the listener is silenced", NOTICE_WITHIN, |health| {
+            health.status == 503 && health.body["checks"]["live_feed"] != "ok"
+        })
+        .await;
+    assert_eq!(body["checks"]["database"], "ok", "{body}");
+    assert!(
+        instance
+            .log()
+            .contains("the PostgreSQL listening connection does not answer (no answer within 3s)"),
+        "{}",
+        instance.log()
+    );
+    // The streams move on from the database meanwhile.
+    admin
+        .decide(&intent_id, "approved", Some("while silenced"), Map::new())
+        .await
+        .unwrap();
+    let decided =
+        common::terminal_event(&mut stream, NOTICE_WITHIN, "the decision, while silenced").await;
+    assert_eq!(decided.intent_id, intent_id);
+    // New listening connections, which hang at their start-up, give up in
+    // time (the connect timeout covers the login, not only the socket).
+    assert!(
+        instance.log().contains("no answer within 2s"),
+        "{}",
+        instance.log()
+    );
+
+    // New connections get through again: the instance listens on one.
+    proxy.silence_listeners(false);
+    let HealthAnswer { body, .. } = instance
+        .health_until("listening again", NOTICE_WITHIN, |health| {
+            health.status == 200
+        })
+        .await;
+    assert_eq!(body["checks"], all_ok());
+    assert!(proxy.listeners_seen.load(Ordering::SeqCst) >= 3);
+    assert!(
+        instance
+            .log()
+            .contains("listening for other instances' commits again"),
+        "{}",
+        instance.log()
+    );
 }

@@ -1,11 +1,12 @@
 //! Stopping a real `signoff serve`: with a drain (`--drain`, or
 //! `server.drain_seconds`), a stop signal first makes `/health` fail while the
 //! instance goes on serving, so a load balancer sends new clients elsewhere
-//! before the port closes; a second signal ends the drain at once.
+//! before the port closes; another signal ends the drain at once.
 
 mod common;
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use common::{HealthAnswer, ServeProcess};
 use serde_json::{Map, json};
@@ -19,8 +20,28 @@ const LONG_DRAIN: &str = "600";
 /// requests 10 s.
 const EXITS_WITHIN: Duration = Duration::from_secs(60);
 
+/// Sends one HTTP/1.1 request (which keeps its connection open unless told
+/// otherwise) and reads until the instance closes the connection; fails if
+/// it keeps it open.
+fn one_request_on_a_kept_alive_connection(port: u16, key: &str) -> String {
+    let mut connection = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    connection
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        connection,
+        "GET /v1/capabilities HTTP/1.1\r\nHost: signoff\r\nAuthorization: Bearer {key}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = Vec::new();
+    connection
+        .read_to_end(&mut reply)
+        .expect("the instance closes the connection after its answer");
+    String::from_utf8_lossy(&reply).to_lowercase()
+}
+
 #[tokio::test]
-async fn a_draining_instance_fails_health_but_serves_until_a_second_signal() {
+async fn a_draining_instance_fails_health_but_serves_until_another_signal() {
     let home = tempfile::tempdir().unwrap();
     let mut instance = tokio::task::spawn_blocking({
         let home = home.path().to_path_buf();
@@ -41,7 +62,7 @@ async fn a_draining_instance_fails_health_but_serves_until_a_second_signal() {
     let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
     let (intent_id, mut stream) = common::followed_task(&admin, "drained").await;
 
-    instance.send_sigterm();
+    instance.send_signal("TERM");
     let HealthAnswer {
         connection, body, ..
     } = instance
@@ -84,19 +105,33 @@ async fn a_draining_instance_fails_health_but_serves_until_a_second_signal() {
         "a draining instance takes writes: {created:?}"
     );
 
-    // A second signal stops it at once, cleanly, long before the drain's end.
-    instance.send_sigterm();
-    let exit = tokio::task::spawn_blocking(move || {
+    // Every response closes its connection, so a client holding one open
+    // comes back through the load balancer.
+    let (port, key) = (instance.port, instance.admin_key());
+    let reply =
+        tokio::task::spawn_blocking(move || one_request_on_a_kept_alive_connection(port, &key))
+            .await
+            .unwrap();
+    assert!(reply.starts_with("http/1.1 200"), "{reply}");
+    assert!(reply.contains("connection: close\r\n"), "{reply}");
+    assert!(
+        reply.contains("\"capabilities\""),
+        "the whole answer: {reply}"
+    );
+
+    // Another signal (Ctrl-C this time) ends the drain at once, cleanly, long
+    // before its end.
+    instance.send_signal("INT");
+    let (status, log) = tokio::task::spawn_blocking(move || {
         let status = instance.exits_within(EXITS_WITHIN);
         (status, instance.log())
     })
     .await
     .unwrap();
-    let (status, log) = exit;
     assert!(status.success(), "{status:?}; log:\n{log}");
     for line in [
         "draining for 600s",
-        "a second signal: stopping now",
+        "another signal: the drain ends now",
         "stopped",
     ] {
         assert!(log.contains(line), "no {line:?} in the log:\n{log}");
@@ -128,7 +163,11 @@ async fn a_drain_from_the_config_file_ends_by_itself() {
     })
     .await
     .unwrap();
-    instance.send_sigterm();
+    let signalled = Instant::now();
+    instance.send_signal("TERM");
+    instance
+        .health_until("draining", EXITS_WITHIN, |health| health.status == 503)
+        .await;
     let (status, log) = tokio::task::spawn_blocking(move || {
         let status = instance.exits_within(EXITS_WITHIN);
         (status, instance.log())
@@ -136,8 +175,12 @@ async fn a_drain_from_the_config_file_ends_by_itself() {
     .await
     .unwrap();
     assert!(status.success(), "{status:?}; log:\n{log}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "it stopped before its drain ended"
+    );
     assert!(log.contains("draining for 1s"), "{log}");
-    assert!(!log.contains("a second signal: stopping now"), "{log}");
+    assert!(!log.contains("another signal:"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
 
@@ -152,8 +195,9 @@ async fn without_a_drain_a_signal_stops_at_once() {
     .unwrap();
     let HealthAnswer { status, body, .. } = instance.health().await;
     assert_eq!((status, &body["checks"]["shutdown"]), (200, &json!("ok")));
+    instance.send_signal("TERM");
     let (status, log) = tokio::task::spawn_blocking(move || {
-        let status = instance.terminate();
+        let status = instance.exits_within(EXITS_WITHIN);
         (status, instance.log())
     })
     .await

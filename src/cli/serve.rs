@@ -40,7 +40,7 @@ pub struct ServeArgs {
     pub durability: Option<String>,
 
     /// Seconds to go on serving after SIGTERM or Ctrl-C, with /health failing so
-    /// load balancers send new clients elsewhere; a second signal stops at once
+    /// load balancers send new clients elsewhere; another signal ends the drain
     /// [default: 0]
     #[arg(long, env = "SIGNOFF_DRAIN_SECONDS", value_name = "SECONDS")]
     pub drain: Option<i64>,
@@ -92,12 +92,13 @@ pub fn init_file_logging() -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
-/// SIGTERM and Ctrl-C (SIGINT), each of which asks the server to stop. Both
-/// are listened for until the process ends, so a second signal during the
-/// drain is never missed.
+/// SIGTERM and Ctrl-C (SIGINT), each of which asks the server to stop. On
+/// Unix both are listened for from before the server starts until the process
+/// ends, so none is missed between one wait and the next (elsewhere only
+/// Ctrl-C is, and anew for each wait).
 struct StopSignals {
     #[cfg(unix)]
-    kinds: Vec<tokio::signal::unix::Signal>,
+    listeners: Vec<tokio::signal::unix::Signal>,
 }
 
 impl StopSignals {
@@ -105,17 +106,20 @@ impl StopSignals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let kinds = [SignalKind::interrupt(), SignalKind::terminate()]
-                .into_iter()
-                .filter_map(|kind| match signal(kind) {
-                    Ok(listening) => Some(listening),
-                    Err(err) => {
-                        tracing::warn!("cannot listen for signal {}: {err}", kind.as_raw_value());
-                        None
-                    }
-                })
-                .collect();
-            StopSignals { kinds }
+            let listeners = [
+                ("SIGINT", SignalKind::interrupt()),
+                ("SIGTERM", SignalKind::terminate()),
+            ]
+            .into_iter()
+            .filter_map(|(name, kind)| match signal(kind) {
+                Ok(listening) => Some(listening),
+                Err(err) => {
+                    tracing::warn!("cannot listen for {name}: {err}");
+                    None
+                }
+            })
+            .collect();
+            StopSignals { listeners }
         }
         #[cfg(not(unix))]
         StopSignals {}
@@ -126,9 +130,9 @@ impl StopSignals {
         #[cfg(unix)]
         {
             let arrivals = self
-                .kinds
+                .listeners
                 .iter_mut()
-                .map(|kind| Box::pin(kind.recv()))
+                .map(|listener| Box::pin(listener.recv()))
                 .collect::<Vec<_>>();
             if arrivals.is_empty() {
                 return std::future::pending().await;
@@ -212,10 +216,17 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let (server, url) = start_server(&settings, listener).await?;
-    // Until now a signal stops the process at once (a database that does not
-    // answer must not keep Ctrl-C from working); from here it stops the server.
+    // Listening from before the server can answer, so that a signal sent as
+    // soon as it is up is never the kind that kills the process outright; a
+    // signal while the database is still being reached gives up starting.
     let mut stop_signals = StopSignals::listen();
+    let (server, url) = tokio::select! {
+        started = start_server(&settings, listener) => started?,
+        _ = stop_signals.next() => {
+            tracing::info!("stopped before the server started");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     tracing::info!(
         "signoff {} listening on {url}; database {}, durability {}",
         env!("CARGO_PKG_VERSION"),
@@ -241,20 +252,26 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     stop_signals.next().await;
     if !settings.drain.is_zero() {
         tracing::info!(
-            "draining for {:?}: still serving, /health answers 503; a second signal stops at once",
+            "draining for {:?}: still serving, /health answers 503; another signal ends the drain",
             settings.drain
         );
         server.begin_draining();
         tokio::select! {
             _ = tokio::time::sleep(settings.drain) => {}
-            _ = stop_signals.next() => tracing::info!("a second signal: stopping now"),
+            _ = stop_signals.next() => tracing::info!("another signal: the drain ends now"),
         }
     }
     tracing::info!("shutting down: closing streams and finishing queued writes");
     pruning.abort();
-    match tokio::time::timeout(SHUTDOWN_GRACE, server.stop()).await {
-        Ok(result) => result.context("server error")?,
-        Err(_) => tracing::warn!("open requests did not finish within {SHUTDOWN_GRACE:?}; exiting"),
+    tokio::select! {
+        stopped = tokio::time::timeout(SHUTDOWN_GRACE, server.stop()) => match stopped {
+            Ok(result) => result.context("server error")?,
+            Err(_) => tracing::warn!("open requests did not finish within {SHUTDOWN_GRACE:?}; exiting"),
+        },
+        _ = stop_signals.next() => {
+            tracing::warn!("another signal: exiting without waiting for open requests or queued writes");
+            return Ok(ExitCode::SUCCESS);
+        }
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

@@ -631,7 +631,7 @@ mod tests {
     }
 
     #[test]
-    fn the_drain_defaults_to_none_and_refuses_bad_values() {
+    fn the_drain_defaults_to_zero_and_refuses_bad_values() {
         let resolve = |text: &str, flag: Option<i64>| {
             let overrides = ServerOverrides {
                 drain_seconds: flag,

@@ -324,19 +324,19 @@ impl ServeProcess {
 
     /// SIGTERM, then wait for a graceful exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        self.send_sigterm();
+        self.send_signal("TERM");
         let mut child = self.child.take().expect("running");
         child.wait().expect("wait for exit")
     }
 
-    /// SIGTERM, without waiting for anything.
-    pub fn send_sigterm(&self) {
+    /// Sends the signal `name` (`TERM`, `INT`), without waiting for anything.
+    pub fn send_signal(&self, name: &str) {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.pid().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
     }
 
     /// Waits for the process to exit by itself; fails with its log if it is
@@ -435,7 +435,7 @@ pub async fn followed_task(client: &Client, title: &str) -> (String, EventStream
         .expect("its events")
         .len() as u64;
     let stream = client
-        .intent_stream(&intent_id, seen, 600)
+        .intent_stream(&intent_id, seen, 60)
         .await
         .expect("follow it");
     (intent_id, Box::pin(stream))

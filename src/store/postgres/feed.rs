@@ -36,6 +36,12 @@ const PAGE: i64 = 1000;
 const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to re-establish the listening connection.
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
+/// How long the listening connection has to answer the empty query sent with
+/// each catch-up. TCP keepalives find a peer that is gone, but not a
+/// connection a middlebox (a NAT, a proxy, a firewall) still holds open while
+/// passing nothing on: its keepalives are answered, and the instance would
+/// wait for notifications for ever while `/health` said it listened.
+const LISTENER_ANSWERS_WITHIN: Duration = Duration::from_secs(3);
 
 /// This instance's own commits, by their first cursor, waiting for their
 /// notification to come round.
@@ -193,9 +199,22 @@ struct Feed {
     setup: FeedSetup,
     /// The newest cursor published to this instance's streams.
     published: u64,
-    /// Keeps the listening connection open.
-    _listener: tokio_postgres::Client,
+    listener: Listener,
     notices: mpsc::UnboundedReceiver<Option<String>>,
+}
+
+/// The listening connection: its client, and the task reading its messages,
+/// ended when the connection is replaced (a connection that stopped answering
+/// would otherwise keep it waiting for ever).
+struct Listener {
+    client: tokio_postgres::Client,
+    reading: tokio::task::AbortHandle,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.reading.abort();
+    }
 }
 
 /// Starts listening, then follows the notifications on a task of its own.
@@ -208,7 +227,7 @@ pub async fn start(setup: FeedSetup) -> Result<tokio::task::JoinHandle<()>> {
     let feed = Feed {
         setup,
         published,
-        _listener: listener,
+        listener,
         notices,
     };
     Ok(tokio::spawn(feed.run()))
@@ -219,13 +238,10 @@ pub async fn start(setup: FeedSetup) -> Result<tokio::task::JoinHandle<()>> {
 async fn listen(
     connector: &Connector,
     channel: &str,
-) -> Result<(
-    tokio_postgres::Client,
-    mpsc::UnboundedReceiver<Option<String>>,
-)> {
+) -> Result<(Listener, mpsc::UnboundedReceiver<Option<String>>)> {
     let (client, mut connection) = connector.open().await?;
     let (sender, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let reading = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
@@ -246,11 +262,16 @@ async fn listen(
         }
         let _ = sender.send(None);
     });
-    client
+    let listener = Listener {
+        client,
+        reading: reading.abort_handle(),
+    };
+    listener
+        .client
         .batch_execute(&format!("LISTEN {channel}"))
         .await
         .map_err(storage_error)?;
-    Ok((client, receiver))
+    Ok((listener, receiver))
 }
 
 async fn latest_cursor(pool: &Pool) -> Result<u64> {
@@ -282,6 +303,10 @@ impl Feed {
             let received = tokio::select! {
                 received = self.notices.recv() => received,
                 _ = audit.tick() => {
+                    if !self.listener_answers().await {
+                        self.reconnect().await;
+                        continue;
+                    }
                     // A catch-up that fails here (a pool too busy to lend a
                     // connection in time) does not make the listener deaf; one
                     // that succeeds ends a failed catch-up after a reconnect.
@@ -411,6 +436,25 @@ impl Feed {
         Ok(())
     }
 
+    /// Whether the listening connection answers an empty query in time; says
+    /// why in the log when it does not.
+    async fn listener_answers(&self) -> bool {
+        let answer = tokio::time::timeout(
+            LISTENER_ANSWERS_WITHIN,
+            self.listener.client.simple_query(""),
+        )
+        .await;
+        let failure = match answer {
+            Ok(Ok(_)) => return true,
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => format!("no answer within {LISTENER_ANSWERS_WITHIN:?}"),
+        };
+        tracing::warn!(
+            "the PostgreSQL listening connection does not answer ({failure}); listening on a new one"
+        );
+        false
+    }
+
     /// Re-establishes the listening connection, then catches up from the
     /// database with whatever committed while it was down.
     async fn reconnect(&mut self) {
@@ -420,7 +464,7 @@ impl Feed {
             tokio::time::sleep(pause).await;
             match listen(&self.setup.connector, &self.setup.channel).await {
                 Ok((listener, notices)) => {
-                    self._listener = listener;
+                    self.listener = listener;
                     self.notices = notices;
                     break;
                 }

@@ -189,12 +189,30 @@ impl Connector {
         })
     }
 
-    /// Opens a connection; its driver is the caller's to run.
+    /// Opens a connection; its driver is the caller's to run. All of it (the
+    /// socket, TLS and the login) must be done within the connect timeout for
+    /// each host, as with libpq's `connect_timeout`: tokio-postgres bounds
+    /// only the socket's connect, so a server, or a middlebox before it, that
+    /// takes the connection and then says nothing would hold the caller (the
+    /// listener or the writer, reconnecting) for ever.
     pub(crate) async fn open(&self) -> Result<(tokio_postgres::Client, Connection)> {
-        self.config
-            .connect(self.tls.clone())
-            .await
-            .map_err(|err| storage_error(self.cannot_connect(&err)))
+        let connecting = self.config.connect(self.tls.clone());
+        let connected = match self.config.get_connect_timeout() {
+            None => connecting.await,
+            Some(per_host) => {
+                let hosts = self.config.get_hosts().len().clamp(1, u32::MAX as usize) as u32;
+                let limit = per_host.saturating_mul(hosts);
+                match tokio::time::timeout(limit, connecting).await {
+                    Ok(connected) => connected,
+                    Err(_) => {
+                        return Err(storage_error(format!(
+                            "cannot connect to PostgreSQL: no answer within {limit:?}"
+                        )));
+                    }
+                }
+            }
+        };
+        connected.map_err(|err| storage_error(self.cannot_connect(&err)))
     }
 
     /// Why a connection failed, with where its password came from when that
