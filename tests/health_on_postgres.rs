@@ -345,17 +345,12 @@ async fn a_listening_connection_a_middlebox_silences_is_found_and_replaced() {
         return;
     };
     let parsed = url::Url::parse(&base_url).expect("a postgres:// URL");
-    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+    let port = parsed.port().unwrap_or(5432);
+    let host = parsed.host_str().unwrap_or_default();
+    if host.is_empty() || host.starts_with(['%', '/', '[']) || parsed.query().is_some() {
         return say_skipped(
             &current_test(),
-            "the test URL names no TCP host to relay to",
-        );
-    };
-    let port = if parsed.port().is_none() { 5432 } else { port };
-    if host.starts_with('%') || host.starts_with('/') {
-        return say_skipped(
-            &current_test(),
-            "the test URL names a Unix socket, not a TCP host",
+            "the relay needs a test URL naming an IPv4 host or a name, without parameters",
         );
     }
     let proxy = SilencingProxy::start((host.to_string(), port)).await;

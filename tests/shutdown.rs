@@ -155,7 +155,7 @@ async fn a_draining_instance_fails_health_but_serves_until_another_signal() {
 async fn a_drain_from_the_config_file_ends_by_itself() {
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("signoff.toml");
-    std::fs::write(&config, "[server]\ndrain_seconds = 1\n").unwrap();
+    std::fs::write(&config, "[server]\ndrain_seconds = 3\n").unwrap();
     let config = config.to_str().unwrap().to_string();
     let mut instance = tokio::task::spawn_blocking({
         let home = home.path().to_path_buf();
@@ -176,10 +176,10 @@ async fn a_drain_from_the_config_file_ends_by_itself() {
     .unwrap();
     assert!(status.success(), "{status:?}; log:\n{log}");
     assert!(
-        signalled.elapsed() >= Duration::from_secs(1),
+        signalled.elapsed() >= Duration::from_secs(3),
         "it stopped before its drain ended"
     );
-    assert!(log.contains("draining for 1s"), "{log}");
+    assert!(log.contains("draining for 3s"), "{log}");
     assert!(!log.contains("another signal:"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
@@ -205,4 +205,59 @@ async fn without_a_drain_a_signal_stops_at_once() {
     assert!(status.success(), "{status:?}; log:\n{log}");
     assert!(!log.contains("draining"), "{log}");
     assert!(log.contains("stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn a_signal_while_the_database_is_still_being_reached_gives_up_starting() {
+    let home = tempfile::tempdir().unwrap();
+    // A "database" that takes the connection and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "postgres://signoff@127.0.0.1:{}/x?sslmode=disable",
+        silent.local_addr().unwrap().port()
+    );
+    let mut serve = common::signoff_command(
+        home.path(),
+        &["serve", "--db", &url, "--pg-connect-timeout", "600"],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("run signoff serve");
+    // Once it has connected, it listens for signals.
+    let (_connection, _) = silent.accept().unwrap();
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(serve.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = serve.try_wait().unwrap() {
+                let mut log = String::new();
+                serve
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut log)
+                    .unwrap();
+                return (status, log);
+            }
+            if started.elapsed() > EXITS_WITHIN {
+                let _ = serve.kill();
+                panic!("still starting after {EXITS_WITHIN:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let (status, log) = exited;
+    assert!(status.success(), "{status:?}: {log}");
+    assert!(log.contains("stopped before the server started"), "{log}");
+    assert!(
+        !home.path().join("config/signoff/client.toml").exists(),
+        "nothing was written"
+    );
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio::net::TcpListener;
 
-use super::Cli;
+use super::{Cli, EXIT_ERROR};
 use crate::clock::SystemClock;
 use crate::config::{ClientConfig, ServerOverrides, ServerSettings, client_config_path, local_url};
 use crate::engine::{Engine, EngineSettings};
@@ -146,6 +146,16 @@ impl StopSignals {
     }
 }
 
+/// Ends the process now, with [`EXIT_ERROR`]. Returning instead would wait
+/// for the runtime's blocking threads, one of which may be waiting for the
+/// writer to finish its queue: the very thing given up on. Nothing a client
+/// was told is done can be lost, since a write is answered only once it is
+/// committed; a request cut off here may or may not have been.
+fn exit_now(why: &str) -> ! {
+    tracing::warn!("{why}");
+    std::process::exit(EXIT_ERROR.into())
+}
+
 /// Keeps this machine's `client.toml` pointing at this server: on first start it
 /// receives a new admin key; later, if its key belongs to this database, only the
 /// URL is refreshed (the port may have changed). A key for another database is
@@ -266,11 +276,12 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     tokio::select! {
         stopped = tokio::time::timeout(SHUTDOWN_GRACE, server.stop()) => match stopped {
             Ok(result) => result.context("server error")?,
-            Err(_) => tracing::warn!("open requests did not finish within {SHUTDOWN_GRACE:?}; exiting"),
+            Err(_) => exit_now(&format!(
+                "open requests or queued writes did not finish within {SHUTDOWN_GRACE:?}; exiting"
+            )),
         },
         _ = stop_signals.next() => {
-            tracing::warn!("another signal: exiting without waiting for open requests or queued writes");
-            return Ok(ExitCode::SUCCESS);
+            exit_now("another signal: exiting without waiting for open requests or queued writes")
         }
     }
     tracing::info!("stopped");

@@ -266,10 +266,16 @@ async fn listen(
         client,
         reading: reading.abort_handle(),
     };
-    listener
-        .client
-        .batch_execute(&format!("LISTEN {channel}"))
+    // A connection silenced after its login would hold this for ever.
+    let statement = format!("LISTEN {channel}");
+    let listening = listener.client.batch_execute(&statement);
+    tokio::time::timeout(LISTENER_ANSWERS_WITHIN, listening)
         .await
+        .map_err(|_| {
+            storage_error(format!(
+                "LISTEN had no answer within {LISTENER_ANSWERS_WITHIN:?}"
+            ))
+        })?
         .map_err(storage_error)?;
     Ok((listener, receiver))
 }

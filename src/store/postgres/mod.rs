@@ -190,29 +190,40 @@ impl Connector {
     }
 
     /// Opens a connection; its driver is the caller's to run. All of it (the
-    /// socket, TLS and the login) must be done within the connect timeout for
-    /// each host, as with libpq's `connect_timeout`: tokio-postgres bounds
-    /// only the socket's connect, so a server, or a middlebox before it, that
-    /// takes the connection and then says nothing would hold the caller (the
-    /// listener or the writer, reconnecting) for ever.
+    /// socket, TLS and the login) must be done within [`Connector::connect_limit`]:
+    /// tokio-postgres bounds only the socket's connect, so a server, or a
+    /// middlebox before it, that takes the connection and then says nothing
+    /// would hold the caller (the listener or the writer, reconnecting) for ever.
     pub(crate) async fn open(&self) -> Result<(tokio_postgres::Client, Connection)> {
         let connecting = self.config.connect(self.tls.clone());
-        let connected = match self.config.get_connect_timeout() {
+        let connected = match self.connect_limit() {
             None => connecting.await,
-            Some(per_host) => {
-                let hosts = self.config.get_hosts().len().clamp(1, u32::MAX as usize) as u32;
-                let limit = per_host.saturating_mul(hosts);
-                match tokio::time::timeout(limit, connecting).await {
-                    Ok(connected) => connected,
-                    Err(_) => {
-                        return Err(storage_error(format!(
-                            "cannot connect to PostgreSQL: no answer within {limit:?}"
-                        )));
-                    }
+            Some(limit) => match tokio::time::timeout(limit, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => {
+                    return Err(storage_error(format!(
+                        "cannot connect to PostgreSQL: no answer within {limit:?}"
+                    )));
                 }
-            }
+            },
         };
         connected.map_err(|err| storage_error(self.cannot_connect(&err)))
+    }
+
+    /// How long opening a connection may take: the connect timeout once for
+    /// each host the URL names, in all. tokio-postgres tries the hosts in turn
+    /// within one call, so unlike libpq, whose limit is each host's own, a
+    /// host that takes the connection and then says nothing uses up the time
+    /// of the hosts after it.
+    pub(crate) fn connect_limit(&self) -> Option<Duration> {
+        let per_host = self.config.get_connect_timeout()?;
+        let hosts = self
+            .config
+            .get_hosts()
+            .len()
+            .max(self.config.get_hostaddrs().len())
+            .clamp(1, u32::MAX as usize) as u32;
+        Some(per_host.saturating_mul(hosts))
     }
 
     /// Why a connection failed, with where its password came from when that
@@ -411,8 +422,8 @@ impl PgStore {
         // few connections keeps reusing the same few backends, whose memory is
         // still in the CPU's caches, instead of cycling through all of them.
         .queue_mode(QueueMode::Lifo)
-        .wait_timeout(Some(options.connect_timeout))
-        .create_timeout(Some(options.connect_timeout))
+        .wait_timeout(connector.connect_limit())
+        .create_timeout(connector.connect_limit())
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|err| storage_error(format!("cannot build the connection pool: {err}")))?;
@@ -897,6 +908,29 @@ impl Store for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_a_connection_may_take_the_connect_timeout_once_for_each_host() {
+        let limit = |url: &str| Connector::from_url(url).unwrap().connect_limit();
+        assert_eq!(
+            limit("postgres://db.internal/x?connect_timeout=2"),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            limit("postgres://a,b,c/x?connect_timeout=2"),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(
+            limit("postgres:///x?hostaddr=10.0.0.1,10.0.0.2&connect_timeout=5"),
+            Some(Duration::from_secs(10)),
+            "addresses without names count too"
+        );
+        assert_eq!(
+            limit("postgres://db.internal/x"),
+            None,
+            "as libpq: no limit"
+        );
+    }
 
     #[test]
     fn each_schema_has_its_own_channel() {
