@@ -386,7 +386,7 @@ async fn a_listening_connection_a_middlebox_silences_is_found_and_replaced() {
     assert!(
         instance
             .log()
-            .contains("the PostgreSQL listening connection does not answer (no answer within 3s)"),
+            .contains("the PostgreSQL listening connection does not answer (storage error: no answer within 3s)"),
         "{}",
         instance.log()
     );

@@ -36,11 +36,12 @@ const PAGE: i64 = 1000;
 const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to re-establish the listening connection.
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
-/// How long the listening connection has to answer the empty query sent with
-/// each catch-up. TCP keepalives find a peer that is gone, but not a
-/// connection a middlebox (a NAT, a proxy, a firewall) still holds open while
-/// passing nothing on: its keepalives are answered, and the instance would
-/// wait for notifications for ever while `/health` said it listened.
+/// How long the listening connection has to answer its `LISTEN`, said again
+/// with each catch-up. TCP keepalives find a peer that is gone, but not a proxy
+/// in between (a TCP load balancer, a sidecar) that holds the connection open
+/// while passing nothing on: it answers the keepalives itself, and the
+/// instance would wait for notifications for ever while `/health` said it
+/// listened.
 const LISTENER_ANSWERS_WITHIN: Duration = Duration::from_secs(3);
 
 /// This instance's own commits, by their first cursor, waiting for their
@@ -266,18 +267,29 @@ async fn listen(
         client,
         reading: reading.abort_handle(),
     };
-    // A connection silenced after its login would hold this for ever.
-    let statement = format!("LISTEN {channel}");
-    let listening = listener.client.batch_execute(&statement);
-    tokio::time::timeout(LISTENER_ANSWERS_WITHIN, listening)
-        .await
-        .map_err(|_| {
-            storage_error(format!(
-                "LISTEN had no answer within {LISTENER_ANSWERS_WITHIN:?}"
-            ))
-        })?
-        .map_err(storage_error)?;
+    listener.listen(channel).await?;
     Ok((listener, receiver))
+}
+
+impl Listener {
+    /// `LISTEN`s on `channel`, within [`LISTENER_ANSWERS_WITHIN`]. Said again
+    /// on a connection that listens already, it changes nothing but proves
+    /// the connection answers, and the session's last statement (its `query`
+    /// in `pg_stat_activity`) keeps saying what it is for.
+    async fn listen(&self, channel: &str) -> Result<()> {
+        let statement = format!("LISTEN {channel}");
+        match tokio::time::timeout(
+            LISTENER_ANSWERS_WITHIN,
+            self.client.batch_execute(&statement),
+        )
+        .await
+        {
+            Ok(answer) => answer.map_err(storage_error),
+            Err(_) => Err(storage_error(format!(
+                "no answer within {LISTENER_ANSWERS_WITHIN:?}"
+            ))),
+        }
+    }
 }
 
 async fn latest_cursor(pool: &Pool) -> Result<u64> {
@@ -442,21 +454,14 @@ impl Feed {
         Ok(())
     }
 
-    /// Whether the listening connection answers an empty query in time; says
-    /// why in the log when it does not.
+    /// Whether the listening connection answers its `LISTEN`, said again, in
+    /// time; says why in the log when it does not.
     async fn listener_answers(&self) -> bool {
-        let answer = tokio::time::timeout(
-            LISTENER_ANSWERS_WITHIN,
-            self.listener.client.simple_query(""),
-        )
-        .await;
-        let failure = match answer {
-            Ok(Ok(_)) => return true,
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => format!("no answer within {LISTENER_ANSWERS_WITHIN:?}"),
+        let Err(err) = self.listener.listen(&self.setup.channel).await else {
+            return true;
         };
         tracing::warn!(
-            "the PostgreSQL listening connection does not answer ({failure}); listening on a new one"
+            "the PostgreSQL listening connection does not answer ({err}); listening on a new one"
         );
         false
     }
