@@ -1,0 +1,179 @@
+//! A stop that cannot finish: a real `signoff serve` on PostgreSQL whose
+//! writer waits for the fleet's chain head, which the test holds, so a write
+//! stays open while the instance stops. It gives up after 10 s, or at once on
+//! another signal, and exits with code 3; the write never half happens.
+//! Needs PostgreSQL (`SIGNOFF_TEST_PG_URL`); says SKIPPED without it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::ServeProcess;
+use common::backend::{Schema, current_test, postgres_url_or_skip};
+use serde_json::json;
+use signoff::client::Client;
+
+/// How long the instance may take to exit: its stop gives up after 10 s.
+const EXITS_WITHIN: Duration = Duration::from_secs(60);
+
+/// A session of the test's own that holds the chain head, as a writer of
+/// another instance would while it commits: every write waits behind it.
+struct HeldChainHead {
+    url: String,
+    client: tokio_postgres::Client,
+}
+
+impl HeldChainHead {
+    async fn take(url: &str) -> HeldChainHead {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test schema");
+        tokio::spawn(connection);
+        client
+            .batch_execute("BEGIN; SELECT cursor FROM chain_head WHERE id = 1 FOR UPDATE")
+            .await
+            .expect("lock the chain head");
+        HeldChainHead {
+            url: url.to_string(),
+            client,
+        }
+    }
+
+    /// Waits until some session waits for the chain head.
+    async fn until_a_write_waits(&self) {
+        let started = std::time::Instant::now();
+        let holder: i32 = self
+            .client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        // Asked from another session: this one is inside a transaction, whose
+        // view of pg_stat_activity stays as it first looked.
+        let (asking, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE {holder} = ANY(pg_blocking_pids(pid))"
+        );
+        loop {
+            let waiting: i64 = asking.query_one(&sql, &[]).await.unwrap().get(0);
+            if waiting > 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < EXITS_WITHIN,
+                "no write waits for the chain head"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Starts an instance on a schema of its own, holds the chain head, sends a
+/// write that waits behind it and then SIGTERM; returns the instance once it
+/// has begun to stop, with the write's task and the lock's holder.
+async fn stopping_with_a_write_open(
+    schema: &Schema,
+    home: &std::path::Path,
+) -> (ServeProcess, tokio::task::JoinHandle<bool>, HeldChainHead) {
+    let url = schema.url();
+    let instance = tokio::task::spawn_blocking({
+        let home = home.to_path_buf();
+        move || ServeProcess::start(&home, &["--db", &url])
+    })
+    .await
+    .unwrap();
+    let held = HeldChainHead::take(&schema.url()).await;
+    let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
+    let writing = tokio::spawn(async move {
+        admin
+            .create_intent(&common::task_intent(json!({"title": "cut off"})), None)
+            .await
+            .is_ok()
+    });
+    held.until_a_write_waits().await;
+    instance.send_signal("TERM");
+    let started = std::time::Instant::now();
+    while !instance.log().contains("shutting down") {
+        assert!(started.elapsed() < EXITS_WITHIN, "{}", instance.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (instance, writing, held)
+}
+
+/// Waits for the instance to exit and returns its exit code and log.
+async fn exit_of(mut instance: ServeProcess) -> (Option<i32>, String) {
+    tokio::task::spawn_blocking(move || {
+        let status = instance.exits_within(EXITS_WITHIN);
+        (status.code(), instance.log())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_stop_held_up_by_an_open_write_exits_at_once_on_another_signal() {
+    let Some(base_url) = postgres_url_or_skip(&current_test()) else {
+        return;
+    };
+    let schema = Schema::create(&base_url).await;
+    let home = tempfile::tempdir().unwrap();
+    let (instance, writing, held) = stopping_with_a_write_open(&schema, home.path()).await;
+    let signalled = std::time::Instant::now();
+    instance.send_signal("TERM");
+    let (code, log) = exit_of(instance).await;
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "it waited for the stop's limit instead: {log}"
+    );
+    assert!(
+        log.contains("another signal: exiting without waiting for open requests or queued writes"),
+        "{log}"
+    );
+    assert!(
+        !writing.await.unwrap(),
+        "the cut-off write is not reported as done"
+    );
+    nothing_half_written(held, &schema).await;
+}
+
+#[tokio::test]
+async fn a_stop_held_up_by_an_open_write_gives_up_after_ten_seconds() {
+    let Some(base_url) = postgres_url_or_skip(&current_test()) else {
+        return;
+    };
+    let schema = Schema::create(&base_url).await;
+    let home = tempfile::tempdir().unwrap();
+    let (instance, writing, held) = stopping_with_a_write_open(&schema, home.path()).await;
+    let (code, log) = exit_of(instance).await;
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains("open requests or queued writes did not finish within 10s; exiting"),
+        "{log}"
+    );
+    assert!(!writing.await.unwrap());
+    nothing_half_written(held, &schema).await;
+}
+
+/// Once the chain head is free again, the schema holds no trace of the
+/// cut-off write, and its audit chain verifies.
+async fn nothing_half_written(held: HeldChainHead, schema: &Schema) {
+    held.client.batch_execute("ROLLBACK").await.unwrap();
+    let intents: i64 = held
+        .client
+        .query_one("SELECT count(*) FROM intents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(intents, 0, "the cut-off write left an intent");
+    let home = tempfile::tempdir().unwrap();
+    let verified = common::signoff(home.path(), &["audit", "verify", "--db", &schema.url()]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
