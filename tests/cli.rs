@@ -277,9 +277,7 @@ fn environment_configures_serve_and_flags_win() {
         "the flag beats the environment"
     );
 
-    let output = std::process::Command::new(common::binary())
-        .args(["serve"])
-        .envs(xdg_env(home.path()))
+    let output = common::signoff_command(home.path(), &["serve"])
         .env("SIGNOFF_DRAIN_SECONDS", "forever")
         .output()
         .unwrap();

@@ -103,16 +103,6 @@ async fn stopping_with_a_write_open(
     (instance, writing, held)
 }
 
-/// Waits for the instance to exit and returns its exit code and log.
-async fn exit_of(mut instance: ServeProcess) -> (Option<i32>, String) {
-    tokio::task::spawn_blocking(move || {
-        let status = instance.exits_within(EXITS_WITHIN);
-        (status.code(), instance.log())
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_stop_held_up_by_an_open_write_exits_at_once_on_another_signal() {
     let Some(base_url) = postgres_url_or_skip(&current_test()) else {
@@ -123,7 +113,8 @@ async fn a_stop_held_up_by_an_open_write_exits_at_once_on_another_signal() {
     let (instance, writing, held) = stopping_with_a_write_open(&schema, home.path()).await;
     let signalled = std::time::Instant::now();
     instance.send_signal("TERM");
-    let (code, log) = exit_of(instance).await;
+    let (status, log) = instance.exit(EXITS_WITHIN).await;
+    let code = status.code();
     assert_eq!(code, Some(3), "{log}");
     assert!(
         signalled.elapsed() < Duration::from_secs(10),
@@ -148,7 +139,8 @@ async fn a_stop_held_up_by_an_open_write_gives_up_after_ten_seconds() {
     let schema = Schema::create(&base_url).await;
     let home = tempfile::tempdir().unwrap();
     let (instance, writing, held) = stopping_with_a_write_open(&schema, home.path()).await;
-    let (code, log) = exit_of(instance).await;
+    let (status, log) = instance.exit(EXITS_WITHIN).await;
+    let code = status.code();
     assert_eq!(code, Some(3), "{log}");
     assert!(
         log.contains("open requests or queued writes did not finish within 10s; exiting"),

@@ -49,7 +49,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SIGNOFF_PG_POOL_SIZE", value_name = "N")]
     pub pg_pool_size: Option<i64>,
 
-    /// PostgreSQL: seconds to wait for a connection [default: 10]
+    /// PostgreSQL: seconds to wait for a connection, TLS and login included
+    /// (times the number of hosts) [default: 10]
     #[arg(long, env = "SIGNOFF_PG_CONNECT_TIMEOUT", value_name = "SECONDS")]
     pub pg_connect_timeout: Option<i64>,
 
@@ -260,22 +261,35 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     });
 
     stop_signals.next().await;
-    if !settings.drain.is_zero() {
+    pruning.abort();
+    stop(server, settings.drain, &mut stop_signals).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops `server` after the first stop signal: drains for `drain` (or until
+/// another signal), then stops it, giving open requests and queued writes
+/// [`SHUTDOWN_GRACE`]; another signal meanwhile, or that time gone, exits at
+/// once.
+async fn stop(
+    server: RunningServer,
+    drain: Duration,
+    stop_signals: &mut StopSignals,
+) -> Result<()> {
+    if !drain.is_zero() {
         tracing::info!(
-            "draining for {:?}: still serving, /health answers 503; another signal ends the drain",
-            settings.drain
+            "draining for {drain:?}: still serving, /health answers 503; another signal ends the drain"
         );
         server.begin_draining();
         tokio::select! {
-            _ = tokio::time::sleep(settings.drain) => {}
+            _ = tokio::time::sleep(drain) => {}
             _ = stop_signals.next() => tracing::info!("another signal: the drain ends now"),
         }
     }
     tracing::info!("shutting down: closing streams and finishing queued writes");
-    pruning.abort();
     tokio::select! {
         stopped = tokio::time::timeout(SHUTDOWN_GRACE, server.stop()) => match stopped {
-            Ok(result) => result.context("server error")?,
+            Ok(result) => result.context("server error"),
             Err(_) => exit_now(&format!(
                 "open requests or queued writes did not finish within {SHUTDOWN_GRACE:?}; exiting"
             )),
@@ -284,6 +298,4 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             exit_now("another signal: exiting without waiting for open requests or queued writes")
         }
     }
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
 }

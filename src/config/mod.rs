@@ -361,7 +361,7 @@ pub struct ServerSettings {
     pub database: DatabaseLocation,
     pub durability: Durability,
     /// How long the server goes on serving after a stop signal, with `/health`
-    /// failing, before it closes; zero stops at once.
+    /// failing, before it stops taking connections; zero is no drain.
     pub drain: std::time::Duration,
     pub postgres: PostgresOptions,
     pub default_assignees: Vec<String>,

@@ -180,6 +180,13 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn start(home: &Path, extra_args: &[&str]) -> ServeProcess {
+        let process = Self::start_unready(home, extra_args);
+        process.wait_healthy();
+        process
+    }
+
+    /// Starts the process without waiting for it to serve.
+    pub fn start_unready(home: &Path, extra_args: &[&str]) -> ServeProcess {
         let port = free_port();
         let mut process = ServeProcess {
             home: home.to_path_buf(),
@@ -188,11 +195,16 @@ impl ServeProcess {
             child: None,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
-        process.launch();
+        process.spawn();
         process
     }
 
     fn launch(&mut self) {
+        self.spawn();
+        self.wait_healthy();
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -214,7 +226,6 @@ impl ServeProcess {
             .spawn()
             .expect("spawn signoff serve");
         self.child = Some(child);
-        self.wait_healthy();
     }
 
     fn wait_healthy(&self) {
@@ -356,6 +367,17 @@ impl ServeProcess {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits, off the async threads, for the process to exit by itself
+    /// within `limit`; returns how it exited and its log.
+    pub async fn exit(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        tokio::task::spawn_blocking(move || {
+            let status = self.exits_within(limit);
+            (status, self.log())
+        })
+        .await
+        .expect("waiting for the exit")
     }
 
     pub fn restart(&mut self) {

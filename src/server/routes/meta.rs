@@ -154,8 +154,8 @@ mod tests {
                 .iter()
                 .all(|check| check.failure.is_none())
         );
-        // Nor does a draining instance's shutdown check, which fails as soon
-        // as it starts draining.
+        // The shutdown check does not fail because the shutdown token fired,
+        // only once the instance drains.
         assert_eq!(state.shutdown_check().failure, None);
         state.draining.cancel();
         assert_eq!(

@@ -222,7 +222,7 @@ impl Drop for Listener {
 /// Listening starts before the published position is read, so nothing committed
 /// in between is missed.
 pub async fn start(setup: FeedSetup) -> Result<tokio::task::JoinHandle<()>> {
-    let (listener, notices) = listen(&setup.connector, &setup.channel).await?;
+    let (listener, notices) = open_listener(&setup.connector, &setup.channel).await?;
     let published = latest_cursor(&setup.pool).await?;
     setup.listening.store(true, Ordering::Relaxed);
     let feed = Feed {
@@ -236,7 +236,7 @@ pub async fn start(setup: FeedSetup) -> Result<tokio::task::JoinHandle<()>> {
 
 /// A connection listening on `channel`, and its notifications' payloads (`None`
 /// when the connection is lost).
-async fn listen(
+async fn open_listener(
     connector: &Connector,
     channel: &str,
 ) -> Result<(Listener, mpsc::UnboundedReceiver<Option<String>>)> {
@@ -473,7 +473,7 @@ impl Feed {
         let mut pause = Duration::from_millis(100);
         loop {
             tokio::time::sleep(pause).await;
-            match listen(&self.setup.connector, &self.setup.channel).await {
+            match open_listener(&self.setup.connector, &self.setup.channel).await {
                 Ok((listener, notices)) => {
                     self.listener = listener;
                     self.notices = notices;

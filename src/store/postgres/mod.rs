@@ -422,7 +422,7 @@ impl PgStore {
         // few connections keeps reusing the same few backends, whose memory is
         // still in the CPU's caches, instead of cycling through all of them.
         .queue_mode(QueueMode::Lifo)
-        .wait_timeout(connector.connect_limit())
+        .wait_timeout(Some(options.connect_timeout))
         .create_timeout(connector.connect_limit())
         .runtime(Runtime::Tokio1)
         .build()
