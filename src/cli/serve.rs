@@ -276,11 +276,13 @@ async fn stop(
     drain: Duration,
     stop_signals: &mut StopSignals,
 ) -> Result<()> {
+    // From the signal on, /health fails and responses close their connections,
+    // during the stop itself too, with or without a drain.
+    server.begin_draining();
     if !drain.is_zero() {
         tracing::info!(
             "draining for {drain:?}: still serving, /health answers 503; another signal ends the drain"
         );
-        server.begin_draining();
         tokio::select! {
             _ = tokio::time::sleep(drain) => {}
             _ = stop_signals.next() => tracing::info!("another signal: the drain ends now"),

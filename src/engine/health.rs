@@ -12,7 +12,7 @@ use crate::store::HealthCheck;
 /// How long `/health` waits for the database: load balancers give up on a
 /// check after a few seconds, and a database this slow to answer one indexed
 /// read is not serving requests either.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long the database's answer stands. `/health` needs no key, so however
 /// often anyone asks, the database is read at most this often, and checks never
@@ -22,11 +22,12 @@ const PROBE_FRESH_FOR: Duration = Duration::from_secs(1);
 /// When the database was last read for `/health` and why it failed if it did,
 /// and the read still under way, if one is.
 #[derive(Default)]
-pub struct DatabaseProbe {
+pub(crate) struct DatabaseProbe {
     last: Option<(Instant, Option<String>)>,
-    /// A read that outlived its time limit. A blocking read cannot be called
-    /// off, so while it runs no other is started: a stalled database ties up
-    /// one reader, not one more every second.
+    /// The read under way: one that outlived its time limit, or whose check
+    /// was called off. A blocking read cannot be called off, so while it runs
+    /// no other is started: a stalled database ties up one reader, not one
+    /// more every second.
     running: Option<JoinHandle<Result<()>>>,
 }
 
@@ -53,14 +54,17 @@ impl Engine {
         {
             return failure.clone();
         }
-        let mut read = match probe.running.take() {
-            Some(stalled) if !stalled.is_finished() => stalled,
-            _ => {
-                let store = self.store.clone();
-                tokio::spawn(async move { store.probe().await })
-            }
-        };
-        let (failure, error) = match tokio::time::timeout(PROBE_TIMEOUT, &mut read).await {
+        // The read is kept before it is waited for: if this check is called
+        // off (its client hung up), the next one waits for the same read.
+        let read = probe.running.get_or_insert_with(|| {
+            let store = self.store.clone();
+            tokio::spawn(async move { store.probe().await })
+        });
+        let answer = tokio::time::timeout(PROBE_TIMEOUT, read).await;
+        if answer.is_ok() {
+            probe.running = None;
+        }
+        let (failure, error) = match answer {
             Ok(Ok(Ok(()))) => (None, String::new()),
             Ok(Ok(Err(err))) => (
                 Some("cannot read the database".to_string()),
@@ -70,16 +74,13 @@ impl Engine {
                 Some("cannot read the database".to_string()),
                 format!(": the read failed: {err}"),
             ),
-            Err(_) => {
-                probe.running = Some(read);
-                (
-                    Some(format!(
-                        "the database did not answer within {} s",
-                        PROBE_TIMEOUT.as_secs()
-                    )),
-                    String::new(),
-                )
-            }
+            Err(_) => (
+                Some(format!(
+                    "the database did not answer within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                )),
+                String::new(),
+            ),
         };
         let before = probe
             .last

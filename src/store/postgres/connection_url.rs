@@ -57,7 +57,7 @@ pub(super) fn parse_url_with(url: &str, defaults: &Defaults) -> Result<Connectio
     // (Only a colon that ends the user part and is its first: `u:pw:` has the
     // password `pw:`.)
     let address = match layout.user_info {
-        Some(user) if url[user.clone()].find(':') == Some(user.len() - 1) => {
+        Some(user) if !user.is_empty() && url[user.clone()].find(':') == Some(user.len() - 1) => {
             format!("{}{}", &url[..user.end - 1], &address[user.end..])
         }
         _ => address.to_string(),
@@ -548,6 +548,7 @@ pub(super) mod tests {
         let operating_system_user = whoami::username().unwrap();
         for url in [
             "postgres://:pw@h/d",
+            "postgres://@h/d",
             "postgres://h/d?user=",
             "postgres://h/d",
         ] {

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Row};
 
-use super::{Connector, storage_error};
+use super::{Connector, pooled, storage_error};
 use crate::domain::{Result, Timestamp};
 use crate::store::rows::{self, Damage, EVENT_COLUMNS};
 use crate::store::{AgentDelivery, CommitSink, Committed, Interest};
@@ -293,7 +293,7 @@ impl Listener {
 }
 
 async fn latest_cursor(pool: &Pool) -> Result<u64> {
-    let client = pool.get().await.map_err(storage_error)?;
+    let client = pooled(pool).await?;
     let row = client
         .query_one("SELECT cursor FROM chain_head WHERE id = 1", &[])
         .await
@@ -582,7 +582,7 @@ async fn read_range(
     to: u64,
     reading: &Reading,
 ) -> Result<Vec<Arc<Committed>>> {
-    let client = pool.get().await.map_err(storage_error)?;
+    let client = pooled(pool).await?;
     let (from, to) = (from as i64, to as i64);
     // `$3` names the intents to read, without tasks; NULL reads everything.
     let events = client

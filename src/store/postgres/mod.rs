@@ -211,10 +211,12 @@ impl Connector {
     }
 
     /// How long opening a connection may take: the connect timeout once for
-    /// each host the URL names, in all. tokio-postgres tries the hosts in turn
-    /// within one call, so unlike libpq, whose limit is each host's own, a
-    /// host that takes the connection and then says nothing uses up the time
-    /// of the hosts after it.
+    /// each host the URL names, in all. tokio-postgres tries the hosts (and
+    /// each address a name resolves to) in turn within one call, so unlike
+    /// libpq, whose limit is each address's own, one that takes the connection
+    /// and then says nothing uses up the time of those after it. Bounding each
+    /// attempt alone would mean making the sockets here and handing them to
+    /// `connect_raw`, host by host, address by address.
     pub(crate) fn connect_limit(&self) -> Option<Duration> {
         let per_host = self.config.get_connect_timeout()?;
         let hosts = self
@@ -274,10 +276,25 @@ pub(crate) fn with_reasons(err: &dyn std::error::Error) -> String {
     let mut message = err.to_string();
     let mut cause = err.source();
     while let Some(reason) = cause {
-        message.push_str(&format!(": {reason}"));
+        // Some errors (deadpool's) print their source in their own message
+        // and give it as their source too: said once is enough.
+        let reason_text = reason.to_string();
+        if !message.ends_with(&reason_text) {
+            message.push_str(&format!(": {reason_text}"));
+        }
         cause = reason.source();
     }
     message
+}
+
+/// A pooled connection, or why none can be had, with its reasons.
+pub(crate) async fn pooled(pool: &Pool) -> Result<deadpool_postgres::Object> {
+    pool.get().await.map_err(|err| {
+        storage_error(format!(
+            "no PostgreSQL connection available: {}",
+            with_reasons(&err)
+        ))
+    })
 }
 
 /// Connects as `url` says (TLS included) and runs `sql`, for tools that prepare
@@ -488,12 +505,7 @@ impl PgStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
-        self.pool.get().await.map_err(|err| {
-            storage_error(format!(
-                "no PostgreSQL connection available: {}",
-                with_reasons(&err)
-            ))
-        })
+        pooled(&self.pool).await
     }
 
     async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {

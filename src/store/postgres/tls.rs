@@ -195,9 +195,11 @@ impl Named {
         self.mode.as_ref().map(|mode| mode.value.as_str())
     }
 
-    /// The checks and files of a connection that uses TLS, after
-    /// [`Named::ssl_mode`].
-    pub fn settings(self, defaults: &Defaults) -> Result<TlsSettings, String> {
+    /// The checks and files of a connection that uses TLS. The mode is
+    /// settled first as [`Named::ssl_mode`] settles it (said twice, it
+    /// changes nothing), so `sslrootcert=system` always checks the name.
+    pub fn settings(mut self, defaults: &Defaults) -> Result<TlsSettings, String> {
+        self.ssl_mode()?;
         let roots = match &self.root_cert {
             None => defaults.find("root.crt", "sslrootcert")?.map(Roots::File),
             Some(empty) if empty.value.is_empty() => {
