@@ -1505,11 +1505,9 @@ async fn live_updates_go_on_past_a_damaged_row_and_a_rewound_database() {
     database.damage_events_of(&damaged).await;
     approve(&alice[A], &damaged).await;
     decided_task_reaches(&agent, &alice, "after the damaged row").await;
-    logged(
-        &fleet.instances[B],
-        "not publishing an event that cannot be read",
-    )
-    .await;
+    fleet.instances[B]
+        .logged("not publishing an event that cannot be read", PATIENCE)
+        .await;
 
     let head = database.chain_head().await;
     let mut forgotten = Vec::new();
@@ -1523,11 +1521,12 @@ async fn live_updates_go_on_past_a_damaged_row_and_a_rewound_database() {
     .await;
     database.rewind(&head, &forgotten).await;
     // B notices the database went back.
-    logged(
-        &fleet.instances[B],
-        "the database holds fewer commits than were published",
-    )
-    .await;
+    fleet.instances[B]
+        .logged(
+            "the database holds fewer commits than were published",
+            PATIENCE,
+        )
+        .await;
     // Its commits take the positions the forgotten tasks had.
     decided_task_reaches(&agent, &alice, "after the rewind").await;
 
@@ -1550,25 +1549,18 @@ async fn live_updates_go_on_past_a_damaged_row_and_a_rewound_database() {
             .expect("notify");
     }
     decided_task_reaches(&agent, &alice, "after forged notifications").await;
-    logged(
-        &fleet.instances[B],
-        "ignoring a notification of commits the database does not hold",
-    )
-    .await;
-    logged(
-        &fleet.instances[B],
-        "ignoring a malformed commit notification: forged 18446744073709551615",
-    )
-    .await;
-}
-
-/// Waits until `instance` has logged `line`, failing after [`PATIENCE`].
-async fn logged(instance: &ServeProcess, line: &str) {
-    let what = format!("the instance logs {line:?}");
-    eventually(&what, PATIENCE, async || {
-        instance.log().contains(line).then_some(())
-    })
-    .await;
+    fleet.instances[B]
+        .logged(
+            "ignoring a notification of commits the database does not hold",
+            PATIENCE,
+        )
+        .await;
+    fleet.instances[B]
+        .logged(
+            "ignoring a malformed commit notification: forged 18446744073709551615",
+            PATIENCE,
+        )
+        .await;
 }
 
 /// A task created and decided through A, followed on B from its creation: B

@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::ServeProcess;
+use common::audit_support::eventually;
 use common::backend::{Schema, current_test, postgres_url_or_skip};
 use serde_json::json;
 use signoff::client::Client;
@@ -41,7 +42,6 @@ impl HeldChainHead {
 
     /// Waits until some session waits for the chain head.
     async fn until_a_write_waits(&self) {
-        let started = std::time::Instant::now();
         let holder: i32 = self
             .client
             .query_one("SELECT pg_backend_pid()", &[])
@@ -57,65 +57,78 @@ impl HeldChainHead {
         let sql = format!(
             "SELECT count(*) FROM pg_stat_activity WHERE {holder} = ANY(pg_blocking_pids(pid))"
         );
-        loop {
-            let waiting: i64 = asking.query_one(&sql, &[]).await.unwrap().get(0);
-            if waiting > 0 {
-                return;
-            }
-            assert!(
-                started.elapsed() < EXITS_WITHIN,
-                "no write waits for the chain head"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            "a write waiting for the chain head",
+            EXITS_WITHIN,
+            async || {
+                let waiting: i64 = asking.query_one(&sql, &[]).await.unwrap().get(0);
+                if waiting > 0 {
+                    Ok(())
+                } else {
+                    Err("no session waits".to_string())
+                }
+            },
+        )
+        .await;
     }
 }
 
-/// Starts an instance on a schema of its own, holds the chain head, sends a
-/// write that waits behind it and then SIGTERM; returns the instance once it
-/// has begun to stop, with the write's task and the lock's holder.
-async fn stopping_with_a_write_open(
-    schema: &Schema,
-    home: &std::path::Path,
-) -> (ServeProcess, tokio::task::JoinHandle<bool>, HeldChainHead) {
-    let url = schema.url();
-    let instance = tokio::task::spawn_blocking({
-        let home = home.to_path_buf();
-        move || ServeProcess::start(&home, &["--db", &url])
-    })
-    .await
-    .unwrap();
-    let held = HeldChainHead::take(&schema.url()).await;
-    let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
-    let writing = tokio::spawn(async move {
-        admin
-            .create_intent(&common::task_intent(json!({"title": "cut off"})), None)
-            .await
-            .is_ok()
-    });
-    held.until_a_write_waits().await;
-    instance.send_signal("TERM");
-    let started = std::time::Instant::now();
-    while !instance.log().contains("shutting down") {
-        assert!(started.elapsed() < EXITS_WITHIN, "{}", instance.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// An instance stopping while a write of its waits behind the chain head,
+/// which the test holds.
+struct Stopping {
+    instance: ServeProcess,
+    /// Whether the write was reported done.
+    writing: tokio::task::JoinHandle<bool>,
+    held: HeldChainHead,
+    schema: Schema,
+    _home: tempfile::TempDir,
+}
+
+impl Stopping {
+    /// Starts an instance on a schema of its own, holds the chain head, sends
+    /// a write that waits behind it and then SIGTERM, and returns once the
+    /// instance has begun to stop; `None` without PostgreSQL.
+    async fn begin() -> Option<Stopping> {
+        let base_url = postgres_url_or_skip(&current_test())?;
+        let schema = Schema::create(&base_url).await;
+        let home = tempfile::tempdir().unwrap();
+        let url = schema.url();
+        let instance = tokio::task::spawn_blocking({
+            let home = home.path().to_path_buf();
+            move || ServeProcess::start(&home, &["--db", &url])
+        })
+        .await
+        .unwrap();
+        let held = HeldChainHead::take(&schema.url()).await;
+        let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
+        let writing = tokio::spawn(async move {
+            admin
+                .create_intent(&common::task_intent(json!({"title": "cut off"})), None)
+                .await
+                .is_ok()
+        });
+        held.until_a_write_waits().await;
+        instance.send_signal("TERM");
+        instance.logged("shutting down", EXITS_WITHIN).await;
+        Some(Stopping {
+            instance,
+            writing,
+            held,
+            schema,
+            _home: home,
+        })
     }
-    (instance, writing, held)
 }
 
 #[tokio::test]
 async fn a_stop_held_up_by_an_open_write_exits_at_once_on_another_signal() {
-    let Some(base_url) = postgres_url_or_skip(&current_test()) else {
+    let Some(stopping) = Stopping::begin().await else {
         return;
     };
-    let schema = Schema::create(&base_url).await;
-    let home = tempfile::tempdir().unwrap();
-    let (instance, writing, held) = stopping_with_a_write_open(&schema, home.path()).await;
     let signalled = std::time::Instant::now();
-    instance.send_signal("TERM");
-    let (status, log) = instance.exit(EXITS_WITHIN).await;
-    let code = status.code();
-    assert_eq!(code, Some(3), "{log}");
+    stopping.instance.send_signal("TERM");
+    let (status, log) = stopping.instance.exit(EXITS_WITHIN).await;
+    assert_eq!(status.code(), Some(3), "{log}");
     assert!(
         signalled.elapsed() < Duration::from_secs(10),
         "it waited for the stop's limit instead: {log}"
@@ -125,29 +138,25 @@ async fn a_stop_held_up_by_an_open_write_exits_at_once_on_another_signal() {
         "{log}"
     );
     assert!(
-        !writing.await.unwrap(),
+        !stopping.writing.await.unwrap(),
         "the cut-off write is not reported as done"
     );
-    nothing_half_written(held, &schema).await;
+    nothing_half_written(stopping.held, &stopping.schema).await;
 }
 
 #[tokio::test]
 async fn a_stop_held_up_by_an_open_write_gives_up_after_ten_seconds() {
-    let Some(base_url) = postgres_url_or_skip(&current_test()) else {
+    let Some(stopping) = Stopping::begin().await else {
         return;
     };
-    let schema = Schema::create(&base_url).await;
-    let home = tempfile::tempdir().unwrap();
-    let (instance, writing, held) = stopping_with_a_write_open(&schema, home.path()).await;
-    let (status, log) = instance.exit(EXITS_WITHIN).await;
-    let code = status.code();
-    assert_eq!(code, Some(3), "{log}");
+    let (status, log) = stopping.instance.exit(EXITS_WITHIN).await;
+    assert_eq!(status.code(), Some(3), "{log}");
     assert!(
         log.contains("open requests or queued writes did not finish within 10s; exiting"),
         "{log}"
     );
-    assert!(!writing.await.unwrap());
-    nothing_half_written(held, &schema).await;
+    assert!(!stopping.writing.await.unwrap());
+    nothing_half_written(stopping.held, &stopping.schema).await;
 }
 
 /// Once the chain head is free again, the schema holds no trace of the

@@ -304,21 +304,30 @@ impl ServeProcess {
         within: Duration,
         wanted: impl Fn(&HealthAnswer) -> bool,
     ) -> HealthAnswer {
-        let started = Instant::now();
-        loop {
+        audit_support::eventually(what, within, async || {
             let health = self.health().await;
             if wanted(&health) {
-                return health;
+                return Ok(health);
             }
-            assert!(
-                started.elapsed() < within,
-                "{what}: still {} {} after {within:?}; log:\n{}",
+            Err(format!(
+                "{} {}; log:\n{}",
                 health.status,
                 health.body,
                 self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            ))
+        })
+        .await
+    }
+
+    /// Waits until the process has logged `line`; fails with the log after
+    /// `within`.
+    pub async fn logged(&self, line: &str, within: Duration) {
+        let what = format!("the instance to log {line:?}");
+        audit_support::eventually(&what, within, async || {
+            let log = self.log();
+            if log.contains(line) { Ok(()) } else { Err(log) }
+        })
+        .await
     }
 
     pub fn pid(&self) -> u32 {
