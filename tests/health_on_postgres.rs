@@ -154,12 +154,7 @@ async fn health_fails_while_the_instance_cannot_hear_the_fleet_or_read_the_datab
     };
     let home = tempfile::tempdir().unwrap();
     let url = role.url();
-    let instance = tokio::task::spawn_blocking({
-        let home = home.path().to_path_buf();
-        move || ServeProcess::start(&home, &["--db", &url])
-    })
-    .await
-    .unwrap();
+    let instance = ServeProcess::started(home.path(), &["--db", &url]).await;
     let HealthAnswer { status, body, .. } = instance.health().await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["checks"], all_ok());
@@ -363,12 +358,8 @@ async fn a_listening_connection_a_middlebox_silences_is_found_and_replaced() {
         &schema.name,
     );
     let home = tempfile::tempdir().unwrap();
-    let instance = tokio::task::spawn_blocking({
-        let home = home.path().to_path_buf();
-        move || ServeProcess::start(&home, &["--db", &url, "--pg-connect-timeout", "2"])
-    })
-    .await
-    .unwrap();
+    let instance =
+        ServeProcess::started(home.path(), &["--db", &url, "--pg-connect-timeout", "2"]).await;
     assert_eq!(instance.health().await.body["checks"], all_ok());
     assert_eq!(proxy.listeners_seen.load(Ordering::SeqCst), 1);
     let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();

@@ -43,12 +43,7 @@ fn one_request_on_a_kept_alive_connection(port: u16, key: &str) -> String {
 #[tokio::test]
 async fn a_draining_instance_fails_health_but_serves_until_another_signal() {
     let home = tempfile::tempdir().unwrap();
-    let instance = tokio::task::spawn_blocking({
-        let home = home.path().to_path_buf();
-        move || ServeProcess::start(&home, &["--drain", LONG_DRAIN])
-    })
-    .await
-    .unwrap();
+    let instance = ServeProcess::started(home.path(), &["--drain", LONG_DRAIN]).await;
     let HealthAnswer {
         status,
         connection,
@@ -134,12 +129,7 @@ async fn a_draining_instance_fails_health_but_serves_until_another_signal() {
         assert!(log.contains(line), "no {line:?} in the log:\n{log}");
     }
     // The decision was kept: a new instance on the same database shows it.
-    let instance = tokio::task::spawn_blocking({
-        let home = home.path().to_path_buf();
-        move || ServeProcess::start(&home, &[])
-    })
-    .await
-    .unwrap();
+    let instance = ServeProcess::started(home.path(), &[]).await;
     let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
     let events = admin.events(&intent_id, 0).await.unwrap();
     assert!(
@@ -154,12 +144,7 @@ async fn a_drain_from_the_config_file_ends_by_itself() {
     let config = home.path().join("signoff.toml");
     std::fs::write(&config, "[server]\ndrain_seconds = 6\n").unwrap();
     let config = config.to_str().unwrap().to_string();
-    let instance = tokio::task::spawn_blocking({
-        let home = home.path().to_path_buf();
-        move || ServeProcess::start(&home, &["--config", &config])
-    })
-    .await
-    .unwrap();
+    let instance = ServeProcess::started(home.path(), &["--config", &config]).await;
     let signalled = Instant::now();
     instance.send_signal("TERM");
     instance
@@ -181,12 +166,7 @@ async fn a_drain_from_the_config_file_ends_by_itself() {
 #[tokio::test]
 async fn without_a_drain_a_signal_stops_at_once() {
     let home = tempfile::tempdir().unwrap();
-    let instance = tokio::task::spawn_blocking({
-        let home = home.path().to_path_buf();
-        move || ServeProcess::start(&home, &[])
-    })
-    .await
-    .unwrap();
+    let instance = ServeProcess::started(home.path(), &[]).await;
     let HealthAnswer { status, body, .. } = instance.health().await;
     assert_eq!((status, &body["checks"]["shutdown"]), (200, &json!("ok")));
     let signalled = Instant::now();

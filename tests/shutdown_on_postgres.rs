@@ -93,12 +93,7 @@ impl Stopping {
         let schema = Schema::create(&base_url).await;
         let home = tempfile::tempdir().unwrap();
         let url = schema.url();
-        let instance = tokio::task::spawn_blocking({
-            let home = home.path().to_path_buf();
-            move || ServeProcess::start(&home, &["--db", &url])
-        })
-        .await
-        .unwrap();
+        let instance = ServeProcess::started(home.path(), &["--db", &url]).await;
         let held = HeldChainHead::take(&schema.url()).await;
         let admin = Client::new(&instance.url, &instance.admin_key()).unwrap();
         let writing = tokio::spawn(async move {

@@ -185,6 +185,19 @@ impl ServeProcess {
         process
     }
 
+    /// [`ServeProcess::start`] from async code: the wait for it to serve
+    /// runs off the runtime's threads.
+    pub async fn started(home: &Path, extra_args: &[&str]) -> ServeProcess {
+        let home = home.to_path_buf();
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let extra_args: Vec<&str> = extra_args.iter().map(String::as_str).collect();
+            ServeProcess::start(&home, &extra_args)
+        })
+        .await
+        .expect("signoff serve started")
+    }
+
     /// Starts the process without waiting for it to serve.
     pub fn start_unready(home: &Path, extra_args: &[&str]) -> ServeProcess {
         let port = free_port();
