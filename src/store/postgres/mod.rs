@@ -44,6 +44,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::domain::{Error, Event, Intent, Result, StoredEvent, Timestamp};
+use libpq::PasswordSource;
 use writer::{Job, Writer};
 
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
@@ -139,7 +140,7 @@ pub(crate) fn decode_all<T>(
 pub(crate) struct Connector {
     pub config: tokio_postgres::Config,
     pub tls: MakeRustlsConnect,
-    password: libpq::PasswordSource,
+    password: PasswordSource,
     /// The revocation lists the server's certificate is checked against, to
     /// name them when a handshake fails on one.
     revocation_lists: Vec<tls::Revocations>,
@@ -236,24 +237,22 @@ impl Connector {
         let refused = err.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD);
         let about_the_password = if reasons.ends_with(PASSWORD_MISSING) {
             let where_from = match &self.password {
-                libpq::PasswordSource::Unusable(reason) => format!("; and {reason}"),
-                libpq::PasswordSource::NoFile(path) => format!(
+                PasswordSource::Unusable(reason) => format!("; and {reason}"),
+                PasswordSource::NoFile(path) => format!(
                     ": not in the URL, nor in PGPASSWORD, and there is no password file {}",
                     path.display()
                 ),
-                libpq::PasswordSource::NoLine(path) => format!(
+                PasswordSource::NoLine(path) => format!(
                     ": not in the URL, nor in PGPASSWORD, nor in the password file {}",
                     path.display()
                 ),
-                libpq::PasswordSource::NoHome => {
-                    ": not in the URL, nor in PGPASSWORD (and HOME is \
+                PasswordSource::NoHome => ": not in the URL, nor in PGPASSWORD (and HOME is \
                                             not set, so there is no ~/.pgpass)"
-                        .to_string()
-                }
-                libpq::PasswordSource::Given | libpq::PasswordSource::File(_) => String::new(),
+                    .to_string(),
+                PasswordSource::Given | PasswordSource::File(_) => String::new(),
             };
             format!(" (the server asks for a password, and none is given{where_from})")
-        } else if let (true, libpq::PasswordSource::File(path)) = (refused, &self.password) {
+        } else if let (true, PasswordSource::File(path)) = (refused, &self.password) {
             format!(" (the password from the password file {})", path.display())
         } else if tls::failed_on_revocation(err) && !self.revocation_lists.is_empty() {
             let lists: Vec<String> = self
@@ -286,6 +285,14 @@ pub(crate) fn with_reasons(err: &dyn std::error::Error) -> String {
     }
     message
 }
+
+/// TCP keepalives, the same on signoff's side of each connection and on the
+/// server's side of the writer's: idle this long before the first probe, then
+/// a probe this often, and the connection is given up after this many
+/// unanswered (about half a minute in all).
+pub(crate) const KEEPALIVE_IDLE_SECONDS: u64 = 15;
+pub(crate) const KEEPALIVE_INTERVAL_SECONDS: u64 = 5;
+pub(crate) const KEEPALIVE_PROBES: u32 = 3;
 
 /// A pooled connection, or why none can be had, with its reasons.
 pub(crate) async fn pooled(pool: &Pool) -> Result<deadpool_postgres::Object> {
@@ -411,9 +418,9 @@ impl PgStore {
             .connect_timeout(options.connect_timeout)
             .options(&session_options)
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(15))
-            .keepalives_interval(Duration::from_secs(5))
-            .keepalives_retries(3);
+            .keepalives_idle(Duration::from_secs(KEEPALIVE_IDLE_SECONDS))
+            .keepalives_interval(Duration::from_secs(KEEPALIVE_INTERVAL_SECONDS))
+            .keepalives_retries(KEEPALIVE_PROBES);
         let mut client = connect(&connector).await?;
         migrate(&mut client).await?;
         let schema: Option<String> = client

@@ -25,7 +25,10 @@ use tokio_postgres::Statement;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use super::feed::{Notice, Stash};
-use super::{Connector, connect, damaged, decode_all, storage_error};
+use super::{
+    Connector, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_PROBES, connect,
+    damaged, decode_all, storage_error,
+};
 use crate::clock::Clock;
 use crate::domain::{Error, Intent, Result, Status, StoredEvent, TimerKind, TimerSpec, Timestamp};
 use crate::store::rows::{self, Columns, Damage, INTENT_COLUMNS, TIMER_COLUMNS};
@@ -1041,12 +1044,12 @@ async fn open_connection(
     // whose instance vanished while the server was reading a statement, which
     // that timeout does not cover. (Over a Unix socket they do nothing.)
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "SET idle_in_transaction_session_timeout = '30s';
-             SET tcp_keepalives_idle = 15;
-             SET tcp_keepalives_interval = 5;
-             SET tcp_keepalives_count = 3",
-        )
+             SET tcp_keepalives_idle = {KEEPALIVE_IDLE_SECONDS};
+             SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_SECONDS};
+             SET tcp_keepalives_count = {KEEPALIVE_PROBES}"
+        ))
         .await
         .map_err(storage_error)?;
     if durability == Durability::Normal {
